@@ -1,0 +1,41 @@
+"""Exceptions the toolkit raises for bad input; each message names the file, case or argument at fault."""
+
+from __future__ import annotations
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "DatasetError",
+    "PromptError",
+    "SegmenterError",
+    "VolumeError",
+    "ZeroshotError",
+]
+
+
+class ZeroshotError(Exception):
+    """Base class: an error the user can act on (the CLI prints its message without a traceback)."""
+
+
+class VolumeError(ZeroshotError):
+    """An image or label file that cannot be read as the 3D volume it should be."""
+
+
+class DatasetError(ZeroshotError):
+    """A dataset folder, manifest or case selection that cannot be used."""
+
+
+class PromptError(ZeroshotError):
+    """A prompt strategy or prompt source that cannot produce prompts for a case."""
+
+
+class SegmenterError(ZeroshotError):
+    """A model that cannot be built, loaded or run as asked."""
+
+
+class CheckpointError(ZeroshotError):
+    """A checkpoint that is unknown, cannot be downloaded, or fails verification."""
+
+
+class ConfigError(ZeroshotError):
+    """A configuration (strategy YAML, run configuration, CLI option) with unknown keys or bad values."""

@@ -1,0 +1,298 @@
+"""Volumes: NIfTI in, a canonical ``(z, y, x)`` array with spacing in mm, and masks written back to overlay the input.
+
+The canonical orientation is LPS voxel order read as ``(z, y, x)``: x increases towards the patient's left, y
+towards posterior, z towards superior. Shown with ``imshow`` (row 0 at the top) a slice is in the radiological
+convention (anterior up, patient's right on the image's left). Reorientation only permutes and flips axes (the
+closest orthogonal orientation, as nibabel's ``io_orientation`` picks it), so it is exact and writing a mask
+back is its exact inverse, whatever the input's orientation, obliquity or voxel size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from nibabel import orientations as ornt
+
+from zeroshot.errors import VolumeError
+
+__all__ = [
+    "CANONICAL_AXCODES",
+    "Geometry",
+    "Volume",
+    "read_label",
+    "read_volume",
+    "volume_from_array",
+    "write_mask",
+]
+
+#: Axis codes of the canonical voxel order (i, j, k); the array is stored transposed as (k, j, i) = (z, y, x).
+CANONICAL_AXCODES = ("L", "P", "S")
+
+#: Largest difference allowed between an image's and its label's affines, in mm (translations) or
+#: direction-cosine units; scanners and converters round headers differently.
+AFFINE_TOLERANCE = 1e-3
+
+CANONICAL_AXCODES_ORNT = ornt.axcodes2ornt(CANONICAL_AXCODES)
+
+
+@dataclass(frozen=True, eq=False)
+class Geometry:
+    """What is needed to write a canonical ``(z, y, x)`` array back onto the original voxel grid.
+
+    Attributes
+    ----------
+    affine : (4, 4) float array
+        Voxel-to-world (RAS+ mm) affine of the original file.
+    shape : tuple of int
+        Spatial shape of the original file's array (its i, j, k order).
+    orientation : (3, 2) array
+        nibabel orientation array of the file's voxel axes (closest orthogonal orientation of ``affine``).
+    header : nibabel.Nifti1Header or None
+        Header of the original file (qform/sform codes, units) reused when writing results.
+    """
+
+    affine: np.ndarray
+    shape: tuple[int, int, int]
+    orientation: np.ndarray
+    header: nib.Nifti1Header | None = None
+
+    @property
+    def to_canonical(self) -> np.ndarray:
+        """Orientation transform from the file's voxel order to ``CANONICAL_AXCODES``."""
+        return ornt.ornt_transform(self.orientation, CANONICAL_AXCODES_ORNT)
+
+    def to_file_order(self, canonical: np.ndarray) -> np.ndarray:
+        """Return a ``(z, y, x)`` canonical array re-ordered onto the original file's voxel grid."""
+        lps = np.transpose(canonical, (2, 1, 0))
+        back = ornt.ornt_transform(CANONICAL_AXCODES_ORNT, self.orientation)
+        out = ornt.apply_orientation(lps, back)
+        if out.shape != self.shape:
+            raise VolumeError(f"array of shape {canonical.shape} does not fit the original grid {self.shape}")
+        return np.ascontiguousarray(out)
+
+    @property
+    def canonical_affine(self) -> np.ndarray:
+        """Voxel-to-world affine of the canonical array, indexed ``(i, j, k) = (x, y, z)``."""
+        inv = ornt.inv_ornt_aff(self.to_canonical, self.shape)
+        return self.affine @ inv
+
+
+@dataclass(frozen=True, eq=False)
+class Volume:
+    """A 3D scan as the toolkit uses it.
+
+    Attributes
+    ----------
+    array : (Z, Y, X) float32 array
+        Intensities, z the slice axis (canonical orientation, see the module docstring).
+    spacing_mm : tuple of 3 floats
+        Voxel size in mm in array-axis order ``(z, y, x)``.
+    geometry : Geometry or None
+        How to write results back onto the source file's grid; ``None`` for arrays not read from a file.
+    source : Path or None
+        The file the volume was read from.
+    """
+
+    array: np.ndarray
+    spacing_mm: tuple[float, float, float]
+    geometry: Geometry | None = None
+    source: Path | None = None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(Z, Y, X)`` shape of the array."""
+        return tuple(int(s) for s in self.array.shape)  # type: ignore[return-value]
+
+    @property
+    def num_slices(self) -> int:
+        """Number of slices along z."""
+        return int(self.array.shape[0])
+
+    @property
+    def diagonal_mm(self) -> float:
+        """Physical length of the volume's diagonal in mm (the D_max that penalises missed organs)."""
+        return float(np.linalg.norm(np.asarray(self.shape) * np.asarray(self.spacing_mm)))
+
+    def fingerprint(self) -> str:
+        """A short checksum of the intensities and spacing, to detect a changed input between runs."""
+        crc = zlib.crc32(np.ascontiguousarray(self.array).tobytes())
+        crc = zlib.crc32(np.asarray(self.spacing_mm, dtype=np.float64).tobytes(), crc)
+        return f"{crc:08x}"
+
+    def with_array(self, array: np.ndarray) -> Volume:
+        """Return a copy holding ``array`` (same shape) instead of the intensities."""
+        if array.shape != self.array.shape:
+            raise VolumeError(f"new array has shape {array.shape}, the volume has {self.array.shape}")
+        return dataclasses.replace(self, array=array)
+
+
+def volume_from_array(array: np.ndarray, spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> Volume:
+    """Wrap a ``(z, y, x)`` array that did not come from a file (tests, phantoms before writing).
+
+    Examples
+    --------
+    >>> v = volume_from_array(np.zeros((4, 8, 6)), (3.0, 1.5, 1.5))
+    >>> v.shape, v.spacing_mm
+    ((4, 8, 6), (3.0, 1.5, 1.5))
+    """
+    array = np.asarray(array)
+    if array.ndim != 3:
+        raise VolumeError(f"expected a 3D (z, y, x) array, got shape {array.shape}")
+    spacing = _check_spacing(spacing_mm, "array")
+    return Volume(array=_check_finite(array.astype(np.float32, copy=False), "array"), spacing_mm=spacing)
+
+
+def read_volume(path: str | Path) -> Volume:
+    """Read a NIfTI image (``.nii`` or ``.nii.gz``) into a canonical float32 :class:`Volume`.
+
+    Raises
+    ------
+    VolumeError
+        If the file is missing, unreadable or truncated, not 3D (a 4D file with a singleton last axis is
+        accepted), has NaN/Inf intensities, or zero/negative/non-finite voxel sizes.
+    """
+    path = Path(path)
+    image, data = _load(path)
+    array = _check_finite(data.astype(np.float32, copy=False), path)
+    return _to_canonical(image, array, path)
+
+
+def read_label(path: str | Path, image: Volume, *, label: int = 1, require_label: bool = True) -> np.ndarray:
+    """Read a label file as a boolean ``(z, y, x)`` mask of one label value, on the grid of ``image``.
+
+    Parameters
+    ----------
+    path : path
+        Label NIfTI (integer-valued; e.g. 0 background, 1 pancreas).
+    image : Volume
+        The image the label belongs to (read with :func:`read_volume`): shape and affine must agree.
+    label : int
+        The label value that makes the mask (default 1).
+    require_label : bool
+        If true (default), a file without any voxel of ``label`` is an error; if false, it gives an empty mask.
+
+    Raises
+    ------
+    VolumeError
+        For every reason :func:`read_volume` gives, a shape or affine that differs from the image's, or (with
+        ``require_label``) a file that has no voxel of ``label``.
+    """
+    path = Path(path)
+    nii, data = _load(path)
+    if image.geometry is not None:
+        if tuple(data.shape) != image.geometry.shape:
+            raise VolumeError(
+                f"{path}: label shape {tuple(data.shape)} does not match image shape {image.geometry.shape}"
+            )
+        diff = float(np.max(np.abs(nii.affine - image.geometry.affine)))
+        if diff > AFFINE_TOLERANCE * max(1.0, float(np.max(np.abs(image.geometry.affine)))):
+            raise VolumeError(
+                f"{path}: label affine differs from the image's by up to {diff:.4g} (tolerance {AFFINE_TOLERANCE}); "
+                "the label was not made on this image's grid"
+            )
+    if not np.all(np.isfinite(data)):
+        raise VolumeError(f"{path}: label contains NaN or Inf values")
+    mask_file = np.rint(data) == label
+    if require_label and not mask_file.any():
+        present = np.unique(np.rint(data)).astype(int)[:20].tolist()
+        raise VolumeError(f"{path}: no voxel has label {label} (values present: {present})")
+    if image.geometry is None:
+        raise VolumeError(f"{path}: the image volume was not read from a file; cannot place its label")
+    lps = ornt.apply_orientation(mask_file, image.geometry.to_canonical)
+    mask = np.ascontiguousarray(np.transpose(lps, (2, 1, 0)))
+    if mask.shape != image.shape:
+        raise VolumeError(f"{path}: label reoriented to {mask.shape}, image is {image.shape}")
+    return mask
+
+
+def write_mask(path: str | Path, mask: np.ndarray, reference: Volume, *, dtype: type = np.uint8) -> Path:
+    """Write a canonical ``(z, y, x)`` mask so that it overlays the reference image's file in any viewer.
+
+    The output has the reference file's shape, affine, orientation and header (qform/sform), with integer data.
+    The file is written to a temporary name and renamed, so a reader never sees half a file.
+    """
+    path = Path(path)
+    if reference.geometry is None:
+        raise VolumeError(f"{path}: the reference volume was not read from a file; no geometry to write back to")
+    mask = np.asarray(mask)
+    if mask.shape != reference.shape:
+        raise VolumeError(f"{path}: mask shape {mask.shape} does not match the volume's {reference.shape}")
+    data = reference.geometry.to_file_order(mask.astype(dtype))
+    header = reference.geometry.header.copy() if reference.geometry.header is not None else None
+    out = nib.Nifti1Image(data, reference.geometry.affine, header=header)
+    out.set_data_dtype(dtype)
+    out.header.set_slope_inter(1.0, 0.0)
+    if header is not None:
+        out.set_qform(reference.geometry.affine, code=int(header["qform_code"]) or 1)
+        out.set_sform(reference.geometry.affine, code=int(header["sform_code"]) or 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else ".nii"
+    tmp = path.with_name(f".{path.name}.tmp{suffix}")
+    nib.save(out, tmp)
+    tmp.replace(path)
+    return path
+
+
+def _load(path: Path) -> tuple[nib.Nifti1Image, np.ndarray]:
+    if not path.is_file():
+        raise VolumeError(f"{path}: file not found")
+    try:
+        image = nib.load(path)
+        data = np.asanyarray(image.dataobj)
+    except Exception as exc:  # nibabel raises many types for bad or truncated files
+        raise VolumeError(f"{path}: cannot read as NIfTI ({type(exc).__name__}: {exc})") from exc
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        kind = "2D" if data.ndim == 2 else f"{data.ndim}D"
+        raise VolumeError(f"{path}: expected a 3D volume, found {kind} data of shape {data.shape}")
+    if min(data.shape) < 1:
+        raise VolumeError(f"{path}: empty array of shape {data.shape}")
+    affine = image.affine
+    if affine is None or not np.all(np.isfinite(affine)):
+        raise VolumeError(f"{path}: the affine is missing or not finite")
+    zooms = np.linalg.norm(affine[:3, :3], axis=0)
+    if np.any(zooms <= 0) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise VolumeError(f"{path}: voxel spacing must be positive, found {tuple(np.round(zooms, 6))} mm")
+    header_zooms = np.asarray(image.header.get_zooms()[:3], dtype=float)
+    if np.any(~np.isfinite(header_zooms)) or np.any(header_zooms <= 0):
+        raise VolumeError(f"{path}: header voxel sizes must be positive, found {tuple(header_zooms)} mm")
+    return image, data
+
+
+def _check_finite(array: np.ndarray, where: object) -> np.ndarray:
+    if not np.all(np.isfinite(array)):
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        raise VolumeError(f"{where}: {bad} voxel(s) are NaN or Inf")
+    return array
+
+
+def _check_spacing(spacing_mm: tuple[float, float, float], where: object) -> tuple[float, float, float]:
+    spacing = tuple(float(s) for s in spacing_mm)
+    if len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
+        raise VolumeError(f"{where}: spacing must be three positive mm values in (z, y, x) order, got {spacing_mm}")
+    return spacing  # type: ignore[return-value]
+
+
+def _to_canonical(image: nib.Nifti1Image, array: np.ndarray, path: Path) -> Volume:
+    file_ornt = ornt.io_orientation(image.affine)
+    to_canonical = ornt.ornt_transform(file_ornt, CANONICAL_AXCODES_ORNT)
+    lps = ornt.apply_orientation(array, to_canonical)
+    zooms = np.linalg.norm(image.affine[:3, :3], axis=0)
+    spacing_ijk = np.empty(3)
+    for axis, (target, _flip) in enumerate(to_canonical):
+        spacing_ijk[int(target)] = zooms[axis]
+    geometry = Geometry(
+        affine=np.array(image.affine, dtype=np.float64),
+        shape=tuple(int(s) for s in array.shape),  # type: ignore[arg-type]
+        orientation=file_ornt,
+        header=image.header.copy() if isinstance(image.header, nib.Nifti1Header) else None,
+    )
+    canonical = np.ascontiguousarray(np.transpose(lps, (2, 1, 0)))
+    spacing = (float(spacing_ijk[2]), float(spacing_ijk[1]), float(spacing_ijk[0]))
+    return Volume(array=canonical, spacing_mm=spacing, geometry=geometry, source=path)
