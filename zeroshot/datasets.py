@@ -19,6 +19,7 @@ __all__ = [
     "LAYOUTS",
     "SEQUENCES",
     "Case",
+    "case_table",
     "detect_layout",
     "discover",
     "select",
@@ -285,3 +286,42 @@ def _manifest(root: Path) -> list[Case]:
             )
         )
     return cases
+
+
+def case_table(cases: Sequence[Case]) -> str:
+    """Format cases as a text table (reading only file headers) followed by counts per sequence and center."""
+    from collections import Counter
+
+    from zeroshot.volume import read_header
+
+    header = ("case_id", "sequence", "center", "split", "shape (z,y,x)", "spacing mm (z,y,x)")
+    rows = []
+    for case in cases:
+        shape, spacing = read_header(case.image)
+        rows.append(
+            (
+                case.case_id,
+                case.sequence,
+                case.center,
+                case.split,
+                "x".join(str(s) for s in shape),
+                " x ".join(f"{s:.3g}" for s in spacing),
+            )
+        )
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(row: Sequence[object]) -> str:
+        return "  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+
+    lines = [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows), ""]
+    counts = Counter((c.sequence, c.center) for c in cases)
+    centers = sorted({c.center for c in cases})
+    sequences = sorted({c.sequence for c in cases}, key=_sequence_rank)
+    count_header = ("sequence", *centers, "total")
+    count_rows = [
+        (s, *(counts.get((s, c), 0) for c in centers), sum(counts.get((s, c), 0) for c in centers)) for s in sequences
+    ]
+    count_rows.append(("total", *(sum(counts.get((s, c), 0) for s in sequences) for c in centers), len(cases)))
+    widths = [max(len(str(r[i])) for r in [count_header, *count_rows]) for i in range(len(count_header))]
+    lines += [line(count_header), *(line(r) for r in count_rows)]
+    return "\n".join(lines)

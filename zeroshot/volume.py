@@ -10,6 +10,8 @@ back is its exact inverse, whatever the input's orientation, obliquity or voxel 
 from __future__ import annotations
 
 import dataclasses
+import gzip
+import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +26,10 @@ __all__ = [
     "CANONICAL_AXCODES",
     "Geometry",
     "Volume",
+    "read_header",
     "read_label",
     "read_volume",
+    "save_nifti",
     "volume_from_array",
     "write_mask",
 ]
@@ -162,6 +166,28 @@ def read_volume(path: str | Path) -> Volume:
     return _to_canonical(image, array, path)
 
 
+def read_header(path: str | Path) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+    """Return the canonical ``(z, y, x)`` shape and spacing (mm) of a NIfTI file without reading its voxels."""
+    path = Path(path)
+    if not path.is_file():
+        raise VolumeError(f"{path}: file not found")
+    try:
+        image = nib.load(path)
+    except Exception as exc:
+        raise VolumeError(f"{path}: cannot read as NIfTI ({type(exc).__name__}: {exc})") from exc
+    shape = tuple(int(s) for s in image.shape[:3])
+    if len(image.shape) < 3 or (len(image.shape) == 4 and image.shape[3] != 1) or len(image.shape) > 4:
+        raise VolumeError(f"{path}: expected a 3D volume, found shape {image.shape}")
+    to_canonical = ornt.ornt_transform(ornt.io_orientation(image.affine), CANONICAL_AXCODES_ORNT)
+    zooms = np.linalg.norm(image.affine[:3, :3], axis=0)
+    shape_ijk = [0, 0, 0]
+    spacing_ijk = [0.0, 0.0, 0.0]
+    for axis, (target, _flip) in enumerate(to_canonical):
+        shape_ijk[int(target)] = shape[axis]
+        spacing_ijk[int(target)] = float(zooms[axis])
+    return (shape_ijk[2], shape_ijk[1], shape_ijk[0]), (spacing_ijk[2], spacing_ijk[1], spacing_ijk[0])
+
+
 def read_label(path: str | Path, image: Volume, *, label: int = 1, require_label: bool = True) -> np.ndarray:
     """Read a label file as a boolean ``(z, y, x)`` mask of one label value, on the grid of ``image``.
 
@@ -230,11 +256,28 @@ def write_mask(path: str | Path, mask: np.ndarray, reference: Volume, *, dtype: 
     if header is not None:
         out.set_qform(reference.geometry.affine, code=int(header["qform_code"]) or 1)
         out.set_sform(reference.geometry.affine, code=int(header["sform_code"]) or 1)
+    return save_nifti(out, path)
+
+
+def save_nifti(image: nib.Nifti1Image, path: str | Path) -> Path:
+    """Write a NIfTI image atomically and byte-for-byte reproducibly (gzip with a zero timestamp for ``.gz``).
+
+    The bytes go to a temporary file beside ``path`` that is then renamed over it, so a reader (or a run killed
+    mid-write) never leaves half a file under the final name.
+    """
+    path = Path(path)
+    if not (path.name.endswith(".nii.gz") or path.name.endswith(".nii")):
+        raise VolumeError(f"{path}: NIfTI file names end in .nii or .nii.gz")
+    data = image.to_bytes()
+    if path.name.endswith(".gz"):
+        data = gzip.compress(data, compresslevel=1, mtime=0)
     path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else ".nii"
-    tmp = path.with_name(f".{path.name}.tmp{suffix}")
-    nib.save(out, tmp)
-    tmp.replace(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

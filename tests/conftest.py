@@ -1,0 +1,39 @@
+"""Shared fixtures: phantom data made once per test session, and the real example scan where present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Matplotlib never opens a window in tests.
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+REAL_EXAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "totalsegmentator-mr-example"
+
+
+@pytest.fixture(scope="session")
+def phantom_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 6-subject phantom dataset (18 volumes: T1, T2, OOP) in the CrossPan layout with a manifest."""
+    from zeroshot.phantom import write_phantom_dataset
+
+    out = tmp_path_factory.mktemp("phantom") / "data"
+    write_phantom_dataset(out, cases=6, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def phantom_case():
+    """One small phantom subject (16 slices, 96 x 112 pixels) held in memory."""
+    from zeroshot.phantom import make_phantom_case
+
+    return make_phantom_case(0, index=0, shape=(16, 96, 112))
+
+
+@pytest.fixture(scope="session")
+def real_example() -> Path:
+    """The one real abdominal MR scan at hand (../shared/data/totalsegmentator-mr-example), if present."""
+    if not (REAL_EXAMPLE / "image.nii.gz").is_file():
+        pytest.skip(f"real example scan not found at {REAL_EXAMPLE} (it lives beside the checkout, not in it)")
+    return REAL_EXAMPLE
