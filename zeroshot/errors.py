@@ -6,6 +6,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DatasetError",
+    "MetricsError",
     "PromptError",
     "SegmenterError",
     "VolumeError",
@@ -23,6 +24,10 @@ class VolumeError(ZeroshotError):
 
 class DatasetError(ZeroshotError):
     """A dataset folder, manifest or case selection that cannot be used."""
+
+
+class MetricsError(ZeroshotError):
+    """Masks, spacings or result tables that cannot be scored as asked."""
 
 
 class PromptError(ZeroshotError):
