@@ -161,11 +161,14 @@ def select(
                 wanted_set = {w.upper() if w.upper() in SEQUENCES else w for w in wanted_set}
             kept = [c for c in kept if getattr(c, attribute) in wanted_set]
     if not kept:
-        available = {
-            "sequences": sorted({c.sequence for c in cases}),
-            "centers": sorted({c.center for c in cases}),
-            "splits": sorted({c.split for c in cases}),
-        }
+        available = "; ".join(
+            f"{name} {', '.join(values)}"
+            for name, values in (
+                ("sequences", sorted({c.sequence for c in cases}, key=_sequence_rank)),
+                ("centers", sorted({c.center for c in cases})),
+                ("splits", sorted({c.split for c in cases})),
+            )
+        )
         asked = ", ".join(f"{k}={list(v)}" for k, v in filters.items() if v)
         raise DatasetError(f"no case matches {asked}; the dataset has {available}")
     return kept

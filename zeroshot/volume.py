@@ -302,10 +302,21 @@ def _load(path: Path) -> tuple[nib.Nifti1Image, np.ndarray]:
     zooms = np.linalg.norm(affine[:3, :3], axis=0)
     if np.any(zooms <= 0) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise VolumeError(f"{path}: voxel spacing must be positive, found {tuple(np.round(zooms, 6))} mm")
-    header_zooms = np.asarray(image.header.get_zooms()[:3], dtype=float)
-    if np.any(~np.isfinite(header_zooms)) or np.any(header_zooms <= 0):
-        raise VolumeError(f"{path}: header voxel sizes must be positive, found {tuple(header_zooms)} mm")
+    # nibabel silently replaces zero voxel sizes by 1 mm on load; read the raw header to refuse them instead.
+    raw_zooms = _raw_pixdim(path, image)
+    if raw_zooms is not None and (np.any(~np.isfinite(raw_zooms)) or np.any(raw_zooms <= 0)):
+        raise VolumeError(f"{path}: voxel spacing must be positive, found {tuple(float(z) for z in raw_zooms)} mm")
     return image, data
+
+
+def _raw_pixdim(path: Path, image: nib.spatialimages.SpatialImage) -> np.ndarray | None:
+    """The voxel sizes as stored in a NIfTI header, before nibabel's fixes; ``None`` for other formats."""
+    header_class = type(image.header)
+    if not isinstance(image.header, nib.Nifti1Header):
+        return None
+    with nib.openers.ImageOpener(path) as handle:
+        raw = header_class.from_fileobj(handle, check=False)
+    return np.abs(np.asarray(raw["pixdim"][1:4], dtype=float))
 
 
 def _check_finite(array: np.ndarray, where: object) -> np.ndarray:
