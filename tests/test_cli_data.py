@@ -57,5 +57,6 @@ def test_real_scan_through_a_manifest(real_example, tmp_path, capsys):
     assert int(pancreas.sum()) == 1176
     z = np.nonzero(pancreas.any(axis=(1, 2)))[0]
     assert (z.min(), z.max()) == (0, 15)
-    assert main(["cases", str(manifest)]) == 0
+    assert main(["cases", str(manifest), "--montage", str(tmp_path / "m.png"), "--label", "7"]) == 0
     assert "s0001    OOP       totalseg  test   20x91x117" in capsys.readouterr().out
+    assert (tmp_path / "m.png").stat().st_size > 5_000

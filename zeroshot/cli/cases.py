@@ -28,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", nargs="+", help="keep these splits (train val test)")
     parser.add_argument("--case", nargs="+", dest="case_ids", help="keep these case ids")
     parser.add_argument("--allow-unlabelled", action="store_true", help="list images that have no label file")
+    parser.add_argument("--montage", type=Path, help="also write a PNG preview (largest-label slice per sequence)")
+    parser.add_argument("--label", type=int, default=1, help="label value of the structure (default 1)")
     parser.set_defaults(func=run)
 
 
@@ -38,4 +40,8 @@ def run(args: argparse.Namespace) -> int:
     cases = discover(args.data, layout=args.layout, require_labels=not args.allow_unlabelled)
     cases = select(cases, sequences=args.sequence, centers=args.center, splits=args.split, case_ids=args.case_ids)
     print(case_table(cases))
+    if args.montage:
+        from zeroshot.montage import write_montage
+
+        print(f"preview: {write_montage(cases, args.montage, label=args.label)}")
     return 0
