@@ -1,5 +1,17 @@
 """Segmenters: the SAM2/MedSAM2 video predictors, the transformers backend and weight-free baselines."""
 
+from importlib import import_module
+from typing import Any
+
 from zeroshot.segmenters.base import Segmentation, Segmenter, Session
 
-__all__ = ["Segmentation", "Segmenter", "Session"]
+__all__ = ["Sam2Segmenter", "Segmentation", "Segmenter", "Session"]
+
+#: Names resolved on first use, so that importing this package does not import torch, sam2 or Hydra.
+_LAZY = {"Sam2Segmenter": "zeroshot.segmenters.sam2_video"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
