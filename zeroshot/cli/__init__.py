@@ -19,6 +19,7 @@ from zeroshot.errors import ZeroshotError
 COMMANDS = (
     "phantom",
     "cases",
+    "score",
 )
 
 

@@ -1,0 +1,298 @@
+"""Score a folder of predicted masks against a folder of labels, case by case, in worker processes.
+
+Files are matched by case id, the file name without ``.nii.gz`` / ``.nii`` (an nnU-Net output folder
+``case.nii.gz`` against ``labelsTs/case.nii.gz``). Every label makes one row. A case whose prediction is missing,
+is not on its label's grid, or is not binary becomes a *failed* row with the reason in ``error``; every other case
+is scored. The table is written as ``results.csv`` and ``results.parquet`` (atomically), with ``score.json``
+recording what produced it.
+
+Grid check: a prediction must have its label's array shape and affine (to :data:`zeroshot.volume.AFFINE_TOLERANCE`
+mm, the rule :func:`zeroshot.volume.read_label` applies to a label against its image); it is never resampled,
+because a prediction on another grid is a pipeline error to fix, not a case to score.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from zeroshot import __version__
+from zeroshot.errors import DatasetError, MetricsError, ZeroshotError
+from zeroshot.metrics import DEFAULT_TOLERANCES_MM, CaseMetrics, metric_columns, score_case
+from zeroshot.volume import AFFINE_TOLERANCE, Volume, read_volume
+
+__all__ = [
+    "RESULT_COLUMNS",
+    "FolderScores",
+    "ScoringCase",
+    "failed_row",
+    "match_cases",
+    "score_files",
+    "score_folder",
+]
+
+_NIFTI_SUFFIXES = (".nii.gz", ".nii")
+#: Columns of the table besides the metric columns: identity first, outcome last.
+RESULT_COLUMNS = ("case_id", "failed", "error")
+
+
+@dataclass(frozen=True)
+class ScoringCase:
+    """A label file and the prediction found for it (``None`` when the prediction folder has none)."""
+
+    case_id: str
+    gt: Path
+    pred: Path | None
+
+
+@dataclass(frozen=True, eq=False)
+class FolderScores:
+    """What :func:`score_folder` produced.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per label, sorted by ``case_id``: ``case_id``, the metric columns, ``failed``, ``error``.
+    files : tuple of Path
+        The files written (``results.csv``, ``results.parquet``, ``score.json``).
+    unmatched_predictions : tuple of str
+        Case ids of predictions without a label (not scored).
+    """
+
+    table: pd.DataFrame
+    files: tuple[Path, ...]
+    unmatched_predictions: tuple[str, ...]
+
+    @property
+    def n_failed(self) -> int:
+        """Number of cases that could not be scored."""
+        return int(self.table["failed"].sum())
+
+
+def match_cases(pred_dir: str | Path, gt_dir: str | Path) -> tuple[list[ScoringCase], list[str]]:
+    """Pair each label in ``gt_dir`` with the prediction of the same case id in ``pred_dir``.
+
+    Returns
+    -------
+    cases : list of ScoringCase
+        One per label, sorted by case id; ``pred`` is ``None`` where no prediction exists.
+    unmatched : list of str
+        Case ids of predictions that have no label.
+
+    Raises
+    ------
+    DatasetError
+        A folder that does not exist, a label folder without NIfTI files, or a case id with two files
+        (``case.nii`` and ``case.nii.gz``).
+    """
+    labels = _nifti_by_case(Path(gt_dir), "--gt")
+    predictions = _nifti_by_case(Path(pred_dir), "--pred")
+    if not labels:
+        raise DatasetError(f"--gt {gt_dir}: no .nii.gz or .nii label files")
+    cases = [ScoringCase(case_id, path, predictions.get(case_id)) for case_id, path in sorted(labels.items())]
+    return cases, sorted(set(predictions) - set(labels))
+
+
+def _nifti_by_case(folder: Path, option: str) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise DatasetError(f"{option} {folder}: no such folder")
+    files: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        suffix = next((s for s in _NIFTI_SUFFIXES if path.name.endswith(s)), None)
+        if suffix is None or path.name.startswith(".") or not path.is_file():
+            continue
+        case_id = path.name[: -len(suffix)]
+        if case_id in files:
+            raise DatasetError(
+                f"{option} {folder}: case {case_id!r} has two files ({files[case_id].name}, {path.name})"
+            )
+        files[case_id] = path
+    return files
+
+
+def score_files(
+    gt_path: str | Path,
+    pred_path: str | Path,
+    *,
+    tolerances_mm: Sequence[float] = DEFAULT_TOLERANCES_MM,
+    label: int = 1,
+) -> CaseMetrics:
+    """Score one prediction file against its label file, on the label's grid.
+
+    Parameters
+    ----------
+    gt_path : path
+        Label NIfTI; the structure is the voxels equal to ``label`` (others, e.g. a tumour label, are background).
+    pred_path : path
+        Binary prediction NIfTI (0 and 1 only) with the label's shape and affine.
+    tolerances_mm : sequence of float
+        NSD tolerances in mm.
+    label : int
+        Label value of the structure in the ground truth.
+
+    Raises
+    ------
+    VolumeError
+        Either file is missing or unreadable (see :func:`zeroshot.volume.read_volume`).
+    MetricsError
+        The prediction is not on the label's grid, or holds values other than 0 and 1.
+    """
+    gt_volume = read_volume(gt_path)
+    pred_volume = read_volume(pred_path)
+    _check_same_grid(pred_volume, gt_volume)
+    values = pred_volume.array
+    if not np.all((values == 0) | (values == 1)):
+        found = np.unique(values)
+        shown = ", ".join(f"{v:g}" for v in found[:8]) + (", ..." if found.size > 8 else "")
+        raise MetricsError(f"{pred_path}: not a binary mask: values {shown} (expected only 0 and 1)")
+    gt = np.rint(gt_volume.array) == label
+    return score_case(gt, values == 1, gt_volume.spacing_mm, tolerances_mm=tolerances_mm)
+
+
+def _check_same_grid(pred: Volume, gt: Volume) -> None:
+    assert pred.geometry is not None and gt.geometry is not None  # read from files
+    if pred.geometry.shape != gt.geometry.shape:
+        raise MetricsError(
+            f"{pred.source}: shape {pred.geometry.shape} differs from its label's {gt.geometry.shape} "
+            f"({gt.source}); predictions must be on the label's grid"
+        )
+    diff = float(np.max(np.abs(pred.geometry.affine - gt.geometry.affine)))
+    if diff > AFFINE_TOLERANCE * max(1.0, float(np.max(np.abs(gt.geometry.affine)))):
+        raise MetricsError(
+            f"{pred.source}: affine differs from its label's ({gt.source}) by up to {diff:.4g} "
+            f"(tolerance {AFFINE_TOLERANCE}); predictions must be on the label's grid"
+        )
+
+
+def failed_row(tolerances_mm: Sequence[float], *, d_max_mm: float = float("nan")) -> dict[str, Any]:
+    """Metric columns of a case that could not be scored: metrics NaN, flags false, ``d_max_mm`` if known."""
+    row: dict[str, Any] = dict.fromkeys(metric_columns(tolerances_mm), float("nan"))
+    row.update(d_max_mm=d_max_mm, empty_gt=False, empty_pred=False)
+    return row
+
+
+def _score_row(case: ScoringCase, tolerances_mm: tuple[float, ...], label: int) -> dict[str, Any]:
+    """One result row; an error the user can act on becomes a failed row (runs in a worker process)."""
+    try:
+        if case.pred is None:
+            raise MetricsError(f"no prediction file {case.case_id}.nii.gz (or .nii) for label {case.gt}")
+        metrics = score_files(case.gt, case.pred, tolerances_mm=tolerances_mm, label=label)
+    except ZeroshotError as exc:
+        try:  # D_max lets aggregates penalise the failure; it needs only the label's header
+            d_max_mm = read_volume(case.gt).diagonal_mm
+        except ZeroshotError:
+            d_max_mm = float("nan")
+        failed = failed_row(tolerances_mm, d_max_mm=d_max_mm)
+        return {"case_id": case.case_id, **failed, "failed": True, "error": str(exc)}
+    return {"case_id": case.case_id, **metrics.as_row(), "failed": False, "error": ""}
+
+
+def score_folder(
+    pred_dir: str | Path,
+    gt_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    tolerances_mm: Sequence[float] = DEFAULT_TOLERANCES_MM,
+    workers: int = 1,
+    label: int = 1,
+    progress: bool | None = None,
+) -> FolderScores:
+    """Score every label in ``gt_dir`` against the prediction of the same case id in ``pred_dir``.
+
+    Parameters
+    ----------
+    pred_dir, gt_dir : path
+        Folders of ``<case_id>.nii.gz`` (or ``.nii``) files.
+    out_dir : path
+        Where ``results.csv``, ``results.parquet`` and ``score.json`` are written (created if needed).
+    tolerances_mm : sequence of float
+        NSD tolerances in mm, one ``nsd_<t>mm`` column each.
+    workers : int
+        Worker processes (1 scores in this process).
+    label : int
+        Label value of the structure in the ground truth.
+    progress : bool or None
+        Show a progress bar; ``None`` shows it only on a terminal.
+
+    Returns
+    -------
+    FolderScores
+
+    Raises
+    ------
+    DatasetError
+        See :func:`match_cases`.
+    ConfigError
+        ``workers`` below 1.
+    MetricsError
+        Invalid ``tolerances_mm``.
+    """
+    from zeroshot.errors import ConfigError
+
+    if workers < 1:
+        raise ConfigError(f"--workers: expected at least 1, got {workers}")
+    tolerances = tuple(float(t) for t in tolerances_mm)
+    columns = ("case_id", *metric_columns(tolerances), "failed", "error")  # also validates the tolerances
+    cases, unmatched = match_cases(pred_dir, gt_dir)
+
+    rows = []
+    bar = tqdm(total=len(cases), desc="scoring", unit="case", disable=None if progress is None else not progress)
+    with bar:
+        if workers == 1 or len(cases) == 1:
+            for case in cases:
+                rows.append(_score_row(case, tolerances, label))
+                bar.update()
+        else:
+            # spawn, not fork: the parent may hold torch or BLAS threads that a forked child would inherit broken.
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=min(workers, len(cases)), mp_context=context) as pool:
+                futures = [pool.submit(_score_row, case, tolerances, label) for case in cases]
+                for future in as_completed(futures):
+                    rows.append(future.result())
+                    bar.update()
+
+    table = pd.DataFrame(rows, columns=list(columns)).sort_values("case_id", ignore_index=True)
+    for flag in ("empty_gt", "empty_pred", "failed"):
+        table[flag] = table[flag].astype(bool)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    record = {
+        "pred_dir": str(Path(pred_dir).resolve()),
+        "gt_dir": str(Path(gt_dir).resolve()),
+        "tolerances_mm": list(tolerances),
+        "label": label,
+        "n_cases": len(table),
+        "n_failed": int(table["failed"].sum()),
+        "unmatched_predictions": unmatched,
+        "zeroshot": __version__,
+    }
+    files = (
+        _write_atomic(out / "results.csv", table.to_csv(index=False).encode()),
+        _write_atomic(out / "results.parquet", table.to_parquet(index=False)),
+        _write_atomic(out / "score.json", (json.dumps(record, indent=2) + "\n").encode()),
+    )
+    return FolderScores(table=table, files=files, unmatched_predictions=tuple(unmatched))
+
+
+def _write_atomic(path: Path, data: bytes) -> Path:
+    """Write through a hidden temporary file in the same folder and rename: readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
