@@ -1,0 +1,209 @@
+"""Prompt sources: the ground truth, a coarse mask from elsewhere, or a deliberately degraded ground truth.
+
+:func:`degrade_mask` is pure (arrays in, arrays out, seeded). :func:`read_coarse_mask` and
+:func:`read_source_mask` are the only functions of :mod:`zeroshot.prompts` that read files.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zeroshot.datasets import Case
+from zeroshot.errors import PromptError
+from zeroshot.prompts.regions import (
+    bounding_slices,
+    distance_from_region_mm,
+    distance_to_boundary_mm,
+    largest_component,
+)
+from zeroshot.prompts.strategy import Strategy
+from zeroshot.volume import Volume, read_label
+
+__all__ = [
+    "degrade_mask",
+    "find_coarse_file",
+    "mask_volume_ml",
+    "read_coarse_mask",
+    "read_gt_mask",
+    "read_source_mask",
+]
+
+_NIFTI = (".nii.gz", ".nii")
+
+
+def mask_volume_ml(mask: np.ndarray, spacing_mm: tuple[float, float, float]) -> float:
+    """Volume of a ``(Z, Y, X)`` mask in ml (1 ml = 1000 mm³)."""
+    return float(np.count_nonzero(mask)) * math.prod(spacing_mm) / 1000.0
+
+
+def degrade_mask(
+    mask: np.ndarray,
+    spacing_mm: tuple[float, float, float],
+    *,
+    margin_mm: float = 0.0,
+    shift_mm: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    drop_fraction: float = 0.0,
+    largest_component_only: bool = False,
+    rng: np.random.Generator | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Degrade a ``(Z, Y, X)`` mask the way an imperfect coarse segmentation would be, in this order.
+
+    1. Grow (``margin_mm > 0``) by every voxel within ``margin_mm`` of the mask, or shrink (``< 0``) to the voxels
+       deeper than ``-margin_mm`` (distances between voxel centres, in mm, on the anisotropic grid; the volume's
+       edge counts as background).
+    2. Shift by ``shift_mm`` along ``(z, y, x)``, rounded to whole voxels; what leaves the volume is lost.
+    3. Empty ``round(drop_fraction * n)`` of the ``n`` slices that hold the structure, chosen with ``rng``.
+    4. Keep only the largest 3D connected component (26-connectivity) if ``largest_component_only``.
+
+    Parameters
+    ----------
+    mask : (Z, Y, X) bool array
+    spacing_mm : (float, float, float)
+        Voxel size in ``(z, y, x)`` order.
+    margin_mm, shift_mm, drop_fraction, largest_component_only
+        As above.
+    rng : numpy.random.Generator or None
+        Needed when ``drop_fraction > 0``.
+
+    Returns
+    -------
+    mask : (Z, Y, X) bool array
+        The degraded mask (possibly empty).
+    info : dict
+        ``margin_mm``, ``shift_voxels``, ``dropped_slices`` and the ``voxels`` before and after, JSON-ready.
+
+    Raises
+    ------
+    PromptError
+        If ``drop_fraction`` is outside ``[0, 1]``, or positive without ``rng``.
+    """
+    if not 0.0 <= drop_fraction <= 1.0:
+        raise PromptError(f"drop_fraction must be within [0, 1], got {drop_fraction}")
+    if drop_fraction > 0 and rng is None:
+        raise PromptError("drop_fraction > 0 needs a random generator (rng) to choose the slices")
+    before = int(np.count_nonzero(mask))
+    out = _grow_or_shrink(mask, spacing_mm, margin_mm)
+    shift_voxels = [int(np.rint(s / d)) for s, d in zip(shift_mm, spacing_mm, strict=True)]
+    if any(shift_voxels):
+        out = _shift(out, shift_voxels)
+    dropped: list[int] = []
+    if drop_fraction > 0:
+        present = np.flatnonzero(out.reshape(out.shape[0], -1).any(axis=1))
+        count = math.floor(drop_fraction * present.size + 0.5)
+        dropped = sorted(int(z) for z in rng.choice(present, size=count, replace=False))  # type: ignore[union-attr]
+        out[dropped] = False
+    if largest_component_only:
+        out = largest_component(out)
+    info = {
+        "margin_mm": float(margin_mm),
+        "shift_voxels": shift_voxels,
+        "dropped_slices": dropped,
+        "largest_component": bool(largest_component_only),
+        "voxels_before": before,
+        "voxels_after": int(np.count_nonzero(out)),
+    }
+    return out, info
+
+
+def find_coarse_file(folder: str | Path, case: Case) -> Path:
+    """Find the coarse mask file of ``case`` in ``folder``.
+
+    ``<folder>/<sequence>/<case_id>.nii[.gz]`` if present, else ``<folder>/<case_id>.nii[.gz]`` (the way nnU-Net
+    and most tools name predictions).
+
+    Raises
+    ------
+    PromptError
+        If the folder does not exist or holds no file for the case (the message lists the names tried).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PromptError(f"{folder}: coarse mask folder not found")
+    tried = []
+    for base in (folder / case.sequence, folder):
+        for ext in _NIFTI:
+            candidate = base / f"{case.case_id}{ext}"
+            tried.append(candidate)
+            if candidate.is_file():
+                return candidate
+    names = ", ".join(str(p) for p in tried)
+    raise PromptError(f"case {case.key}: no coarse mask found (tried {names})")
+
+
+def read_coarse_mask(folder: str | Path, case: Case, volume: Volume, *, label: int = 1) -> np.ndarray:
+    """Read the coarse mask of ``case`` from ``folder`` as a ``(Z, Y, X)`` bool array on ``volume``'s grid.
+
+    An empty coarse mask is returned as such; the strategy's ``on_empty`` policy decides what happens to it.
+
+    Raises
+    ------
+    PromptError
+        If no file is found (see :func:`find_coarse_file`).
+    VolumeError
+        If the file is unreadable or not on the image's grid.
+    """
+    return read_label(find_coarse_file(folder, case), volume, label=label, require_label=False)
+
+
+def read_source_mask(
+    strategy: Strategy, case: Case, volume: Volume, *, coarse_dir: str | Path | None = None
+) -> np.ndarray:
+    """Read the mask a strategy prompts from: the case's label (``gt``, ``degraded``) or its coarse mask.
+
+    Raises
+    ------
+    PromptError
+        If the case has no label, or a coarse strategy is given no ``coarse_dir`` or finds no file there.
+    VolumeError
+        If the file cannot be read on the image's grid.
+    """
+    if strategy.source.kind == "coarse":
+        if coarse_dir is None:
+            raise PromptError(
+                f"strategy {strategy.name!r} prompts from coarse masks: give their folder (coarse_dir, --coarse)"
+            )
+        return read_coarse_mask(coarse_dir, case, volume, label=strategy.source.label)
+    return read_gt_mask(case, volume)
+
+
+def read_gt_mask(case: Case, volume: Volume) -> np.ndarray:
+    """Read the case's label as a ``(Z, Y, X)`` bool mask (empty if the file has no structure).
+
+    Raises
+    ------
+    PromptError
+        If the case has no label file.
+    """
+    if case.label is None:
+        raise PromptError(f"case {case.key}: has no label file, so prompts cannot come from the ground truth")
+    return read_label(case.label, volume, require_label=False)
+
+
+def _grow_or_shrink(mask: np.ndarray, spacing_mm: tuple[float, float, float], margin_mm: float) -> np.ndarray:
+    if margin_mm == 0 or not mask.any():
+        return mask.copy()
+    out = np.zeros_like(mask)
+    if margin_mm > 0:
+        reach = tuple(int(np.ceil(margin_mm / s)) + 1 for s in spacing_mm)
+        block = bounding_slices(mask, margin=reach)
+        out[block] = distance_from_region_mm(mask[block], spacing_mm) <= margin_mm
+    else:
+        block = bounding_slices(mask)
+        out[block] = distance_to_boundary_mm(mask[block], spacing_mm) > -margin_mm
+    return out
+
+
+def _shift(mask: np.ndarray, shift_voxels: list[int]) -> np.ndarray:
+    out = np.zeros_like(mask)
+    source, target = [], []
+    for offset, size in zip(shift_voxels, mask.shape, strict=True):
+        if abs(offset) >= size:
+            return out
+        source.append(slice(max(-offset, 0), size - max(offset, 0)))
+        target.append(slice(max(offset, 0), size - max(-offset, 0)))
+    out[tuple(target)] = mask[tuple(source)]
+    return out

@@ -1,0 +1,762 @@
+"""Named prompt strategies: YAML files in the top-level ``prompts/`` folder, validated into frozen settings.
+
+A strategy file says where prompts come from (``source``), on which slices (``key_slices``) and what they are
+(``prompt``); every setting it leaves out takes the default documented on the dataclasses below::
+
+    # box-mid-jitter10.yaml
+    description: Box on the middle slice, each side moved by up to 10 % of the box size.
+    source: {kind: gt}
+    key_slices: {rule: middle}
+    prompt:
+      type: box
+      box: {jitter_percent: 10}
+
+A strategy's name is its file's stem. A *sweep* file (it has a ``grids`` key) expands a ``base`` strategy into
+one named strategy per combination of the values it varies, for ablation grids::
+
+    base: {source: {kind: gt}, key_slices: {rule: spread}}
+    grids:
+      - name: abl-box-j{prompt.box.jitter_percent}-k{key_slices.count}
+        vary: {prompt.type: [box], prompt.box.jitter_percent: [0, 10], key_slices.count: [1, 3]}
+
+Settings that would have no effect (box jitter on a points strategy, a slice count for the middle rule) are
+errors, so a file always means what it says. Every error is a :class:`~zeroshot.errors.ConfigError` naming the
+file and the key.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from zeroshot.errors import ConfigError
+
+__all__ = [
+    "KEY_SLICE_RULES",
+    "PROMPT_TYPES",
+    "SOURCE_KINDS",
+    "BoxSettings",
+    "KeySliceSettings",
+    "PointSettings",
+    "SourceSettings",
+    "Strategy",
+    "expand_sweep",
+    "load_strategies",
+    "load_strategy",
+    "prompts_dir",
+    "strategy_from_dict",
+]
+
+SOURCE_KINDS = ("gt", "coarse", "degraded")
+ON_EMPTY = ("fail", "gt", "volume-middle-box")
+KEY_SLICE_RULES = ("middle", "largest", "centroid", "spread", "every", "index")
+PROMPT_TYPES = ("box", "points", "box+points", "mask")
+COMPONENTS = ("all", "largest")
+JITTER_DIRECTIONS = ("both", "outward")
+PLACEMENTS = ("spread", "random")
+NEGATIVE_REGIONS = ("ring", "background")
+
+#: Environment variable naming the folder where bare strategy names are looked up.
+PROMPTS_DIR_ENV = "ZEROSHOT_PROMPTS_DIR"
+#: Bumped when the meaning of a setting changes, so that digests of old and new strategies never collide.
+SCHEMA_VERSION = "zeroshot-prompts/1"
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """Where the structure that prompts are derived from comes from.
+
+    Attributes
+    ----------
+    kind : {"gt", "coarse", "degraded"}
+        ``gt``: the label. ``coarse``: a mask from elsewhere (another model's prediction), one file per case in
+        a folder given at run time. ``degraded``: the label altered by the settings below (robustness ablations).
+    label : int
+        Label value of the coarse mask files (``coarse`` only).
+    min_volume_ml : float
+        A source mask smaller than this (in ml; an empty one always) cannot be prompted from: ``on_empty`` decides.
+    on_empty : {"fail", "gt", "volume-middle-box"}
+        ``fail``: the case fails with the reason. ``gt``: prompt from the label instead (an oracle, flagged).
+        ``volume-middle-box``: a box over the whole middle slice of the volume (uses nothing of the label).
+    margin_mm : float
+        ``degraded``: grow (positive) or shrink (negative) the label by this distance in mm.
+    shift_mm : (float, float, float)
+        ``degraded``: move the label by this many mm along ``(z, y, x)`` (rounded to whole voxels).
+    drop_fraction : float
+        ``degraded``: fraction of the label's slices emptied, drawn at random from the seed.
+    largest_component : bool
+        ``degraded``: keep only the largest 3D connected component (applied last).
+    """
+
+    kind: str = "gt"
+    label: int = 1
+    min_volume_ml: float = 0.0
+    on_empty: str = "fail"
+    margin_mm: float = 0.0
+    shift_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    drop_fraction: float = 0.0
+    largest_component: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings that apply to this kind of source, as plain JSON-ready values."""
+        out: dict[str, Any] = {"kind": self.kind}
+        if self.kind == "coarse":
+            out["label"] = self.label
+        out["min_volume_ml"] = self.min_volume_ml
+        out["on_empty"] = self.on_empty
+        if self.kind == "degraded":
+            out.update(
+                margin_mm=self.margin_mm,
+                shift_mm=list(self.shift_mm),
+                drop_fraction=self.drop_fraction,
+                largest_component=self.largest_component,
+            )
+        return out
+
+
+@dataclass(frozen=True)
+class KeySliceSettings:
+    """Which slices carry the prompt, chosen from the source mask.
+
+    Attributes
+    ----------
+    rule : {"middle", "largest", "centroid", "spread", "every", "index"}
+        ``middle``: ``floor((z_min + z_max) / 2)`` of the source's z-extent. ``largest``: the slice with the most
+        source pixels (the lowest such z on ties). ``centroid``: the slice nearest the source's centre of mass.
+        ``spread``: ``count`` slices at the centres of ``count`` equal parts of the z-extent (``count=1`` is
+        ``middle``). ``every``: every slice holding the structure (2D mode). ``index``: the slices in ``index``.
+        A chosen slice without structure (a gap in the source) moves to the nearest one that has some.
+    count : int
+        Number of slices for ``spread``.
+    index : tuple of int
+        Slice indices for ``index``.
+    """
+
+    rule: str = "middle"
+    count: int = 1
+    index: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings that apply to this rule."""
+        out: dict[str, Any] = {"rule": self.rule}
+        if self.rule == "spread":
+            out["count"] = self.count
+        if self.rule == "index":
+            out["index"] = list(self.index)
+        return out
+
+
+@dataclass(frozen=True)
+class BoxSettings:
+    """How a box is drawn around a slice's structure.
+
+    The box starts tight (inclusive extreme pixels). Each side then moves by a random amount up to
+    ``jitter_percent`` % of the box's size along that axis plus ``jitter_mm`` (converted with that axis's
+    spacing), inwards or outwards (``both``) or outwards only; then the whole box moves by up to
+    ``shift_percent`` % of its size plus ``shift_mm`` along x and y independently. The result is rounded to
+    whole pixels and clipped to the slice; the box actually used is recorded.
+
+    Attributes
+    ----------
+    jitter_percent, jitter_mm : float
+        Largest move of each side, in % of the box size and in mm.
+    jitter_direction : {"both", "outward"}
+    shift_percent, shift_mm : float
+        Largest move of the whole box along each in-plane axis, in % of the box size and in mm.
+    """
+
+    jitter_percent: float = 0.0
+    jitter_mm: float = 0.0
+    jitter_direction: str = "both"
+    shift_percent: float = 0.0
+    shift_mm: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """All settings as plain values."""
+        return {
+            "jitter_percent": self.jitter_percent,
+            "jitter_mm": self.jitter_mm,
+            "jitter_direction": self.jitter_direction,
+            "shift_percent": self.shift_percent,
+            "shift_mm": self.shift_mm,
+        }
+
+
+@dataclass(frozen=True)
+class PointSettings:
+    """How clicks are placed on a slice.
+
+    The first positive is the interior point farthest from the boundary (distance transform in mm). Further
+    positives are ``spread`` (each maximises the smaller of its distance to the boundary and to the points
+    already placed) or ``random`` (uniform over the structure). Negatives come from a ``ring`` of pixels between
+    ``negative_distance_mm`` and ``negative_distance_mm + ring_width_mm`` from the structure, or from the
+    ``background`` at least ``negative_distance_mm`` away; placed ``random``-ly or ``spread`` (each farthest from
+    every point already placed). Where a region has fewer pixels than points asked for, fewer are placed and the
+    counts are recorded.
+
+    Attributes
+    ----------
+    positives, negatives : int
+    positive_placement, negative_placement : {"spread", "random"}
+    negative_region : {"ring", "background"}
+    negative_distance_mm, ring_width_mm : float
+    """
+
+    positives: int = 1
+    negatives: int = 0
+    positive_placement: str = "spread"
+    negative_region: str = "ring"
+    negative_placement: str = "random"
+    negative_distance_mm: float = 5.0
+    ring_width_mm: float = 5.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """All settings as plain values."""
+        return {
+            "positives": self.positives,
+            "negatives": self.negatives,
+            "positive_placement": self.positive_placement,
+            "negative_region": self.negative_region,
+            "negative_placement": self.negative_placement,
+            "negative_distance_mm": self.negative_distance_mm,
+            "ring_width_mm": self.ring_width_mm,
+        }
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A named, fully resolved way of prompting a volume.
+
+    Attributes
+    ----------
+    name : str
+        The strategy's name (a file stem or a sweep member's name); recorded with every prompt and result.
+    prompt_type : {"box", "points", "box+points", "mask"}
+    source : SourceSettings
+    key_slices : KeySliceSettings
+    components : {"all", "largest"}
+        On a slice where the structure is in several pieces: prompt around all of them (default) or only the
+        largest (negatives always stay clear of every piece).
+    box : BoxSettings
+        Used by ``box`` and ``box+points``.
+    points : PointSettings
+        Used by ``points`` and ``box+points``.
+    description : str
+        Free text; not part of the digest.
+    """
+
+    name: str
+    prompt_type: str
+    source: SourceSettings = field(default_factory=SourceSettings)
+    key_slices: KeySliceSettings = field(default_factory=KeySliceSettings)
+    components: str = "all"
+    box: BoxSettings = field(default_factory=BoxSettings)
+    points: PointSettings = field(default_factory=PointSettings)
+    description: str = ""
+
+    @property
+    def uses_box(self) -> bool:
+        """Whether prompts carry a box."""
+        return self.prompt_type in ("box", "box+points")
+
+    @property
+    def uses_points(self) -> bool:
+        """Whether prompts carry points."""
+        return self.prompt_type in ("points", "box+points")
+
+    @property
+    def uses_gt(self) -> bool:
+        """Whether prompts may be derived from the ground truth (then they are flagged as an oracle)."""
+        return self.source.kind in ("gt", "degraded") or self.source.on_empty == "gt"
+
+    def settings(self) -> dict[str, Any]:
+        """Every setting that changes the prompts (no name, no description), as plain JSON-ready values."""
+        out: dict[str, Any] = {
+            "source": self.source.to_dict(),
+            "key_slices": self.key_slices.to_dict(),
+        }
+        prompt: dict[str, Any] = {"type": self.prompt_type, "components": self.components}
+        if self.uses_box:
+            prompt["box"] = self.box.to_dict()
+        if self.uses_points:
+            prompt["points"] = self.points.to_dict()
+        out["prompt"] = prompt
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The strategy as a strategy file would spell it out in full: name, description and every setting.
+
+        ``strategy_from_dict(s.to_dict())`` gives back an equal strategy.
+        """
+        out: dict[str, Any] = {"name": self.name}
+        if self.description:
+            out["description"] = self.description
+        out.update(self.settings())
+        return out
+
+    def digest(self) -> str:
+        """A 16-hex-digit SHA-256 of the settings (not the name or description), stable across runs and machines.
+
+        Two strategies with the same digest make the same prompts for the same case and seed; use it in cache keys.
+        """
+        payload = json.dumps({"schema": SCHEMA_VERSION, **self.settings()}, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading strategy files
+
+
+def prompts_dir() -> Path:
+    """The folder where bare strategy names are looked up.
+
+    ``$ZEROSHOT_PROMPTS_DIR`` if set, else the ``prompts/`` folder at the top of the repository this package
+    lives in.
+    """
+    env = os.environ.get(PROMPTS_DIR_ENV)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "prompts"
+
+
+def load_strategy(path_or_name: str | os.PathLike[str]) -> Strategy:
+    """Load one strategy from a YAML file, or by name.
+
+    Parameters
+    ----------
+    path_or_name : path or str
+        A path to a strategy file, or a bare name (``box-mid``): the file ``<name>.yaml`` in :func:`prompts_dir`,
+        or a member of a sweep file there.
+
+    Raises
+    ------
+    ConfigError
+        If the file or name is not found, the file is a sweep (use :func:`load_strategies`), or a key or value
+        is not valid.
+    """
+    strategies = load_strategies(path_or_name)
+    if len(strategies) != 1:
+        names = ", ".join(s.name for s in strategies[:5])
+        raise ConfigError(
+            f"{path_or_name}: is a sweep of {len(strategies)} strategies ({names}, ...); name one of them or use "
+            "load_strategies"
+        )
+    return strategies[0]
+
+
+def load_strategies(path_or_name: str | os.PathLike[str]) -> list[Strategy]:
+    """Load every strategy a file or name stands for: one for a strategy file or sweep member, all of a sweep.
+
+    Raises
+    ------
+    ConfigError
+        As :func:`load_strategy`.
+    """
+    text = os.fspath(path_or_name)
+    looks_like_path = isinstance(path_or_name, os.PathLike) or "/" in text or text.endswith((".yaml", ".yml"))
+    if looks_like_path:
+        path = Path(text)
+        if not path.is_file():
+            raise ConfigError(f"{path}: strategy file not found")
+        return _load_file(path)
+    if not _SAFE_NAME.match(text):
+        raise ConfigError(f"strategy name {text!r} is not a valid name (letters, digits, '.', '_', '+', '-')")
+    folder = prompts_dir()
+    for suffix in (".yaml", ".yml"):
+        candidate = folder / f"{text}{suffix}"
+        if candidate.is_file():
+            return _load_file(candidate)
+    available = []
+    for path in _yaml_files(folder):
+        data = _read_yaml(path)
+        if not _is_sweep(data):
+            available.append(path.stem)
+            continue
+        for strategy in expand_sweep(data, where=path):
+            if strategy.name == text:
+                return [strategy]
+            available.append(strategy.name)
+    shown = ", ".join(sorted(available)[:40]) or "none"
+    raise ConfigError(
+        f"strategy {text!r} not found in {folder} (set ${PROMPTS_DIR_ENV} to look elsewhere); known: {shown}"
+    )
+
+
+def strategy_from_dict(data: Mapping[str, Any], *, name: str | None = None, where: object = "strategy") -> Strategy:
+    """Validate a strategy's settings (as read from YAML) into a :class:`Strategy`.
+
+    Parameters
+    ----------
+    data : mapping
+        The keys of a strategy file; ``name`` may be among them (as :meth:`Strategy.to_dict` writes it).
+    name : str or None
+        The strategy's name; required unless ``data`` has one, and must agree with it if both are given.
+    where : object
+        Named in error messages (the file, or the file and sweep member).
+
+    Raises
+    ------
+    ConfigError
+        An unknown or misplaced key, a value of the wrong type or out of range, or a setting that would have no
+        effect for the chosen kind, rule or type.
+    """
+    data = _mapping(data, where, "")
+    _known(data, ("name", "description", "source", "key_slices", "prompt"), where, "")
+    given = data.get("name")
+    if given is not None:
+        given = _name(given, where, "name")
+        if name is not None and given != name:
+            raise ConfigError(f"{where}: name: {given!r} differs from the name {name!r} it is loaded under")
+    name = given if given is not None else name
+    if name is None:
+        raise ConfigError(f"{where}: name: missing")
+    name = _name(name, where, "name")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise ConfigError(f"{where}: description: expected text, got {description!r}")
+    if "prompt" not in data:
+        raise ConfigError(f"{where}: prompt: missing (say at least `prompt: {{type: box}}`)")
+    prompt = _mapping(data["prompt"], where, "prompt")
+    _known(prompt, ("type", "components", "box", "points"), where, "prompt")
+    if "type" not in prompt:
+        raise ConfigError(f"{where}: prompt.type: missing; choose one of {', '.join(PROMPT_TYPES)}")
+    prompt_type = _choice(prompt["type"], PROMPT_TYPES, where, "prompt.type")
+    components = _choice(prompt.get("components", "all"), COMPONENTS, where, "prompt.components")
+    uses_box = prompt_type in ("box", "box+points")
+    uses_points = prompt_type in ("points", "box+points")
+    if "box" in prompt and not uses_box:
+        raise ConfigError(f"{where}: prompt.box: has no effect on a {prompt_type!r} prompt; remove it")
+    if "points" in prompt and not uses_points:
+        raise ConfigError(f"{where}: prompt.points: has no effect on a {prompt_type!r} prompt; remove it")
+    return Strategy(
+        name=name,
+        prompt_type=prompt_type,
+        source=_source(data.get("source", {}), where),
+        key_slices=_key_slices(data.get("key_slices", {}), where),
+        components=components,
+        box=_box(prompt.get("box", {}), where),
+        points=_points(prompt.get("points", {}), where),
+        description=description,
+    )
+
+
+def expand_sweep(data: Mapping[str, Any], *, where: object = "sweep") -> list[Strategy]:
+    """Expand a sweep (``base`` settings and ``grids`` of values to vary) into named strategies.
+
+    Each grid is ``{name: TEMPLATE, vary: {dotted.key: [values, ...]}}``; every combination of the values,
+    written into a copy of ``base`` at the dotted keys, becomes the strategy named by ``TEMPLATE`` with each
+    ``{dotted.key}`` replaced by its value (numbers written without a trailing ``.0``).
+
+    Raises
+    ------
+    ConfigError
+        Unknown keys, an empty grid, a placeholder that is not varied, duplicate names, or any error of
+        :func:`strategy_from_dict` in a member.
+    """
+    data = _mapping(data, where, "")
+    _known(data, ("description", "base", "grids"), where, "")
+    base = _mapping(data.get("base", {}), where, "base")
+    grids = data.get("grids")
+    if not isinstance(grids, list) or not grids:
+        raise ConfigError(f"{where}: grids: expected a non-empty list of {{name, vary}} entries")
+    strategies: list[Strategy] = []
+    seen: dict[str, str] = {}
+    for index, grid in enumerate(grids):
+        key = f"grids[{index}]"
+        grid = _mapping(grid, where, key)
+        _known(grid, ("name", "vary"), where, key)
+        template = grid.get("name")
+        if not isinstance(template, str) or not template:
+            raise ConfigError(
+                f"{where}: {key}.name: expected a name template such as 'abl-j{{prompt.box.jitter_percent}}'"
+            )
+        vary = _mapping(grid.get("vary"), where, f"{key}.vary")
+        if not vary:
+            raise ConfigError(f"{where}: {key}.vary: expected at least one dotted key with a list of values")
+        for dotted, values in vary.items():
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"{where}: {key}.vary.{dotted}: expected a non-empty list of values")
+        for placeholder in _PLACEHOLDER.findall(template):
+            if placeholder not in vary:
+                raise ConfigError(f"{where}: {key}.name: placeholder {{{placeholder}}} is not a key under vary")
+        keys = list(vary)
+        for combination in itertools.product(*(vary[k] for k in keys)):
+            values = dict(zip(keys, combination, strict=True))
+            member = copy.deepcopy(dict(base))
+            for dotted, value in values.items():
+                _set_dotted(member, dotted, value, where, f"{key}.vary")
+            name = _PLACEHOLDER.sub(lambda m, values=values: _format_value(values[m.group(1)]), template)
+            member_where = f"{where}: {key} ({name})"
+            strategy = strategy_from_dict(member, name=name, where=member_where)
+            if name in seen:
+                raise ConfigError(f"{where}: {key}: name {name!r} is made twice (also by {seen[name]})")
+            seen[name] = key
+            strategies.append(strategy)
+    return strategies
+
+
+def _load_file(path: Path) -> list[Strategy]:
+    data = _read_yaml(path)
+    if _is_sweep(data):
+        return expand_sweep(data, where=path)
+    return [strategy_from_dict(data, name=path.stem, where=path)]
+
+
+def _is_sweep(data: object) -> bool:
+    return isinstance(data, Mapping) and "grids" in data
+
+
+def _yaml_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses duplicate keys (plain PyYAML silently keeps the last one)."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    keys = set()
+    for key_node, _value_node in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in keys:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        keys.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc})") from exc
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: expected a mapping of settings, found {type(data).__name__}")
+    return data
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sections
+
+
+def _source(value: object, where: object) -> SourceSettings:
+    data = _mapping(value, where, "source")
+    degraded_keys = ("margin_mm", "shift_mm", "drop_fraction", "largest_component")
+    _known(data, ("kind", "label", "min_volume_ml", "on_empty", *degraded_keys), where, "source")
+    kind = _choice(data.get("kind", "gt"), SOURCE_KINDS, where, "source.kind")
+    if "label" in data and kind != "coarse":
+        raise ConfigError(f"{where}: source.label: only applies to coarse sources (kind is {kind!r})")
+    for key in degraded_keys:
+        if key in data and kind != "degraded":
+            raise ConfigError(f"{where}: source.{key}: only applies to degraded sources (kind is {kind!r})")
+    on_empty = _choice(data.get("on_empty", "fail"), ON_EMPTY, where, "source.on_empty")
+    if on_empty == "gt" and kind == "gt":
+        raise ConfigError(f"{where}: source.on_empty: 'gt' makes no sense when the source is the ground truth")
+    shift = data.get("shift_mm", [0.0, 0.0, 0.0])
+    if not isinstance(shift, list) or len(shift) != 3:
+        raise ConfigError(f"{where}: source.shift_mm: expected three numbers [z, y, x] in mm, got {shift!r}")
+    return SourceSettings(
+        kind=kind,
+        label=_integer(data.get("label", 1), where, "source.label", minimum=1),
+        min_volume_ml=_number(data.get("min_volume_ml", 0.0), where, "source.min_volume_ml", minimum=0.0),
+        on_empty=on_empty,
+        margin_mm=_number(data.get("margin_mm", 0.0), where, "source.margin_mm"),
+        shift_mm=tuple(_number(v, where, f"source.shift_mm[{i}]") for i, v in enumerate(shift)),  # type: ignore[arg-type]
+        drop_fraction=_number(data.get("drop_fraction", 0.0), where, "source.drop_fraction", minimum=0.0, maximum=1.0),
+        largest_component=_boolean(data.get("largest_component", False), where, "source.largest_component"),
+    )
+
+
+def _key_slices(value: object, where: object) -> KeySliceSettings:
+    data = _mapping(value, where, "key_slices")
+    _known(data, ("rule", "count", "index"), where, "key_slices")
+    rule = _choice(data.get("rule", "middle"), KEY_SLICE_RULES, where, "key_slices.rule")
+    if "count" in data and rule != "spread":
+        raise ConfigError(f"{where}: key_slices.count: only applies to rule 'spread' (rule is {rule!r})")
+    if "index" in data and rule != "index":
+        raise ConfigError(f"{where}: key_slices.index: only applies to rule 'index' (rule is {rule!r})")
+    index: tuple[int, ...] = ()
+    if rule == "index":
+        if "index" not in data:
+            raise ConfigError(f"{where}: key_slices.index: missing; rule 'index' needs a slice index or a list")
+        raw = data["index"] if isinstance(data["index"], list) else [data["index"]]
+        if not raw:
+            raise ConfigError(f"{where}: key_slices.index: expected at least one slice index")
+        index = tuple(sorted({_integer(v, where, "key_slices.index", minimum=0) for v in raw}))
+    count = _integer(data.get("count", 1), where, "key_slices.count", minimum=1)
+    if rule == "spread" and "count" not in data:
+        raise ConfigError(f"{where}: key_slices.count: missing; rule 'spread' needs the number of slices")
+    return KeySliceSettings(rule=rule, count=count, index=index)
+
+
+def _box(value: object, where: object) -> BoxSettings:
+    data = _mapping(value, where, "prompt.box")
+    keys = ("jitter_percent", "jitter_mm", "jitter_direction", "shift_percent", "shift_mm")
+    _known(data, keys, where, "prompt.box")
+    return BoxSettings(
+        jitter_percent=_number(data.get("jitter_percent", 0.0), where, "prompt.box.jitter_percent", minimum=0.0),
+        jitter_mm=_number(data.get("jitter_mm", 0.0), where, "prompt.box.jitter_mm", minimum=0.0),
+        jitter_direction=_choice(
+            data.get("jitter_direction", "both"), JITTER_DIRECTIONS, where, "prompt.box.jitter_direction"
+        ),
+        shift_percent=_number(data.get("shift_percent", 0.0), where, "prompt.box.shift_percent", minimum=0.0),
+        shift_mm=_number(data.get("shift_mm", 0.0), where, "prompt.box.shift_mm", minimum=0.0),
+    )
+
+
+def _points(value: object, where: object) -> PointSettings:
+    data = _mapping(value, where, "prompt.points")
+    defaults = PointSettings()
+    _known(data, tuple(defaults.to_dict()), where, "prompt.points")
+    positives = _integer(data.get("positives", defaults.positives), where, "prompt.points.positives", minimum=0)
+    negatives = _integer(data.get("negatives", defaults.negatives), where, "prompt.points.negatives", minimum=0)
+    if positives == 0:
+        raise ConfigError(f"{where}: prompt.points.positives: must be at least 1 (the interior point comes first)")
+    return PointSettings(
+        positives=positives,
+        negatives=negatives,
+        positive_placement=_choice(
+            data.get("positive_placement", defaults.positive_placement),
+            PLACEMENTS,
+            where,
+            "prompt.points.positive_placement",
+        ),
+        negative_region=_choice(
+            data.get("negative_region", defaults.negative_region),
+            NEGATIVE_REGIONS,
+            where,
+            "prompt.points.negative_region",
+        ),
+        negative_placement=_choice(
+            data.get("negative_placement", defaults.negative_placement),
+            PLACEMENTS,
+            where,
+            "prompt.points.negative_placement",
+        ),
+        negative_distance_mm=_number(
+            data.get("negative_distance_mm", defaults.negative_distance_mm),
+            where,
+            "prompt.points.negative_distance_mm",
+            minimum=0.0,
+        ),
+        ring_width_mm=_number(
+            data.get("ring_width_mm", defaults.ring_width_mm), where, "prompt.points.ring_width_mm", minimum=0.0
+        ),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Value checks: each names the file and the dotted key
+
+
+def _mapping(value: object, where: object, key: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        label = key or "top level"
+        raise ConfigError(f"{where}: {label}: expected a mapping of settings, got {value!r}")
+    for k in value:
+        if not isinstance(k, str):
+            raise ConfigError(f"{where}: {key or 'top level'}: keys must be text, got {k!r}")
+    return dict(value)
+
+
+def _known(data: Mapping[str, Any], allowed: tuple[str, ...], where: object, key: str) -> None:
+    unknown = [k for k in data if k not in allowed]
+    if unknown:
+        prefix = f"{key}." if key else ""
+        raise ConfigError(
+            f"{where}: {prefix}{unknown[0]}: unknown key; expected one of {', '.join(prefix + a for a in allowed)}"
+        )
+
+
+def _choice(value: object, choices: tuple[str, ...], where: object, key: str) -> str:
+    if value not in choices:
+        raise ConfigError(f"{where}: {key}: expected one of {', '.join(choices)}, got {value!r}")
+    return str(value)
+
+
+def _number(
+    value: object, where: object, key: str, *, minimum: float | None = None, maximum: float | None = None
+) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or value != value
+        or value
+        in (
+            float("inf"),
+            float("-inf"),
+        )
+    ):
+        raise ConfigError(f"{where}: {key}: expected a finite number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{where}: {key}: must be >= {minimum:g}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{where}: {key}: must be <= {maximum:g}, got {value!r}")
+    return float(value)
+
+
+def _integer(value: object, where: object, key: str, *, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{where}: {key}: expected a whole number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{where}: {key}: must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _boolean(value: object, where: object, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: {key}: expected true or false, got {value!r}")
+    return value
+
+
+def _name(value: object, where: object, key: str) -> str:
+    if not isinstance(value, str) or not _SAFE_NAME.match(value):
+        raise ConfigError(
+            f"{where}: {key}: {value!r} is not a valid strategy name (letters, digits, '.', '_', '+', '-'; "
+            "starting with a letter or digit)"
+        )
+    return value
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: object, where: object, key: str) -> None:
+    parts = dotted.split(".")
+    if not all(parts):
+        raise ConfigError(f"{where}: {key}.{dotted}: not a dotted key such as prompt.box.jitter_percent")
+    node = data
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            raise ConfigError(f"{where}: {key}.{dotted}: {'.'.join(parts[: depth + 1])} is not a mapping")
+        node = child
+    node[parts[-1]] = copy.deepcopy(value)
+
+
+def _format_value(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
