@@ -1,0 +1,405 @@
+"""What a run is asked to do (:class:`EvalConfig`), what identifies its results, and the provenance it records.
+
+A run directory is a set of rows, each determined by its *identity*: the case (its files' SHA-256, center, split),
+the model (``describe()``: architecture, checkpoint SHA-256, image size, dtype, options), the prompt strategy (its
+resolved settings), the seed, and the settings every row shares (label value, metric tolerances, image size).
+``run.json`` records the identity of every case, model and strategy the directory holds. Resuming compares it
+with the current configuration component by component:
+
+* a component present in both with a different identity (an edited strategy YAML, another checkpoint, a changed
+  image, other tolerances) is refused, naming every difference, unless ``--new-run`` starts over;
+* new cases, models, strategies or seeds *extend* the run: their rows are added beside the existing ones;
+* what cannot change results is not part of the identity: the data folder's path (files are identified by
+  content), the worker count, the executor, the shard, ``--save-pred``, and the device index (``cuda:1`` is
+  ``cuda``; ``cpu`` versus ``cuda`` *is* part of it, since kernels and dtypes differ).
+
+Shards of one job array and runs extended this way can be combined with ``zeroshot merge`` by the same rules.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import hashlib
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import socket
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zeroshot.errors import ConfigError
+
+__all__ = [
+    "MANIFEST_FORMAT",
+    "EvalConfig",
+    "Shard",
+    "case_identity",
+    "check_compatible",
+    "config_sha256",
+    "file_sha256",
+    "model_identity",
+    "provenance",
+    "strategy_identity",
+    "union_identity",
+]
+
+MANIFEST_FORMAT = 1
+EXECUTORS = ("local", "ray")
+#: describe() keys that say where or how fast a model ran, not what it computes; left out of its identity.
+VOLATILE_MODEL_KEYS = frozenset({"checkpoint_path", "cache_dir", "device_index", "device_name", "host", "seconds_load"})
+#: Packages whose versions every run records.
+RECORDED_PACKAGES = (
+    "zeroshot",
+    "torch",
+    "torchvision",
+    "sam2",
+    "transformers",
+    "numpy",
+    "scipy",
+    "scikit-image",
+    "opencv-python-headless",
+    "opencv-python",
+    "nibabel",
+    "pandas",
+    "pyarrow",
+    "ray",
+)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Part ``index`` of ``count`` of a case list, for job arrays (``--shard i/n``, ``0 <= i < n``).
+
+    The partition is round-robin over the case list sorted by key (``sequence/case_id``): every case lands in
+    exactly one shard, shard sizes differ by at most one, and the same selection gives the same partition on
+    every machine. Shards of one array must use the same case selection (``zeroshot merge`` checks the rest).
+    """
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise ConfigError(f"--shard {self.index}/{self.count}: expected i/n with n >= 1 and 0 <= i < n")
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """Parse ``"i/n"``."""
+        index, sep, count = str(text).partition("/")
+        if not sep or not index.strip().isdigit() or not count.strip().isdigit():
+            raise ConfigError(f"--shard {text!r}: expected i/n, e.g. 0/4 for the first of four shards")
+        return cls(int(index), int(count))
+
+    def select(self, cases: Sequence[Any]) -> list[Any]:
+        """The cases (anything with a ``key``) of this shard."""
+        ordered = sorted(cases, key=lambda c: c.key)
+        return ordered[self.index :: self.count]
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Everything ``zeroshot eval`` is asked to do.
+
+    Attributes
+    ----------
+    data : Path
+        Dataset folder or manifest CSV (see :func:`zeroshot.datasets.discover`).
+    out : Path
+        Run directory.
+    models : tuple of str
+        Registry names (:func:`zeroshot.segmenters.build_segmenter`), e.g. ``grabcut``, ``sam2.1_hiera_t``.
+    strategies : tuple of str
+        Prompt strategies: YAML paths or names (:func:`zeroshot.prompts.load_strategy`).
+    seeds : tuple of int
+        Seeds of the prompt draws; every strategy runs with every seed.
+    sequences, centers, splits, case_ids : tuple of str
+        Case selection (empty keeps all).
+    layout : str or None
+        Dataset layout; ``None`` detects it.
+    label : int
+        Label value of the structure in the label files.
+    tolerances_mm : tuple of float
+        NSD tolerances in mm (one ``nsd_<t>mm`` column each).
+    image_size : int or None
+        Model input size in pixels (passed to every model that has one); ``None`` keeps each model's own.
+    device : str
+        ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+    save_pred : bool
+        Write each prediction as NIfTI overlaying its input image.
+    strict : bool
+        Failed rows make the command exit non-zero.
+    shard : Shard or None
+        Evaluate one part of the selected cases.
+    executor : {"local", "ray"}
+    workers : int
+        Local: scoring processes (0 scores in the main process). Ray: model actors (0 uses one per GPU, or
+        one per two CPUs without GPUs).
+    new_run : bool
+        If ``out`` holds a run of another configuration, move it aside (``<out>.previous-<time>``) and start over.
+    retry_failed : bool
+        Compute failed rows again instead of keeping them as finished.
+    coarse_dir : Path or None
+        Coarse masks (``<dir>/<sequence>/<case_id>.nii.gz`` or ``<dir>/<case_id>.nii.gz``) for strategies whose
+        source is ``coarse``; their SHA-256 joins each case's identity.
+    model_options : mapping
+        Extra keyword options for every model's builder.
+    """
+
+    data: Path
+    out: Path
+    models: tuple[str, ...]
+    strategies: tuple[str, ...]
+    seeds: tuple[int, ...] = (0,)
+    sequences: tuple[str, ...] = ()
+    centers: tuple[str, ...] = ()
+    splits: tuple[str, ...] = ()
+    case_ids: tuple[str, ...] = ()
+    layout: str | None = None
+    label: int = 1
+    tolerances_mm: tuple[float, ...] = (2.0,)
+    image_size: int | None = None
+    device: str = "auto"
+    save_pred: bool = False
+    strict: bool = False
+    shard: Shard | None = None
+    executor: str = "local"
+    workers: int = 1
+    new_run: bool = False
+    retry_failed: bool = False
+    coarse_dir: Path | None = None
+    model_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _require_unique_nonempty(self.models, "--model")
+        _require_unique_nonempty(self.strategies, "--strategy")
+        _require_unique_nonempty(self.seeds, "--seeds")
+        if any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in self.seeds):
+            raise ConfigError(f"--seeds: expected non-negative integers, got {list(self.seeds)}")
+        if not self.tolerances_mm or any(not (math.isfinite(t) and t > 0) for t in self.tolerances_mm):
+            raise ConfigError(f"--tolerance-mm: expected positive mm values, got {list(self.tolerances_mm)}")
+        if self.image_size is not None and self.image_size < 16:
+            raise ConfigError(f"--image-size: expected at least 16 pixels, got {self.image_size}")
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"--executor {self.executor!r}: choose one of {', '.join(EXECUTORS)}")
+        if self.workers < 0:
+            raise ConfigError(f"--workers: expected 0 or more, got {self.workers}")
+
+    def fixed_identity(self) -> dict[str, Any]:
+        """The settings every row of a run shares and that change its results."""
+        return {
+            "label": int(self.label),
+            "tolerances_mm": [float(t) for t in self.tolerances_mm],
+            "image_size": self.image_size,
+        }
+
+    def selection(self) -> dict[str, Any]:
+        """The case selection as asked (recorded with each invocation)."""
+        return {
+            "data": str(Path(self.data).resolve()),
+            "layout": self.layout,
+            "sequences": list(self.sequences),
+            "centers": list(self.centers),
+            "splits": list(self.splits),
+            "case_ids": list(self.case_ids),
+            "shard": str(self.shard) if self.shard else None,
+            "coarse_dir": str(Path(self.coarse_dir).resolve()) if self.coarse_dir else None,
+        }
+
+
+def _require_unique_nonempty(values: Sequence[Any], option: str) -> None:
+    if not values:
+        raise ConfigError(f"{option}: give at least one")
+    duplicates = sorted({str(v) for v in values if list(values).count(v) > 1})
+    if duplicates:
+        raise ConfigError(f"{option}: given more than once: {', '.join(duplicates)}")
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as plain JSON types (a JSON round trip), so identities compare the way run.json stores them."""
+    from zeroshot.runner.rundir import _json_default
+
+    return json.loads(json.dumps(value, default=_json_default, sort_keys=True))
+
+
+def model_identity(description: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a model's ``describe()`` that determines its predictions.
+
+    The device keeps only its type (``cuda:1`` -> ``cuda``); keys in :data:`VOLATILE_MODEL_KEYS` (where the
+    checkpoint lies, load time) are dropped: the checkpoint's SHA-256 identifies the weights.
+    """
+    identity = {k: v for k, v in _plain(dict(description)).items() if k not in VOLATILE_MODEL_KEYS}
+    if isinstance(identity.get("device"), str):
+        identity["device"] = identity["device"].split(":")[0]
+    return identity
+
+
+def strategy_identity(strategy: Any) -> dict[str, Any]:
+    """The resolved settings of a prompt strategy: what changes its prompts, not its name or description.
+
+    Uses the strategy's ``settings()`` (``to_dict()`` or ``as_dict()`` where it has none, else its dataclass
+    fields).
+    """
+    import dataclasses
+
+    for method in ("settings", "to_dict", "as_dict"):
+        if callable(getattr(strategy, method, None)):
+            return _plain(getattr(strategy, method)())
+    if dataclasses.is_dataclass(strategy) and not isinstance(strategy, type):
+        return _plain(dataclasses.asdict(strategy))
+    raise ConfigError(f"cannot record the settings of strategy {strategy!r}: it has no settings() and is no dataclass")
+
+
+def case_identity(
+    case: Any, image_sha256: str | None, label_sha256: str | None, coarse_sha256: str | None = None
+) -> dict[str, Any]:
+    """What identifies a case's inputs: its files' content, center and split (not where the files lie)."""
+    identity = {"image_sha256": image_sha256, "label_sha256": label_sha256, "center": case.center, "split": case.split}
+    if coarse_sha256 is not None:
+        identity["coarse_sha256"] = coarse_sha256
+    return identity
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (the data fingerprint; hashlib releases the GIL, so threads hash in parallel)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def config_sha256(identity: Mapping[str, Any]) -> str:
+    """SHA-256 of an identity document in canonical JSON (sorted keys, no whitespace)."""
+    text = json.dumps(_plain(identity), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def empty_identity(fixed: Mapping[str, Any]) -> dict[str, Any]:
+    """An identity with the shared settings and no case, model, strategy or seed yet."""
+    return {"fixed": _plain(dict(fixed)), "cases": {}, "models": {}, "strategies": {}, "seeds": []}
+
+
+def check_compatible(recorded: Mapping[str, Any], current: Mapping[str, Any], *, where: str) -> None:
+    """Raise :class:`ConfigError` if ``current`` contradicts ``recorded`` anywhere they overlap.
+
+    Parameters
+    ----------
+    recorded, current : mapping
+        Identities (``fixed``, ``cases``, ``models``, ``strategies``, ``seeds``).
+    where : str
+        What ``recorded`` belongs to (a run directory), named in the message.
+    """
+    problems = []
+    if "fixed" in recorded and "fixed" in current:
+        problems += [f"settings: {d}" for d in _differences(recorded["fixed"], current["fixed"])]
+    for section, noun in (("models", "model"), ("strategies", "strategy"), ("cases", "case")):
+        old, new = recorded.get(section, {}), current.get(section, {})
+        for name in sorted(set(old) & set(new)):
+            problems += [f"{noun} {name!r}: {d}" for d in _differences(old[name], new[name])]
+    if problems:
+        shown = "\n  ".join(problems[:12])
+        more = f"\n  ... and {len(problems) - 12} more" if len(problems) > 12 else ""
+        raise ConfigError(
+            f"{where} holds results of a different configuration (was -> now):\n  {shown}{more}\n"
+            "Its rows would not be comparable with new ones. Pass --new-run to start over (the existing run is "
+            "kept, renamed with a .previous-<time> suffix), or choose another --out."
+        )
+
+
+def union_identity(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
+    """The identity of a run holding both (call :func:`check_compatible` first)."""
+    merged = {"fixed": dict(recorded.get("fixed") or current.get("fixed") or {})}
+    for section in ("cases", "models", "strategies"):
+        merged[section] = {**current.get(section, {}), **recorded.get(section, {})}
+        merged[section] = dict(sorted(merged[section].items()))
+    merged["seeds"] = sorted(set(recorded.get("seeds", [])) | set(current.get("seeds", [])))
+    return merged
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        found = []
+        for key in sorted(set(old) | set(new), key=str):
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key not in old:
+                found.append(f"{name}: (absent) -> {_short(new[key])}")
+            elif key not in new:
+                found.append(f"{name}: {_short(old[key])} -> (absent)")
+            else:
+                found += _differences(old[key], new[key], name)
+        return found
+    if old != new:
+        return [f"{prefix or 'value'}: {_short(old)} -> {_short(new)}"]
+    return []
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def provenance(argv: Iterable[str] | None = None) -> dict[str, Any]:
+    """Where and with what a run is made: time, host, Python, package versions, git revision, command line."""
+    return {
+        "started": now_utc(),
+        "host": socket.gethostname(),
+        "user": _user(),
+        "pid": os.getpid(),
+        "argv": list(sys.argv if argv is None else argv),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "git": git_revision(Path(__file__).resolve().parents[2]),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
+
+
+def now_utc() -> str:
+    """The current time, ISO 8601 in UTC with seconds."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of :data:`RECORDED_PACKAGES` (absent packages are left out)."""
+    versions = {}
+    for name in RECORDED_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def git_revision(folder: Path) -> dict[str, Any] | None:
+    """The commit and dirty state of the git checkout holding ``folder``; ``None`` outside a checkout."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": bool(status.strip())}
+
+
+def _user() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return None

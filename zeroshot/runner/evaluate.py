@@ -1,0 +1,370 @@
+"""``zeroshot eval``: evaluate models on cases under prompt strategies and seeds, resumably, into a run directory.
+
+One call does, in order: select the cases (and this shard's part of them), load the strategies, fingerprint the
+case files, open the run directory (refusing a conflicting configuration, see :mod:`zeroshot.runner.config`),
+list the rows still missing, and for each model with missing rows build it once and let the executor make them.
+The tables are rebuilt from the row files at the end. A second call with the same arguments finds every row
+present, builds no model and only rebuilds the tables.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import math
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from zeroshot.datasets import Case, discover, select
+from zeroshot.errors import ConfigError, ZeroshotError
+from zeroshot.runner.config import (
+    MANIFEST_FORMAT,
+    EvalConfig,
+    case_identity,
+    check_compatible,
+    config_sha256,
+    empty_identity,
+    file_sha256,
+    model_identity,
+    now_utc,
+    provenance,
+    strategy_identity,
+    union_identity,
+)
+from zeroshot.runner.executors import CaseJob, Executor, LocalExecutor, RunContext
+from zeroshot.runner.rundir import RowKey, RunDir, read_json
+from zeroshot.runner.tables import RunTables, write_tables
+
+__all__ = ["RunSummary", "load_strategies_for_run", "plan_jobs", "run_eval", "select_cases"]
+
+#: Threads that hash case files (hashing releases the GIL; reading is I/O bound).
+HASH_THREADS = 4
+
+
+@dataclass(frozen=True, eq=False)
+class RunSummary:
+    """What a call of :func:`run_eval` did.
+
+    Attributes
+    ----------
+    out : Path
+        The run directory.
+    rows_selected : int
+        Rows of this call's selection (cases x models x strategies x seeds).
+    rows_computed : int
+        Rows made by this call.
+    rows_failed : int
+        Failed rows among the selection (made now or before).
+    tables : RunTables
+        The run's consolidated tables (every row of the directory, also those of other selections).
+    """
+
+    out: Path
+    rows_selected: int
+    rows_computed: int
+    rows_failed: int
+    tables: RunTables
+
+    @property
+    def results(self) -> pd.DataFrame:
+        """The consolidated results table."""
+        return self.tables.results
+
+
+def select_cases(config: EvalConfig) -> list[Case]:
+    """The cases of ``config``'s selection (and shard), sorted by key."""
+    cases = discover(config.data, layout=config.layout)
+    cases = select(
+        cases,
+        sequences=config.sequences or None,
+        centers=config.centers or None,
+        splits=config.splits or None,
+        case_ids=config.case_ids or None,
+    )
+    return config.shard.select(cases) if config.shard else sorted(cases, key=lambda c: c.key)
+
+
+def load_strategies_for_run(specs: Sequence[str]) -> dict[str, Any]:
+    """Load the strategies (a sweep file gives several), by name in the order given; names must be unique."""
+    from zeroshot.prompts.strategy import load_strategies
+
+    strategies: dict[str, Any] = {}
+    for spec in specs:
+        for strategy in load_strategies(spec):
+            if strategy.name in strategies:
+                raise ConfigError(f"--strategy {spec}: strategy name {strategy.name!r} is given twice")
+            strategies[strategy.name] = strategy
+    return strategies
+
+
+def plan_jobs(
+    cases: Sequence[Case], model: str, strategies: Sequence[str], seeds: Sequence[int], done: set[RowKey]
+) -> list[CaseJob]:
+    """The case jobs of one model: for each case, the (strategy, seed) rows not yet ``done``."""
+    jobs = []
+    for case in cases:
+        keys = tuple(
+            key
+            for strategy in strategies
+            for seed in seeds
+            if (key := RowKey(case.sequence, case.case_id, model, strategy, seed)) not in done
+        )
+        if keys:
+            jobs.append(CaseJob(case, keys))
+    return jobs
+
+
+def run_eval(
+    config: EvalConfig,
+    *,
+    progress: bool | None = None,
+    build: Callable[[str], Any] | None = None,
+    executor: Executor | None = None,
+) -> RunSummary:
+    """Evaluate ``config`` into its run directory, resuming whatever an earlier call left undone.
+
+    Parameters
+    ----------
+    config : EvalConfig
+    progress : bool or None
+        Show a progress bar (``None``: when stderr is a terminal).
+    build : callable or None
+        ``build(model_name) -> Segmenter``; default :func:`zeroshot.segmenters.build_segmenter` with the
+        config's device, image size and model options.
+    executor : Executor or None
+        Default: the one ``config.executor`` names.
+
+    Raises
+    ------
+    ConfigError
+        A selection, strategy or option that cannot be used, or a run directory holding a conflicting
+        configuration (without ``new_run``).
+    """
+    cases = select_cases(config)
+    strategies = load_strategies_for_run(config.strategies)
+    current = empty_identity(config.fixed_identity())
+    current["strategies"] = {name: strategy_identity(s) for name, s in strategies.items()}
+    uses_coarse = any(getattr(s.source, "kind", None) == "coarse" for s in strategies.values())
+    current["cases"] = fingerprint_cases(cases, coarse_dir=config.coarse_dir if uses_coarse else None)
+    current["seeds"] = sorted(config.seeds)
+    build = build or _registry_builder(config)
+    executor = executor or _executor_for(config)
+    rundir = RunDir(config.out)
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(rundir.lock())
+        recorded = rundir.read_manifest()
+        if recorded is not None:
+            try:
+                check_compatible(recorded.get("identity", {}), current, where=f"{rundir.root}")
+            except ConfigError:
+                if not config.new_run:
+                    raise
+                _archive(rundir)  # the lock moves with the old directory; lock the new one
+                locks.enter_context(rundir.lock())
+                recorded = None
+        return _run_locked(config, cases, strategies, current, recorded, rundir, build, executor, progress)
+
+
+def _run_locked(
+    config: EvalConfig,
+    cases: list[Case],
+    strategies: dict[str, Any],
+    current: dict[str, Any],
+    recorded: dict[str, Any] | None,
+    rundir: RunDir,
+    build: Callable[[str], Any],
+    executor: Executor,
+    progress: bool | None,
+) -> RunSummary:
+    manifest = _open_manifest(config, current, recorded)
+    invocation = manifest["invocations"][-1]
+    rundir.write_manifest(manifest)
+
+    def record_model(name: str, description: Mapping[str, Any]) -> None:
+        identity = model_identity(description)
+        check_compatible(manifest["identity"], {"models": {name: identity}}, where=f"{rundir.root}")
+        manifest["identity"]["models"][name] = identity
+        manifest["identity"]["models"] = dict(sorted(manifest["identity"]["models"].items()))
+        manifest["config_sha256"] = config_sha256(manifest["identity"])
+        invocation["models"][name] = dict(description)
+        rundir.write_manifest(manifest)
+
+    done = rundir.done_keys()
+    if config.retry_failed:
+        done -= _failed_keys(rundir)
+    plans = {m: plan_jobs(cases, m, list(strategies), config.seeds, done) for m in config.models}
+    context = RunContext(
+        rundir=rundir,
+        strategies=strategies,
+        label=config.label,
+        tolerances_mm=tuple(config.tolerances_mm),
+        save_pred=config.save_pred,
+        build=build,
+        record_model=record_model,
+        coarse_dir=config.coarse_dir,
+    )
+    bar = _ProgressBar(sum(len(jobs) for jobs in plans.values()), enabled=progress)
+    status = "finished"
+    try:
+        for model, jobs in plans.items():
+            if jobs:
+                executor.run_model(model, jobs, context, bar)
+    except BaseException as exc:
+        status = f"stopped ({type(exc).__name__})"
+        raise
+    finally:
+        bar.close()
+        invocation.update(ended=now_utc(), status=status, rows_computed=bar.rows)
+        rundir.write_manifest(manifest)
+    tables = write_tables(rundir)
+    selected = {(c.sequence, c.case_id) for c in cases}
+    results = tables.results
+    failed = 0
+    if not results.empty:
+        in_selection = pd.Series(
+            [(s, c) in selected for s, c in zip(results["sequence"], results["case_id"], strict=True)],
+            index=results.index,
+        )
+        mine = results[
+            in_selection
+            & results["model"].isin(config.models)
+            & results["strategy"].isin(list(strategies))
+            & results["seed"].isin(config.seeds)
+        ]
+        failed = int(mine["failed"].sum())
+    rows_selected = len(cases) * len(config.models) * len(strategies) * len(config.seeds)
+    return RunSummary(Path(config.out), rows_selected, bar.rows, failed, tables)
+
+
+def _open_manifest(config: EvalConfig, current: dict[str, Any], recorded: dict[str, Any] | None) -> dict[str, Any]:
+    identity = union_identity(recorded["identity"], current) if recorded else current
+    invocation = provenance()
+    invocation.update(
+        selection=config.selection(),
+        models_asked=list(config.models),
+        strategies_asked=list(config.strategies),
+        seeds=list(config.seeds),
+        device=config.device,
+        image_size=config.image_size,
+        executor=config.executor,
+        workers=config.workers,
+        save_pred=config.save_pred,
+        retry_failed=config.retry_failed,
+        models={},
+        status="running",
+    )
+    return {
+        "format": MANIFEST_FORMAT,
+        "tool": "zeroshot",
+        "created": recorded.get("created") if recorded else invocation["started"],
+        "config_sha256": config_sha256(identity),
+        "identity": identity,
+        "invocations": [*(recorded.get("invocations", []) if recorded else []), invocation],
+    }
+
+
+def fingerprint_cases(cases: Sequence[Case], *, coarse_dir: Path | None = None) -> dict[str, dict[str, Any]]:
+    """The identity of each case (file SHA-256s, center, split), keyed ``sequence/case_id``.
+
+    A missing file gets ``null`` (the case fails when read, with the reason). With ``coarse_dir`` the case's
+    coarse mask is fingerprinted too.
+    """
+    from zeroshot.prompts.sources import find_coarse_file
+
+    def one(case: Case) -> tuple[str, dict[str, Any]]:
+        image = _sha_or_none(case.image)
+        label = _sha_or_none(case.label) if case.label is not None else None
+        coarse = None
+        if coarse_dir is not None:
+            try:
+                coarse = _sha_or_none(find_coarse_file(coarse_dir, case))
+            except ZeroshotError:
+                coarse = None
+        return case.key, case_identity(case, image, label, coarse)
+
+    with cf.ThreadPoolExecutor(HASH_THREADS) as pool:
+        return dict(sorted(pool.map(one, cases)))
+
+
+def _sha_or_none(path: Path) -> str | None:
+    try:
+        return file_sha256(path)
+    except OSError:
+        return None
+
+
+def _failed_keys(rundir: RunDir) -> set[RowKey]:
+    return {key for key, path in rundir.row_files() if read_json(path)["row"].get("failed")}
+
+
+def _archive(rundir: RunDir) -> Path:
+    """Move an existing run aside as ``<out>.previous-<UTC time>`` (never deleted)."""
+    stamp = now_utc().replace(":", "").replace("+0000", "Z")
+    target = rundir.root.with_name(f"{rundir.root.name}.previous-{stamp}")
+    suffix = 1
+    while target.exists():
+        suffix += 1
+        target = rundir.root.with_name(f"{rundir.root.name}.previous-{stamp}-{suffix}")
+    rundir.root.rename(target)
+    print(f"zeroshot eval: --new-run: moved the previous run to {target}", file=sys.stderr)
+    return target
+
+
+def _registry_builder(config: EvalConfig) -> Callable[[str], Any]:
+    def build(name: str) -> Any:
+        from zeroshot.segmenters.registry import build_segmenter
+
+        options = dict(config.model_options)
+        if config.image_size is not None:
+            options.setdefault("image_size", config.image_size)
+        return build_segmenter(name, device=config.device, **options)
+
+    return build
+
+
+def _executor_for(config: EvalConfig) -> Executor:
+    if config.executor == "ray":
+        from zeroshot.runner.ray_executor import RayExecutor
+
+        return RayExecutor(workers=config.workers, device=config.device)
+    return LocalExecutor(workers=config.workers)
+
+
+class _ProgressBar:
+    """A tqdm bar over case x model jobs, showing the running mean Dice of the rows made."""
+
+    def __init__(self, total: int, *, enabled: bool | None) -> None:
+        from tqdm import tqdm
+
+        disable = (not sys.stderr.isatty()) if enabled is None else not enabled
+        self._bar = tqdm(total=total, unit="case", desc="eval", disable=disable, dynamic_ncols=True)
+        self.rows = 0
+        self._dice_sum = 0.0
+        self._dice_count = 0
+        self._failed = 0
+
+    def row(self, record: Mapping[str, Any]) -> None:
+        row = record["row"]
+        self.rows += 1
+        dice = row.get("dice")
+        if row.get("failed"):
+            self._failed += 1
+        elif isinstance(dice, float) and math.isfinite(dice):
+            self._dice_sum += dice
+            self._dice_count += 1
+        if self._dice_count:
+            postfix = {"dice": f"{self._dice_sum / self._dice_count:.3f}"}
+            if self._failed:
+                postfix["failed"] = str(self._failed)
+            self._bar.set_postfix(postfix, refresh=False)
+
+    def case_done(self) -> None:
+        self._bar.update(1)
+
+    def close(self) -> None:
+        self._bar.close()

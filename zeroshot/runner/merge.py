@@ -1,0 +1,121 @@
+"""``zeroshot merge``: combine run directories (the shards of a job array, or runs extended on other machines).
+
+Runs combine under the rules that let one run directory be extended (:mod:`zeroshot.runner.config`): the shared
+settings must be equal, and every case, model and strategy present in several runs must have the same identity
+there. Each row may come from one run only. The output is a complete run directory: its ``run.json`` holds the
+union identity and every input run's invocations; row files and prompts are copied, predictions hard-linked
+(copied across file systems); the tables are rebuilt from the rows.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from zeroshot.errors import ConfigError
+from zeroshot.runner.config import MANIFEST_FORMAT, check_compatible, config_sha256, now_utc, union_identity
+from zeroshot.runner.rundir import PREDICTIONS, PROMPTS, ROWS, RowKey, RunDir, write_atomic
+from zeroshot.runner.tables import RunTables, write_tables
+
+__all__ = ["merge_runs"]
+
+
+def merge_runs(runs: Sequence[str | Path], out: str | Path) -> RunTables:
+    """Merge run directories into a new one at ``out`` and write its tables.
+
+    Parameters
+    ----------
+    runs : sequence of path
+        Run directories (each with a ``run.json``).
+    out : path
+        A new (absent or empty) directory.
+
+    Returns
+    -------
+    RunTables
+        The merged tables.
+
+    Raises
+    ------
+    ConfigError
+        No run given, a run given twice or without ``run.json``, ``out`` not new, runs of conflicting
+        configurations (naming each difference), or a row present in two runs.
+    """
+    if not runs:
+        raise ConfigError("merge: give at least one run directory")
+    dirs = [RunDir(Path(r)) for r in runs]
+    resolved = [d.root.resolve() for d in dirs]
+    if len(set(resolved)) != len(resolved):
+        raise ConfigError("merge: a run directory is given more than once")
+    target = RunDir(Path(out))
+    if target.root.resolve() in resolved:
+        raise ConfigError(f"merge: --out {target.root} is one of the runs to merge; choose a new directory")
+    if target.root.exists() and any(target.root.iterdir()):
+        raise ConfigError(f"merge: --out {target.root} exists and is not empty; choose a new directory")
+    manifests = []
+    for run in dirs:
+        manifest = run.read_manifest()
+        if manifest is None:
+            raise ConfigError(f"merge: {run.root} has no run.json; is it a run directory (zeroshot eval --out)?")
+        manifests.append(manifest)
+
+    identity: dict[str, Any] = manifests[0]["identity"]
+    for run, manifest in zip(dirs[1:], manifests[1:], strict=True):
+        check_compatible(identity, manifest["identity"], where=f"merge: {run.root} and the runs before it")
+        identity = union_identity(identity, manifest["identity"])
+
+    owner: dict[RowKey, Path] = {}
+    for run in dirs:
+        for key, _ in run.row_files():
+            if key in owner:
+                raise ConfigError(
+                    f"merge: row {key.case_key} model={key.model} strategy={key.strategy} seed={key.seed} is in "
+                    f"both {owner[key]} and {run.root}; each row must come from one run"
+                )
+            owner[key] = run.root
+
+    with target.lock():
+        for run in dirs:
+            _copy_tree(run.root / ROWS, target.root / ROWS, link=False)
+            _copy_tree(run.root / PROMPTS, target.root / PROMPTS, link=False)
+            _copy_tree(run.root / PREDICTIONS, target.root / PREDICTIONS, link=True)
+        invocations = []
+        for run, manifest in zip(dirs, manifests, strict=True):
+            for invocation in manifest.get("invocations", []):
+                invocations.append({**invocation, "run": str(run.root.resolve())})
+        target.write_manifest(
+            {
+                "format": MANIFEST_FORMAT,
+                "tool": "zeroshot",
+                "created": now_utc(),
+                "config_sha256": config_sha256(identity),
+                "identity": identity,
+                "merged_from": [str(r) for r in resolved],
+                "invocations": invocations,
+            }
+        )
+        return write_tables(target)
+
+
+def _copy_tree(source: Path, destination: Path, *, link: bool) -> None:
+    """Copy the files under ``source`` (hidden temporaries excluded); an existing identical file is kept."""
+    if not source.is_dir():
+        return
+    for path in sorted(source.rglob("*")):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        target = destination / path.relative_to(source)
+        if target.exists():
+            continue  # prompts of the same case, strategy and seed are the same file (identities were checked)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if link:
+            try:
+                os.link(path, target)
+                continue
+            except OSError:
+                shutil.copy2(path, target)
+                continue
+        write_atomic(target, path.read_bytes())

@@ -1,0 +1,248 @@
+"""Run directories: where each piece of a run lives, written so that a kill at any moment loses nothing finished.
+
+A run directory holds::
+
+    run.json                                   provenance and the identity of everything computed (see config.py)
+    run.lock                                   held (flock) while a process writes to the run
+    prompts/<seq>/<case>/<strategy>/seed<k>.json          prompts, shared by every model
+    predictions/<seq>/<case>/<model>/<strategy>/seed<k>.nii.gz   with --save-pred; overlays the input image
+    rows/<seq>/<case>/<model>/<strategy>/seed<k>.json     one result row and its per-slice table
+    logs/errors.log                            tracebacks of failed rows
+    results.csv, results.parquet, failures.csv, slices.parquet   consolidated at the end of a run (tables.py)
+
+Every file is written to a temporary name in its folder and renamed (``os.replace`` is atomic on POSIX), so a row
+file exists only when its row is complete, and a prediction before its row. The row files *are* the run; the
+tables are derived from them and can be rebuilt at any time (``zeroshot merge``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import threading
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
+
+from zeroshot.errors import ConfigError
+
+__all__ = ["RowKey", "RunDir", "read_json", "write_atomic", "write_json"]
+
+RUN_JSON = "run.json"
+LOCK_NAME = "run.lock"
+ROWS = "rows"
+PROMPTS = "prompts"
+PREDICTIONS = "predictions"
+LOGS = "logs"
+_SEED_PREFIX = "seed"
+
+
+@dataclass(frozen=True, order=True)
+class RowKey:
+    """The identity of one result row: one case under one model, prompt strategy and seed.
+
+    Sorting keys sorts rows the way result tables list them.
+    """
+
+    sequence: str
+    case_id: str
+    model: str
+    strategy: str
+    seed: int
+
+    @property
+    def case_key(self) -> str:
+        """``sequence/case_id``, as :attr:`zeroshot.datasets.Case.key`."""
+        return f"{self.sequence}/{self.case_id}"
+
+    def parts(self) -> tuple[str, ...]:
+        """Path components of the row below ``rows/`` (without the ``.json`` suffix)."""
+        return (
+            path_component(self.sequence),
+            path_component(self.case_id),
+            path_component(self.model),
+            path_component(self.strategy),
+            f"{_SEED_PREFIX}{self.seed}",
+        )
+
+
+def path_component(name: str) -> str:
+    """Encode a name (model, strategy, ...) as one safe, reversible path component.
+
+    Characters other than letters, digits and ``._+-=`` are percent-encoded (``random:sam2@128`` becomes
+    ``random%3Asam2%40128``); a leading dot is encoded too, so no name can be hidden, ``.`` or ``..``.
+    """
+    encoded = quote(name, safe="._+-=")
+    if encoded.startswith("."):
+        encoded = "%2E" + encoded[1:]
+    return encoded
+
+
+def write_atomic(path: str | Path, data: str | bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename.
+
+    The temporary name is hidden (leading dot) and unique per process and thread, so concurrent writers of
+    different files never collide and a reader never sees a partial file. The data is flushed to disk
+    (``fsync``) before the rename, so the file survives a crash of the machine, not only of the process.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    payload = data.encode() if isinstance(data, str) else data
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return path
+
+
+def write_json(path: str | Path, document: Any) -> Path:
+    """Write a JSON document atomically (NaN and infinity as the ``NaN``/``Infinity`` tokens Python reads back)."""
+    return write_atomic(path, json.dumps(document, indent=1, sort_keys=False, default=_json_default) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON document written by :func:`write_json`; a corrupt file is an error that names it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc}); the file was not written by zeroshot") from exc
+
+
+def _json_default(value: Any) -> Any:
+    # numpy scalars and arrays, paths and tuples appear in describe() dicts and rows; keep JSON plain.
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON: {value!r}")
+
+
+class RunDir:
+    """The files of one run directory (see the module docstring for the layout).
+
+    Parameters
+    ----------
+    root : path
+        The run directory; created on the first write.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.root)!r})"
+
+    @property
+    def manifest_path(self) -> Path:
+        """``run.json``."""
+        return self.root / RUN_JSON
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        """The parsed ``run.json``, or ``None`` for a directory that holds no run yet."""
+        return read_json(self.manifest_path) if self.manifest_path.is_file() else None
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        """Replace ``run.json`` atomically."""
+        write_json(self.manifest_path, manifest)
+
+    def row_path(self, key: RowKey) -> Path:
+        """Where the row of ``key`` is stored."""
+        *folders, leaf = key.parts()
+        return self.root.joinpath(ROWS, *folders, f"{leaf}.json")
+
+    def prompt_path(self, sequence: str, case_id: str, strategy: str, seed: int) -> Path:
+        """Where the prompts of one case, strategy and seed are cached (shared by every model)."""
+        return self.root.joinpath(
+            PROMPTS,
+            path_component(sequence),
+            path_component(case_id),
+            path_component(strategy),
+            f"{_SEED_PREFIX}{seed}.json",
+        )
+
+    def prediction_path(self, key: RowKey) -> Path:
+        """Where the predicted mask of ``key`` is written with ``--save-pred``."""
+        *folders, leaf = key.parts()
+        return self.root.joinpath(PREDICTIONS, *folders, f"{leaf}.nii.gz")
+
+    def row_files(self) -> list[tuple[RowKey, Path]]:
+        """Every complete row file with its key, sorted by key (rows are written atomically: present means done)."""
+        rows = self.root / ROWS
+        if not rows.is_dir():
+            return []
+        found = [(key, p) for p in rows.glob("*/*/*/*/*.json") if (key := self._key_from_path(p)) is not None]
+        return sorted(found)
+
+    def done_keys(self) -> set[RowKey]:
+        """The keys of every row present."""
+        return {key for key, _ in self.row_files()}
+
+    def row_paths(self) -> list[Path]:
+        """Every row file, sorted by row key."""
+        return [path for _, path in self.row_files()]
+
+    def write_row(self, key: RowKey, record: dict[str, Any]) -> Path:
+        """Write one row record (``{"row": {...}, "slices": {...}}``) atomically."""
+        return write_json(self.row_path(key), record)
+
+    def log_failure(self, key: RowKey, error: BaseException) -> None:
+        """Append the traceback of a failed row to ``logs/errors.log`` (one write per failure)."""
+        path = self.root / LOGS / "errors.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = "".join(traceback.format_exception(error))
+        header = f"--- {key.sequence}/{key.case_id} model={key.model} strategy={key.strategy} seed={key.seed}\n"
+        with open(path, "a") as handle:
+            handle.write(header + text)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold ``run.lock`` while writing to the run; a second writer is refused with a clear message.
+
+        The lock is an ``flock`` that the kernel releases when the holder exits, even by ``kill -9``, so a
+        killed run never leaves a stale lock behind.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / LOCK_NAME
+        handle = open(path, "a+")  # held until the context ends
+        try:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise ConfigError(
+                    f"{self.root}: another zeroshot process is writing to this run ({holder}); wait for it, or "
+                    "give each concurrent job (e.g. each --shard) its own --out and combine them with "
+                    "`zeroshot merge`"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+            handle.flush()
+            yield
+        finally:
+            handle.close()
+
+    def _key_from_path(self, path: Path) -> RowKey | None:
+        if path.name.startswith(".") or not path.name.startswith(_SEED_PREFIX):
+            return None
+        seed_text = path.name[len(_SEED_PREFIX) : -len(".json")]
+        if not seed_text.isdigit():
+            return None
+        strategy, model, case_id, sequence = (unquote(p.name) for p in (path.parents[i] for i in range(4)))
+        return RowKey(sequence, case_id, model, strategy, int(seed_text))
