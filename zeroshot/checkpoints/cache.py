@@ -330,9 +330,14 @@ def resolve_checkpoint(
     return ResolvedCheckpoint(entry=entry, path=status.path, sha256=status.actual_sha256)
 
 
-def check_complete(path: Path) -> None:
-    """Refuse a PyTorch checkpoint file that is not a complete zip archive (e.g. a truncated download)."""
-    if path.is_file() and path.suffix in _TORCH_SUFFIXES and not zipfile.is_zipfile(path):
+def check_complete(path: Path, *, filename: str | None = None) -> None:
+    """Refuse a PyTorch checkpoint file that is not a complete zip archive (e.g. a truncated download).
+
+    ``filename`` is the name the file will have (its suffix says whether it is a PyTorch file), when ``path``
+    is still a ``.part`` file.
+    """
+    suffix = Path(filename).suffix if filename is not None else path.suffix
+    if path.is_file() and suffix in _TORCH_SUFFIXES and not zipfile.is_zipfile(path):
         raise CheckpointError(
             f"{path} ({path.stat().st_size} bytes) is not a complete PyTorch checkpoint (no zip central directory: "
             "truncated or not a torch.save file)"

@@ -245,7 +245,8 @@ def _check_url(url: str, *, backend: str, origin: str) -> None:
         return
     if backend == "transformers":
         raise CheckpointError(f"{origin}: a transformers entry must be a Hub repository (hf://OWNER/REPO)")
-    if not PurePosixPath(unquote(urlparse(url).path)).name:
+    path = unquote(urlparse(url).path)
+    if path.endswith("/") or not PurePosixPath(path).name:
         raise CheckpointError(f"{origin}: url {url!r} does not end in a file name")
 
 

@@ -116,7 +116,7 @@ def download(
             _copy_local(Path(source), staging, desc=entry.name, progress=progress)
         elif entry.hub is not None:
             _remove(staging)
-            _fetch_hub(entry.hub, staging, progress=progress)
+            _fetch_hub(entry.hub, staging, progress=progress, force=force or retrust)
         elif urlparse(entry.url).scheme == "file":
             _remove(staging)
             _copy_local(Path(url2pathname(urlparse(entry.url).path)), staging, desc=entry.name, progress=progress)
@@ -133,7 +133,7 @@ def download(
 def _accept(entry: CheckpointEntry, staging: Path, *, origin: str) -> str:
     """Check a finished transfer; delete it and raise unless complete and matching the expected hash."""
     try:
-        check_complete(staging)
+        check_complete(staging, filename=entry.filename)
     except CheckpointError as exc:
         _remove(staging)
         raise CheckpointError(f"download of {entry.name!r} from {origin} refused and deleted: {exc}") from None
@@ -218,9 +218,6 @@ def _http_attempt(url: str, part: Path, *, desc: str, progress: bool, timeout_s:
     size = part.stat().st_size
     if total is not None and size < total:
         raise _Interrupted(f"connection closed at {size} of {total} bytes")
-    if total is not None and size > total:
-        _remove(part)
-        raise CheckpointError(f"download of {url} gave {size} bytes, more than the {total} announced; deleted")
 
 
 def _resume_point(url: str, part: Path) -> tuple[int, str | None]:
@@ -279,10 +276,12 @@ def hub_offline() -> bool:
     return value in {"1", "ON", "YES", "TRUE"}
 
 
-def _fetch_hub(hub: HubLocation, staging: Path, *, progress: bool) -> None:
-    """Fetch through huggingface_hub (its cache, tokens, resume and offline mode), then link into ``staging``.
+def _fetch_hub(hub: HubLocation, staging: Path, *, progress: bool, force: bool) -> None:
+    """Fetch through huggingface_hub (its cache, tokens, resume and offline mode), then copy into ``staging``.
 
     huggingface_hub does not reliably check SHA-256 itself (huggingface_hub issue #3643), so the caller does.
+    Copies, not hard links: a file altered in one cache must not alter the other, so that ``force`` (which also
+    bypasses the Hugging Face cache) can repair either.
     """
     import huggingface_hub
 
@@ -291,18 +290,19 @@ def _fetch_hub(hub: HubLocation, staging: Path, *, progress: bool) -> None:
         with _hub_progress(progress):
             if hub.filename is not None:
                 local = huggingface_hub.hf_hub_download(
-                    hub.repo_id, hub.filename, revision=hub.revision, local_files_only=offline
+                    hub.repo_id, hub.filename, revision=hub.revision, local_files_only=offline, force_download=force
                 )
-                _link_or_copy(Path(local), staging)
+                _copy_resolved(Path(local), staging)
             else:
                 local = huggingface_hub.snapshot_download(
                     hub.repo_id,
                     revision=hub.revision,
                     allow_patterns=list(REPOSITORY_PATTERNS),
                     local_files_only=offline,
+                    force_download=force,
                 )
                 for file in sorted(p for p in Path(local).rglob("*") if p.is_file()):
-                    _link_or_copy(file, staging / file.relative_to(local))
+                    _copy_resolved(file, staging / file.relative_to(local))
     except Exception as exc:  # huggingface_hub raises many types (HTTP, offline, not found, gated); name them all
         _remove(staging)
         if offline:
@@ -327,14 +327,10 @@ def _hub_progress(enabled: bool) -> Iterator[None]:
             enable_progress_bars()
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
-    """Hard-link (no second copy on disk) or, across file systems, copy ``source`` (symlinks resolved)."""
+def _copy_resolved(source: Path, target: Path) -> None:
+    """Copy the file ``source`` points to (the Hub cache links snapshots to blobs) to ``target``."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    source = source.resolve()
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
+    shutil.copyfile(source.resolve(), target)
 
 
 # --- placement ----------------------------------------------------------------------------------------------------

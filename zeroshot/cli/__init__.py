@@ -20,6 +20,9 @@ COMMANDS = (
     "phantom",
     "cases",
     "score",
+    "checkpoints",
+    "compare",
+    "figures",
 )
 
 
