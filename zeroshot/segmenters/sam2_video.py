@@ -36,7 +36,6 @@ Random weights (``checkpoint=None``) make a model built from the real configurat
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.metadata
 import importlib.util
 import time
@@ -49,6 +48,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from zeroshot.checkpoints import load_checkpoint, sha256_of
 from zeroshot.errors import SegmenterError
 from zeroshot.prompts.types import POSITIVE, SlicePrompt, VolumePrompts
 from zeroshot.segmenters.base import Segmentation
@@ -253,8 +253,10 @@ class Sam2Segmenter:
     Raises
     ------
     SegmenterError
-        For an unknown config, an invalid option, an unusable device, or a checkpoint that is missing,
-        unreadable, or does not fit the config (missing, unexpected or differently shaped weights).
+        For an unknown config, an invalid option, an unusable device, or a checkpoint that does not fit the
+        config (missing, unexpected or differently shaped weights, or no state dict at all).
+    CheckpointError
+        For a checkpoint file that is missing, truncated or not loadable with ``torch.load(weights_only=True)``.
     """
 
     def __init__(
@@ -400,15 +402,10 @@ class Sam2Segmenter:
     def _load_checkpoint(self) -> str:
         path = self.checkpoint
         assert path is not None
-        if not path.is_file():
-            raise SegmenterError(f"checkpoint {path} does not exist")
-        try:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # pickle, zip and weights_only errors
-            raise SegmenterError(f"checkpoint {path} cannot be read as a PyTorch weights file: {exc}") from exc
-        state = loaded.get("model", loaded) if isinstance(loaded, Mapping) else None
+        loaded = load_checkpoint(path)
+        state = loaded.get("model", loaded)
         if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise SegmenterError(f"checkpoint {path} holds no state dict (expected {{'model': state_dict}})")
+            raise SegmenterError(f"checkpoint {path} holds no state dict of tensors (expected {{'model': state_dict}})")
         expected = self.model.state_dict()
         missing = sorted(set(expected) - set(state))
         unexpected = sorted(set(state) - set(expected))
@@ -425,7 +422,7 @@ class Sam2Segmenter:
             ]
             raise SegmenterError(f"checkpoint {path} does not fit config {self.config}: {'; '.join(problems)}")
         self.model.load_state_dict(state, strict=True)
-        return _sha256(path)
+        return sha256_of(path)
 
 
 class Sam2Session:
@@ -658,11 +655,3 @@ def _version(package: str) -> str | None:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

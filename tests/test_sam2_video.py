@@ -1,0 +1,455 @@
+"""SAM2 video segmenter on CPU with random weights: machinery, not accuracy.
+
+A SAM2.1-tiny model with random weights at 128 px segments a 14-slice phantom. Random weights make arbitrary
+masks, so the tests check what does not depend on the weights: every slice is reached in both directions (a
+slice no pass reached has probability exactly 0), a mask prompt is reproduced on its key slice (SAM2 uses it as
+the output there), several key slices each condition their own slice, the image encoder runs once per slice per
+session, runs are repeatable, and the fast engine agrees with SAM2's own propagation.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from zeroshot.errors import CheckpointError, PromptError, SegmenterError
+from zeroshot.phantom import make_phantom_case
+from zeroshot.prompts.types import NEGATIVE, POSITIVE, SlicePrompt, VolumePrompts
+from zeroshot.segmenters.base import Segmentation, Segmenter, Session
+from zeroshot.segmenters.postprocess import fill_holes_per_slice, keep_largest_component, postprocess_mask
+from zeroshot.segmenters.sam2_video import (
+    PRESETS,
+    Sam2Segmenter,
+    box_to_model,
+    points_to_model,
+    resolve_config,
+    resolve_device,
+)
+from zeroshot.volume import volume_from_array
+
+SIZE = 128
+SHAPE = (14, 48, 64)
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
+
+
+def ellipse(shape_yx=SHAPE[1:], centre=(24, 30), radii=(10, 14)) -> np.ndarray:
+    y, x = np.ogrid[: shape_yx[0], : shape_yx[1]]
+    return ((y - centre[0]) / radii[0]) ** 2 + ((x - centre[1]) / radii[1]) ** 2 <= 1.0
+
+
+def prompts(*slices: SlicePrompt, strategy: str = "test") -> VolumePrompts:
+    return VolumePrompts("phantom_000", strategy, 0, "gt", tuple(slices))
+
+
+@pytest.fixture(scope="module")
+def case():
+    return make_phantom_case(0, shape=SHAPE)
+
+
+@pytest.fixture(scope="module")
+def volume(case):
+    return case.volumes["T1"]
+
+
+@pytest.fixture(scope="module")
+def key(case) -> int:
+    zs = np.flatnonzero(case.label.any(axis=(1, 2)))
+    return int(zs[len(zs) // 2])
+
+
+@pytest.fixture(scope="module")
+def box_prompts(case, key) -> VolumePrompts:
+    ys, xs = np.nonzero(case.label[key])
+    return prompts(SlicePrompt(z=key, box=(int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))))
+
+
+@pytest.fixture(scope="module")
+def fast():
+    return Sam2Segmenter(image_size=SIZE, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return Sam2Segmenter(image_size=SIZE, device="cpu", engine="reference")
+
+
+@pytest.fixture(scope="module")
+def session(fast, volume):
+    with fast.prepare(volume) as prepared:
+        yield prepared
+
+
+@pytest.fixture(scope="module")
+def reference_session(reference, volume):
+    with reference.prepare(volume) as prepared:
+        yield prepared
+
+
+def reached_slices(result: Segmentation) -> np.ndarray:
+    """Slices some pass produced logits for (unreached slices keep probability exactly 0)."""
+    return np.flatnonzero((result.probabilities > 0).any(axis=(1, 2)))
+
+
+# --- the segmenter protocol and one box prompt ----------------------------------------------------------------------
+
+
+def test_box_prompt_end_to_end(fast, session, box_prompts, key):
+    assert isinstance(fast, Segmenter) and isinstance(session, Session)
+    result = session.segment(box_prompts)
+    assert result.mask.shape == SHAPE and result.mask.dtype == bool
+    assert result.probabilities.shape == SHAPE and result.probabilities.dtype == np.float32
+    assert 0.0 <= result.probabilities.min() and result.probabilities.max() <= 1.0
+    np.testing.assert_array_equal(result.mask, result.probabilities > 0.5)  # threshold 0 on logits, no post-proc
+    assert result.info["passes"] == [
+        {"direction": "forward", "start": key, "slices": SHAPE[0] - key},
+        {"direction": "reverse", "start": key, "slices": key + 1},
+    ]
+    assert reached_slices(result).tolist() == list(range(SHAPE[0]))  # both sides of the key slice
+    assert result.info["propagation"] == "reset" and result.info["engine"] == "fast"
+    json.dumps(result.info)
+
+
+def test_same_inputs_give_the_same_result(session, box_prompts, volume):
+    first = session.segment(box_prompts)
+    again = session.segment(box_prompts)
+    np.testing.assert_array_equal(first.mask, again.mask)
+    np.testing.assert_array_equal(first.probabilities, again.probabilities)
+    rebuilt = Sam2Segmenter(image_size=SIZE, device="cpu")  # same seed, same random weights
+    with rebuilt.prepare(volume) as fresh:
+        np.testing.assert_array_equal(fresh.segment(box_prompts).probabilities, first.probabilities)
+
+
+def test_encoder_runs_once_per_slice_per_session(session, box_prompts, key):
+    """An ablation and a round of corrective clicks reuse the features: no image encoding after prepare()."""
+    session.segment(box_prompts)
+    box = box_prompts.slices[0].box
+    clicks = prompts(
+        SlicePrompt(z=key, box=box, points=((box[0], box[1]),), labels=(NEGATIVE,)),
+        SlicePrompt(z=min(key + 2, SHAPE[0] - 1), points=((30, 24),), labels=(POSITIVE,)),
+    )
+    result = session.segment(clicks)
+    assert result.info["encoder_slices_total"] == SHAPE[0]
+    assert result.info["encoder_slices_segment"] == 0
+
+
+def test_reference_engine_encodes_inside_propagation(reference_session, box_prompts, key):
+    result = reference_session.segment(box_prompts)
+    # every slice of both passes, plus the key slice once more when the prompt is added again after the reset
+    assert result.info["encoder_slices_segment"] == SHAPE[0] + 1
+    assert reached_slices(result).tolist() == list(range(SHAPE[0]))
+
+
+# --- prompt kinds ---------------------------------------------------------------------------------------------------
+
+
+def test_mask_prompt_is_reproduced_on_its_key_slice(session, key):
+    mask = ellipse()
+    result = session.segment(prompts(SlicePrompt(z=key, mask=mask)))
+    # SAM2 uses a mask prompt as the output of its slice (through its S/4 logits, hence not bit-exact).
+    assert dice(result.mask[key], mask) > 0.9
+    assert reached_slices(result).tolist() == list(range(SHAPE[0]))
+
+
+def test_point_prompts(session, key):
+    points = ((30, 24), (5, 5))
+    result = session.segment(prompts(SlicePrompt(z=key, points=points, labels=(POSITIVE, NEGATIVE))))
+    assert result.mask.shape == SHAPE
+    assert reached_slices(result).tolist() == list(range(SHAPE[0]))
+
+
+def test_box_and_points_differ_from_box_alone(session, box_prompts, key):
+    box = box_prompts.slices[0].box
+    alone = session.segment(box_prompts)
+    with_click = session.segment(prompts(SlicePrompt(z=key, box=box, points=((box[0], box[1]),), labels=(NEGATIVE,))))
+    assert not np.array_equal(alone.probabilities[key], with_click.probabilities[key])
+
+
+def test_mask_with_points_refines_the_mask(session, key):
+    """A mask from an earlier round plus a click: the mask seeds SAM's decoder instead of being the output."""
+    mask = ellipse()
+    mask_only = session.segment(prompts(SlicePrompt(z=key, mask=mask)))
+    refined = session.segment(prompts(SlicePrompt(z=key, mask=mask, points=((30, 24),), labels=(POSITIVE,))))
+    assert not np.array_equal(mask_only.probabilities[key], refined.probabilities[key])
+    assert refined.info["encoder_slices_segment"] == 0
+
+
+def test_three_key_slices_each_condition_their_slice(session):
+    keys = (3, 7, 11)
+    masks = {3: ellipse(centre=(14, 16), radii=(8, 10)), 7: ellipse(), 11: ellipse(centre=(32, 44), radii=(9, 12))}
+    result = session.segment(prompts(*(SlicePrompt(z=z, mask=masks[z]) for z in keys)))
+    assert result.info["key_slices"] == list(keys)
+    assert result.info["passes"] == [
+        {"direction": "forward", "start": 3, "slices": SHAPE[0] - 3},
+        {"direction": "reverse", "start": 11, "slices": 12},
+    ]
+    for z in keys:
+        assert dice(result.mask[z], masks[z]) > 0.9, z
+    assert reached_slices(result).tolist() == list(range(SHAPE[0]))
+
+
+@pytest.mark.parametrize("z", [0, SHAPE[0] - 1])
+def test_key_slice_at_either_end(session, z):
+    mask = ellipse()
+    result = session.segment(prompts(SlicePrompt(z=z, mask=mask)))
+    if z == 0:  # SAM2 cannot reverse from slice 0: the forward pass alone covers the volume
+        assert result.info["passes"] == [{"direction": "forward", "start": 0, "slices": SHAPE[0]}]
+    else:
+        assert result.info["passes"] == [
+            {"direction": "forward", "start": z, "slices": 1},
+            {"direction": "reverse", "start": z, "slices": SHAPE[0]},
+        ]
+    assert dice(result.mask[z], mask) > 0.9
+    assert reached_slices(result).tolist() == list(range(SHAPE[0]))
+
+
+def test_prompt_outside_the_volume_raises(session):
+    with pytest.raises(PromptError, match="outside the volume's 14 slices"):
+        session.segment(prompts(SlicePrompt(z=14, box=(1, 1, 5, 5))))
+    with pytest.raises(PromptError, match="leaves the 64x48"):
+        session.segment(prompts(SlicePrompt(z=3, box=(1, 1, 64, 5))))
+
+
+# --- engines and policies -------------------------------------------------------------------------------------------
+
+
+def test_fast_engine_agrees_with_reference(session, reference_session, box_prompts):
+    for prompt_set in (box_prompts, prompts(SlicePrompt(z=2, mask=ellipse()), SlicePrompt(z=9, mask=ellipse()))):
+        fast_result = session.segment(prompt_set)
+        ref_result = reference_session.segment(prompt_set)
+        assert dice(fast_result.mask, ref_result.mask) >= 0.999
+        np.testing.assert_allclose(fast_result.probabilities, ref_result.probabilities, atol=1e-4)
+        # logits (where not saturated) agree as closely
+        p_fast = np.clip(fast_result.probabilities.astype(np.float64), 1e-6, 1 - 1e-6)
+        p_ref = np.clip(ref_result.probabilities.astype(np.float64), 1e-6, 1 - 1e-6)
+        logit_diff = np.abs(np.log(p_fast / (1 - p_fast)) - np.log(p_ref / (1 - p_ref)))
+        assert logit_diff.max() < 1e-2
+
+
+def test_continuous_policy_reuses_forward_memories(volume, box_prompts, session):
+    segmenter = Sam2Segmenter(image_size=SIZE, device="cpu", propagation="continuous")
+    with segmenter.prepare(volume) as continuous:
+        result = continuous.segment(box_prompts)
+    reset = session.segment(box_prompts)
+    assert result.info["propagation"] == "continuous"
+    assert [p["direction"] for p in result.info["passes"]] == ["forward", "reverse"]
+    # the forward pass is the same; the reverse pass attends to forward memories, so some logits differ
+    key = box_prompts.key_slices[0]
+    np.testing.assert_array_equal(result.probabilities[key + 1 :], reset.probabilities[key + 1 :])
+    assert not np.array_equal(result.probabilities[:key], reset.probabilities[:key])
+
+
+def test_postprocessing_options(volume, key):
+    segmenter = Sam2Segmenter(image_size=SIZE, device="cpu", largest_component=True, fill_holes=True)
+    with segmenter.prepare(volume) as prepared:
+        ring = ellipse() & ~ellipse(radii=(4, 5))
+        stray = np.zeros(SHAPE[1:], dtype=bool)
+        stray[2:5, 55:60] = True
+        result = prepared.segment(prompts(SlicePrompt(z=key, mask=ring | stray)))
+    _, count = ndimage.label(result.mask, structure=np.ones((3, 3, 3)))
+    assert count <= 1
+    assert result.info["largest_component"] and result.info["fill_holes"]
+    for z in range(SHAPE[0]):
+        np.testing.assert_array_equal(ndimage.binary_fill_holes(result.mask[z]), result.mask[z])
+
+
+# --- building -------------------------------------------------------------------------------------------------------
+
+
+def test_describe_records_the_resolved_configuration(fast):
+    record = json.loads(json.dumps(fast.describe()))
+    assert record["config"] == "configs/sam2.1/sam2.1_hiera_t.yaml"
+    assert "random initialisation (seed 0)" in record["weights"] and record["checkpoint_sha256"] is None
+    assert "++model.image_size=128" in record["hydra_overrides"]
+    assert "++model.fill_hole_area=0" in record["hydra_overrides"]
+    assert record["resolved_config"]["model"]["image_size"] == SIZE
+    assert record["resolved_config"]["model"]["memory_attention"]["layer"]["self_attention"]["feat_sizes"] == [8, 8]
+    assert record["precision"] == "float32" and record["device"] == "cpu"
+    assert record["image_size"] == SIZE and record["parameters"] > 30_000_000
+
+
+def test_random_weights_are_seeded_and_leave_global_rng_alone(fast):
+    before = torch.random.get_rng_state()
+    same = Sam2Segmenter(image_size=SIZE, device="cpu", seed=0)
+    other = Sam2Segmenter(image_size=SIZE, device="cpu", seed=1)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    a, b, c = (m.model.state_dict()["sam_mask_decoder.iou_token.weight"] for m in (fast, same, other))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_checkpoint_loads_and_is_hashed(tmp_path, volume, box_prompts):
+    source = Sam2Segmenter(image_size=SIZE, device="cpu", seed=7)
+    path = tmp_path / "seed7.pt"
+    torch.save({"model": source.model.state_dict()}, path)
+    loaded = Sam2Segmenter(image_size=SIZE, device="cpu", seed=0, checkpoint=path)
+    assert len(loaded.describe()["checkpoint_sha256"]) == 64
+    assert loaded.describe()["weights"] == f"checkpoint {path}"
+    with source.prepare(volume) as a, loaded.prepare(volume) as b:
+        np.testing.assert_array_equal(a.segment(box_prompts).probabilities, b.segment(box_prompts).probabilities)
+
+
+@pytest.fixture(scope="module")
+def model_keys(fast) -> dict[str, torch.Tensor]:
+    return fast.model.state_dict()
+
+
+@pytest.mark.parametrize(
+    ("make_state", "message"),
+    [
+        (lambda keys: {k: v for k, v in list(keys.items())[1:]}, r"missing \(1\): "),
+        (lambda keys: {**keys, "extra.weight": torch.zeros(1)}, r"unexpected \(1\): extra.weight"),
+        (lambda keys: {**keys, "no_mem_embed": torch.zeros(1, 1, 7)}, r"shape \(1\): no_mem_embed \(1, 1, 7\)"),
+    ],
+)
+def test_checkpoint_that_does_not_fit_raises(tmp_path, model_keys, make_state, message):
+    path = tmp_path / "bad.pt"
+    torch.save({"model": make_state(model_keys)}, path)
+    with pytest.raises(SegmenterError, match=f"does not fit config configs/sam2.1/sam2.1_hiera_t.yaml: .*{message}"):
+        Sam2Segmenter(image_size=SIZE, device="cpu", checkpoint=path)
+
+
+def test_checkpoint_without_state_dict_raises(tmp_path):
+    path = tmp_path / "odd.pt"
+    torch.save({"model": {"a": [1, 2]}}, path)
+    with pytest.raises(SegmenterError, match="holds no state dict of tensors"):
+        Sam2Segmenter(image_size=SIZE, device="cpu", checkpoint=path)
+
+
+def test_missing_checkpoint_raises(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        Sam2Segmenter(image_size=SIZE, device="cpu", checkpoint=tmp_path / "nope.pt")
+
+
+def test_config_names():
+    assert resolve_config("sam2.1_hiera_t") == "configs/sam2.1/sam2.1_hiera_t.yaml"
+    assert resolve_config("sam2.1_hiera_b+") == "configs/sam2.1/sam2.1_hiera_b+.yaml"
+    assert resolve_config("configs/sam2.1/sam2.1_hiera_l.yaml") == "configs/sam2.1/sam2.1_hiera_l.yaml"
+    assert resolve_config("sam2_hiera_s") == "configs/sam2/sam2_hiera_s.yaml"
+    with pytest.raises(SegmenterError, match=r"unknown SAM2 config 'sam2.1_hiera_xl'; known names: .*sam2.1_hiera_t"):
+        resolve_config("sam2.1_hiera_xl")
+    with pytest.raises(SegmenterError, match="unknown SAM2 config"):
+        Sam2Segmenter(config="/tmp/sam2.1_hiera_t.yaml", device="cpu")
+
+
+def test_medsam2_preset():
+    segmenter = Sam2Segmenter.from_preset("medsam2", device="cpu")
+    record = segmenter.describe()
+    assert record["name"] == "medsam2" and record["image_size"] == 512
+    assert record["resolved_config"]["model"]["memory_attention"]["layer"]["cross_attention"]["feat_sizes"] == [32, 32]
+    assert record["largest_component"] and record["propagation"] == "reset" and record["logit_threshold"] == 0.0
+    assert record["preprocessing"]["percentiles"] == [0.5, 99.5]
+    assert set(PRESETS) >= {"medsam2", "sam2.1-tiny", "sam2.1-large"}
+    with pytest.raises(SegmenterError, match="unknown SAM2 preset 'medsam3'"):
+        Sam2Segmenter.from_preset("medsam3")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")
+def test_cuda_without_cuda_raises():
+    with pytest.raises(SegmenterError, match="device='cuda' was requested but CUDA is not available"):
+        resolve_device("cuda")
+    with pytest.raises(SegmenterError, match="CUDA is not available"):
+        Sam2Segmenter(image_size=SIZE, device="cuda:0")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"device": "tpu"}, "device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'tpu'"),
+        ({"device": "cpu", "precision": "bfloat16"}, "precision='bfloat16' needs a CUDA device"),
+        ({"device": "cpu", "precision": "half"}, "precision must be"),
+        ({"device": "cpu", "engine": "turbo"}, "engine must be 'fast' or 'reference'"),
+        ({"device": "cpu", "propagation": "forward"}, "propagation must be 'reset' or 'continuous'"),
+        ({"device": "cpu", "image_size": 100}, "image_size must be a multiple of 32"),
+        ({"device": "cpu", "image_size": 32}, "at least 64"),
+        ({"device": "cpu", "encoder_batch_size": 0}, "encoder_batch_size must be at least 1"),
+        ({"device": "cpu", "logit_threshold": float("nan")}, "logit_threshold must be finite"),
+    ],
+)
+def test_invalid_options_raise(options, message):
+    with pytest.raises(SegmenterError, match=message):
+        Sam2Segmenter(**options)
+
+
+def test_closed_session_raises(fast, box_prompts):
+    prepared = fast.prepare(volume_from_array(np.ones((3, 16, 16), dtype=np.float32)))
+    prepared.close()
+    with pytest.raises(SegmenterError, match="session was closed"):
+        prepared.segment(box_prompts)
+
+
+def test_importing_segmenters_does_not_import_torch_or_sam2():
+    code = (
+        "import sys, zeroshot.segmenters; print('torch' in sys.modules, 'sam2' in sys.modules, 'hydra' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False", "False"]
+
+
+# --- coordinates ----------------------------------------------------------------------------------------------------
+
+
+def test_box_mapping_is_identity_at_model_size():
+    np.testing.assert_array_equal(box_to_model((3, 4, 10, 12), shape_yx=(128, 128), image_size=128), [3, 4, 10, 12])
+
+
+def test_box_mapping_covers_the_resized_pixel_extent():
+    # a 2 x upsampling: input pixels 10..29 become model pixels 20..59
+    np.testing.assert_array_equal(box_to_model((10, 5, 29, 5), shape_yx=(64, 64), image_size=128), [20, 10, 59, 11])
+    # anisotropic: x scaled by 2, y by 4
+    np.testing.assert_array_equal(box_to_model((0, 0, 63, 31), shape_yx=(32, 64), image_size=128), [0, 0, 127, 127])
+
+
+def test_box_narrower_than_a_model_pixel_does_not_invert():
+    x0, y0, x1, y1 = box_to_model((9, 9, 9, 9), shape_yx=(256, 256), image_size=128)
+    assert x1 >= x0 and y1 >= y0 and x0 == 4.5
+
+
+def test_points_map_pixel_centres():
+    np.testing.assert_array_equal(points_to_model(((5, 7),), shape_yx=(128, 128), image_size=128), [[5, 7]])
+    np.testing.assert_array_equal(points_to_model(((0, 0),), shape_yx=(64, 64), image_size=128), [[0.5, 0.5]])
+
+
+# --- post-processing (zeroshot.segmenters.postprocess) --------------------------------------------------------------
+
+
+def test_largest_component_matches_skimage_26_connectivity():
+    from skimage.measure import label
+
+    rng = np.random.default_rng(3)
+    mask = rng.random((6, 12, 12)) > 0.7
+    labels = label(mask, connectivity=3)
+    sizes = np.bincount(labels.ravel())[1:]
+    np.testing.assert_array_equal(keep_largest_component(mask), labels == np.argmax(sizes) + 1)
+
+
+def test_largest_component_edge_cases():
+    empty = np.zeros((2, 3, 3), dtype=bool)
+    assert not keep_largest_component(empty).any()
+    diagonal = np.zeros((2, 2, 2), dtype=bool)
+    diagonal[0, 0, 0] = diagonal[1, 1, 1] = True  # corner-connected: one component in 26-connectivity
+    np.testing.assert_array_equal(keep_largest_component(diagonal), diagonal)
+    tie = np.zeros((1, 1, 5), dtype=bool)
+    tie[0, 0, [0, 4]] = True
+    assert keep_largest_component(tie)[0, 0].tolist() == [True, False, False, False, False]
+
+
+def test_fill_holes_is_per_slice():
+    mask = np.zeros((2, 5, 5), dtype=bool)
+    mask[:, 1:4, 1:4] = True
+    mask[:, 2, 2] = False  # a hole in both slices ...
+    mask[1, 2, 3] = False  # ... but open to the background in slice 1
+    before = mask.copy()
+    filled = fill_holes_per_slice(mask)
+    assert filled[0, 2, 2] and not filled[1, 2, 2] and not filled[1, 2, 3]
+    np.testing.assert_array_equal(postprocess_mask(mask, fill_holes=True), filled)
+    np.testing.assert_array_equal(postprocess_mask(mask), before)  # off by default
+    np.testing.assert_array_equal(mask, before)  # input untouched
