@@ -19,10 +19,14 @@ from zeroshot.errors import ZeroshotError
 COMMANDS = (
     "phantom",
     "cases",
+    "prompts",
     "score",
     "checkpoints",
     "compare",
     "figures",
+    "eval",
+    "merge",
+    "demo",
 )
 
 

@@ -1,0 +1,113 @@
+"""``zeroshot eval``: evaluate models zero-shot on a dataset under prompt strategies and seeds, resumably."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EPILOG = """\
+Run directory: run.json (provenance and identity), prompts/, rows/ (one file per case x model x strategy x seed,
+written atomically), predictions/ (--save-pred), results.csv/.parquet, failures.csv, slices.parquet.
+
+The same command again resumes: finished rows are skipped, and a run that is complete builds no model. A changed
+configuration that would change results (a strategy's settings, a model's checkpoint or image size, a case file,
+tolerances) is refused; new cases, models, strategies or seeds extend the run. --new-run moves the old run aside.
+
+Job arrays: `--shard $I/$N --out runs/x/shard-$I`, then `zeroshot merge runs/x/shard-* --out runs/x/all`.
+Ray: `--executor ray` (pip install 'zeroshot[ray]'; RAY_ADDRESS selects a cluster, else a local one starts).
+
+Examples:
+  zeroshot eval --data crosspan/ --sequence T2 --split test --model sam2.1_hiera_t --model medsam2 \\
+      --strategy box-mid --strategy prompts/box-mid-jitter10.yaml --seeds 0 1 2 --out runs/t2-zeroshot
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``eval`` subcommand."""
+    parser = subparsers.add_parser(
+        "eval",
+        help="evaluate models on a dataset under prompt strategies and seeds (resumable run directory)",
+        description=(
+            "Evaluate every selected case x model x strategy x seed: prompts (cached), prediction, metrics row. "
+            "Each model is loaded once; each case is prepared (image encoder) once per model and segmented under "
+            "every strategy and seed."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", type=Path, required=True, help="dataset folder or manifest CSV")
+    data.add_argument("--layout", choices=("crosspan", "nnunet", "manifest"), help="dataset layout (default: detect)")
+    data.add_argument("--sequence", action="extend", nargs="+", default=[], help="sequences (T1 T2 OOP; default all)")
+    data.add_argument("--center", action="extend", nargs="+", default=[], help="centers (default all)")
+    data.add_argument("--split", action="extend", nargs="+", default=[], help="splits (train val test; default all)")
+    data.add_argument("--case", action="extend", nargs="+", default=[], help="case ids (default all)")
+    data.add_argument("--label", type=int, default=1, help="label value of the structure (default 1)")
+    data.add_argument(
+        "--coarse", type=Path, help="folder of coarse masks for strategies whose source is 'coarse' (<seq>/<id>.nii.gz)"
+    )
+    what = parser.add_argument_group("what to run")
+    what.add_argument("--model", action="append", required=True, help="model name (repeatable); see registry")
+    what.add_argument(
+        "--strategy", action="append", required=True, help="prompt strategy: name or YAML file (repeatable)"
+    )
+    what.add_argument("--seeds", type=int, nargs="+", default=[0], help="prompt seeds (default 0)")
+    what.add_argument("--image-size", type=int, help="model input size in pixels (default: each model's own)")
+    what.add_argument("--tolerance-mm", type=float, nargs="+", default=[2.0], help="NSD tolerances in mm (default 2)")
+    out = parser.add_argument_group("output")
+    out.add_argument("--out", type=Path, required=True, help="run directory (created; resumed if it exists)")
+    out.add_argument("--save-pred", action="store_true", help="write predictions as NIfTI overlaying the input")
+    out.add_argument("--new-run", action="store_true", help="if --out holds another configuration, move it aside")
+    out.add_argument("--retry-failed", action="store_true", help="compute failed rows again")
+    out.add_argument("--strict", action="store_true", help="exit with status 1 if any selected row failed")
+    out.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run_group = parser.add_argument_group("execution")
+    run_group.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    run_group.add_argument("--shard", help="evaluate part i of n of the cases (0-based), e.g. 0/4")
+    run_group.add_argument("--executor", choices=("local", "ray"), default="local", help="default local")
+    run_group.add_argument(
+        "--workers",
+        type=int,
+        help="local: scoring processes (default 1; 0 scores in-process); ray: model actors (default: one per GPU)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the configuration, run it, print a summary; 1 with --strict if any row failed."""
+    from zeroshot.runner import EvalConfig, Shard, run_eval
+    from zeroshot.runner.summary import format_summary
+
+    workers = args.workers if args.workers is not None else (0 if args.executor == "ray" else 1)
+    config = EvalConfig(
+        data=args.data,
+        out=args.out,
+        models=tuple(args.model),
+        strategies=tuple(args.strategy),
+        seeds=tuple(args.seeds),
+        sequences=tuple(args.sequence),
+        centers=tuple(args.center),
+        splits=tuple(args.split),
+        case_ids=tuple(args.case),
+        layout=args.layout,
+        label=args.label,
+        tolerances_mm=tuple(args.tolerance_mm),
+        image_size=args.image_size,
+        device=args.device,
+        save_pred=args.save_pred,
+        strict=args.strict,
+        shard=Shard.parse(args.shard) if args.shard else None,
+        executor=args.executor,
+        workers=workers,
+        new_run=args.new_run,
+        retry_failed=args.retry_failed,
+        coarse_dir=args.coarse,
+    )
+    summary = run_eval(config, progress=False if args.no_progress else None)
+    print(format_summary(summary))
+    if summary.rows_failed:
+        print(f"{summary.rows_failed} row(s) failed; reasons in {summary.out / 'failures.csv'}", file=sys.stderr)
+        if config.strict:
+            return 1
+    return 0

@@ -1,0 +1,67 @@
+"""The short summary ``zeroshot eval`` and ``zeroshot demo`` print: mean Dice per sequence x model x strategy.
+
+A failed row counts as Dice 0 (the worst case, as :func:`zeroshot.metrics.apply_penalties` has it) and a case
+with both masks empty is left out, so a failure can never raise a mean. Confidence intervals and paired tests
+belong to ``zeroshot compare``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from zeroshot.datasets import SEQUENCES
+
+if TYPE_CHECKING:
+    from zeroshot.runner.evaluate import RunSummary
+
+__all__ = ["format_summary", "summary_table"]
+
+GROUP = ("sequence", "model", "strategy")
+
+
+def summary_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Per sequence x model x strategy: rows, failed rows, mean and standard deviation of Dice (failed = 0).
+
+    Sequences are listed in CrossPan order (T1, T2, OOP, then any others).
+    """
+    columns = [*GROUP, "rows", "failed", "dice_mean", "dice_sd"]
+    if results.empty:
+        return pd.DataFrame(columns=columns)
+    table = results.copy()
+    failed = table["failed"].astype(bool)
+    table["dice_penalised"] = table["dice"].astype(float).where(~failed, 0.0)
+    grouped = table.groupby(list(GROUP), sort=False)
+    out = grouped.agg(
+        rows=("dice_penalised", "size"),
+        failed=("failed", "sum"),
+        dice_mean=("dice_penalised", "mean"),
+        dice_sd=("dice_penalised", "std"),
+    ).reset_index()
+    rank = {s: i for i, s in enumerate(SEQUENCES)}
+    out["_rank"] = out["sequence"].map(lambda s: rank.get(s, len(SEQUENCES)))
+    out = out.sort_values(["_rank", "sequence", "model", "strategy"]).drop(columns="_rank").reset_index(drop=True)
+    out["failed"] = out["failed"].astype(int)
+    return out[columns]
+
+
+def format_summary(summary: RunSummary) -> str:
+    """A few lines for the terminal: what was done and the mean Dice table of the run."""
+    results = summary.results
+    head = (
+        f"{summary.out}: {summary.rows_computed} row(s) computed now, {summary.rows_selected} selected, "
+        f"{summary.rows_failed} failed; {len(results)} in the run"
+    )
+    table = summary_table(results)
+    if table.empty:
+        return head
+    lines = [head, "", f"{'sequence':<9}{'model':<28}{'strategy':<28}{'rows':>6}{'failed':>7}  dice (failed = 0)"]
+    for row in table.itertuples(index=False):
+        sd = "" if np.isnan(row.dice_sd) else f" ± {row.dice_sd:.3f}"
+        lines.append(
+            f"{row.sequence:<9}{row.model[:27]:<28}{row.strategy[:27]:<28}{row.rows:>6}{row.failed:>7}  "
+            f"{row.dice_mean:.3f}{sd}"
+        )
+    return "\n".join(lines)
