@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Everything a GPU machine should check for the SAM2 segmenter, in one command (about 5 minutes on an H100;
+# every step has its own time limit, and a failing step is reported while the later steps still run).
+#
+#   bash benchmarks/gpu_check.sh            # from the repository root; needs .whl/ (see below)
+#
+# The GPU image lacks sam2, hydra-core, omegaconf, antlr4-python3-runtime, iopath and nibabel: build their wheels
+# here first with `bash /work/shared/tools/device-wheels.sh .whl` and carry `.whl` along. All output goes to
+# $OUT (if set, else /tmp/gpu-check): gpu_check.log, one JSON per benchmark, summary.txt (one line per step).
+# Random weights throughout: the figures are speed, memory and engine agreement, never accuracy.
+set -u
+
+OUT=${OUT:-/tmp/gpu-check}
+mkdir -p "$OUT"
+exec > >(tee -a "$OUT/gpu_check.log") 2>&1
+export PYTHONUNBUFFERED=1 TQDM_DISABLE=1 HYDRA_FULL_ERROR=1
+PY=${PY:-python3}
+failed=0
+: > "$OUT/summary.txt"
+
+step() {  # step NAME LIMIT_S COMMAND...: run with a time limit, record its exit status, never abort the script
+    local name=$1 limit=$2 start rc
+    shift 2
+    echo "=== $name (limit ${limit}s): $*"
+    start=$(date +%s)
+    timeout --kill-after=10 "$limit" "$@"
+    rc=$?
+    echo "=== $name: exit $rc after $(($(date +%s) - start))s"
+    echo "$name exit=$rc seconds=$(($(date +%s) - start))" >> "$OUT/summary.txt"
+    [ "$rc" -eq 0 ] || failed=$((failed + 1))
+}
+
+echo "=== install wheels from .whl/ into /tmp/site"
+if ls .whl/*.whl > /dev/null 2>&1 && timeout 120 "$PY" -m pip install -q --no-index --no-deps --no-compile \
+    --no-cache-dir --upgrade --target /tmp/site .whl/*.whl; then
+    echo "install exit=0" >> "$OUT/summary.txt"
+else
+    echo "install FAILED (is .whl/ there? build it with device-wheels.sh)"
+    echo "install exit=1" >> "$OUT/summary.txt"
+    failed=$((failed + 1))
+fi
+export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+
+step nvidia-smi 30 nvidia-smi
+step versions 90 "$PY" -c "
+import torch, sam2, hydra, zeroshot.segmenters.sam2_video as m
+print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available())
+print('device', torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
+print('sam2 from', sam2.__file__, '| hydra', hydra.__version__)
+"
+
+bench() {  # bench NAME LIMIT_S ARGS...: the propagation benchmark on a 64-slice 256 x 256 phantom
+    local name=$1 limit=$2
+    shift 2
+    step "$name" "$limit" "$PY" benchmarks/propagation_speed.py --device cuda --slices 64 --height 256 --width 256 \
+        --json "$OUT/$name.json" "$@"
+}
+bench bench-tiny-512 150 --config sam2.1_hiera_t --image-size 512 --repeats 3
+bench bench-tiny-1024 150 --config sam2.1_hiera_t --repeats 3
+bench bench-large-1024 240 --config sam2.1_hiera_l --repeats 2
+bench bench-tiny-512-offload 120 --config sam2.1_hiera_t --image-size 512 --repeats 2 --offload --engines fast
+
+step pytest-cuda 300 "$PY" -m pytest -q -rA -s -m cuda -p no:cacheprovider tests/test_cuda.py
+
+echo "=== summary ($failed failed step(s))"
+cat "$OUT/summary.txt"
+exit $((failed > 0))

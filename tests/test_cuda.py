@@ -1,0 +1,101 @@
+"""SAM2 segmenter on a CUDA GPU (random weights: machinery, speed and memory, never accuracy).
+
+Skipped without CUDA; a skip is not a pass: run ``bash benchmarks/gpu_check.sh`` on a GPU machine.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from zeroshot.prompts.types import SlicePrompt, VolumePrompts
+from zeroshot.segmenters.sam2_video import Sam2Segmenter
+from zeroshot.volume import volume_from_array
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+]
+
+GIB = 2**30
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
+
+
+def tube_volume(depth: int, size: int = 256, seed: int = 0):
+    """A bright elliptic tube drifting through noise: (volume, box prompt on the middle slice)."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.ogrid[:depth, :size, :size]
+    cy = size * (0.45 + 0.1 * np.sin(z / max(depth, 1) * np.pi))
+    cx = size * (0.5 + 0.1 * np.cos(z / max(depth, 1) * np.pi))
+    tube = ((y - cy) / (size * 0.08)) ** 2 + ((x - cx) / (size * 0.12)) ** 2 <= 1.0
+    array = rng.normal(100.0, 20.0, size=(depth, size, size)).astype(np.float32) + 300.0 * tube
+    key = depth // 2
+    ys, xs = np.nonzero(tube[key])
+    box = (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
+    prompts = VolumePrompts("tube", "box-mid", 0, "synthetic", (SlicePrompt(z=key, box=box),))
+    return volume_from_array(np.clip(array, 0, None), (3.0, 1.0, 1.0)), prompts
+
+
+def run(segmenter: Sam2Segmenter, volume, prompts):
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    with segmenter.prepare(volume) as session:
+        result = session.segment(prompts)
+    return result, torch.cuda.max_memory_allocated() / GIB
+
+
+@pytest.fixture(scope="module")
+def tube():
+    return tube_volume(32)
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "float32"])
+def test_fast_engine_agrees_with_reference_on_cuda(tube, precision):
+    volume, prompts = tube
+    results = {}
+    for engine in ("reference", "fast"):
+        segmenter = Sam2Segmenter(image_size=512, device="cuda", precision=precision, engine=engine)
+        assert segmenter.describe()["precision"] == precision
+        results[engine], _ = run(segmenter, volume, prompts)
+    ref, fast = results["reference"], results["fast"]
+    agreement = dice(ref.mask, fast.mask)
+    max_dp = float(np.abs(ref.probabilities - fast.probabilities).max())
+    print(f"{precision}: Dice fast vs reference {agreement:.6f}, max |dp| {max_dp:.2e}")
+    # bfloat16: batched and per-slice encoding round differently; float32 agrees to noise (cuDNN may use TF32).
+    assert agreement >= (0.99 if precision == "bfloat16" else 0.999)
+    assert fast.info["encoder_slices_total"] == volume.num_slices
+    assert ref.info["encoder_slices_total"] > volume.num_slices
+
+
+def test_cuda_float32_agrees_with_cpu(tube):
+    volume, prompts = tube
+    small = volume_from_array(volume.array[8:24], volume.spacing_mm)
+    shifted = VolumePrompts("tube", "box-mid", 0, "synthetic", (SlicePrompt(z=8, box=prompts.slices[0].box),))
+    gpu, _ = run(Sam2Segmenter(image_size=256, device="cuda", precision="float32"), small, shifted)
+    with Sam2Segmenter(image_size=256, device="cpu").prepare(small) as session:
+        cpu = session.segment(shifted)
+    agreement = dice(gpu.mask, cpu.mask)
+    print(f"CUDA float32 vs CPU: Dice {agreement:.6f}")
+    assert agreement >= 0.99
+
+
+def test_300_slices_with_offloading_stay_within_memory():
+    """A 300-slice volume at SAM2.1's 1024 px fits a 16 GB GPU; offloading features and state lowers the peak."""
+    volume, prompts = tube_volume(300)
+    peaks = {}
+    for offload in (False, True):
+        segmenter = Sam2Segmenter(device="cuda", offload_video_to_cpu=offload, offload_state_to_cpu=offload)
+        result, peaks[offload] = run(segmenter, volume, prompts)
+        assert result.mask.shape == volume.shape
+        assert sum(p["slices"] for p in result.info["passes"]) == 301
+        speed = result.info["slices_per_s"]
+        print(f"300 slices at 1024 px, offload={offload}: peak {peaks[offload]:.2f} GiB, {speed} slices/s")
+        del segmenter
+    assert peaks[False] < 16.0
+    assert peaks[True] < 4.0
+    assert peaks[True] < peaks[False]
