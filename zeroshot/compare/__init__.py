@@ -1,0 +1,213 @@
+"""Compare zero-shot runs with supervised baselines: summaries with CIs, cross-sequence table, paired tests.
+
+``compare_runs`` is what ``zeroshot compare`` calls. It reads the runs (:mod:`~zeroshot.compare.runs`), scores
+supervised predictions on the same cases (:mod:`~zeroshot.compare.baselines`), builds the tables
+(:mod:`~zeroshot.compare.tables`) and writes each as CSV, Markdown and LaTeX (:mod:`~zeroshot.compare.render`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from zeroshot.compare import render
+from zeroshot.compare.baselines import (
+    BaselinePredictions,
+    parse_baseline_predictions,
+    read_published,
+    score_baseline_predictions,
+)
+from zeroshot.compare.runs import RunError, RunTables, load_runs
+from zeroshot.compare.tables import (
+    BootstrapOptions,
+    case_values,
+    cross_sequence_table,
+    metric_columns,
+    paired_table,
+    prepare_rows,
+    summary_table,
+)
+
+__all__ = [
+    "BASELINE_RESULTS",
+    "BaselinePredictions",
+    "BootstrapOptions",
+    "ComparisonOutput",
+    "RunError",
+    "RunTables",
+    "case_values",
+    "compare_runs",
+    "comparison_rows",
+    "cross_sequence_table",
+    "load_runs",
+    "metric_columns",
+    "paired_table",
+    "parse_baseline_predictions",
+    "prepare_rows",
+    "read_published",
+    "score_baseline_predictions",
+    "summary_table",
+]
+
+#: File (in a comparison's output folder) holding the scored supervised rows; ``zeroshot figures`` reads it.
+BASELINE_RESULTS = "baseline_results.parquet"
+
+
+@dataclass(frozen=True)
+class ComparisonOutput:
+    """What :func:`compare_runs` wrote.
+
+    Attributes
+    ----------
+    out : Path
+    files : tuple of Path
+        Every file written.
+    summary, cross_sequence, paired : DataFrame
+        The numeric tables (also in the CSV files).
+    """
+
+    out: Path
+    files: tuple[Path, ...]
+    summary: pd.DataFrame
+    cross_sequence: pd.DataFrame
+    paired: pd.DataFrame
+
+
+def comparison_rows(
+    runs: RunTables,
+    baseline_rows: pd.DataFrame | None = None,
+    *,
+    both_empty_as_perfect: bool = False,
+) -> pd.DataFrame:
+    """Penalised zero-shot rows and scored supervised rows in one table (the input of every table and figure)."""
+    frames = [runs.results]
+    if baseline_rows is not None and not baseline_rows.empty:
+        frames.append(baseline_rows)
+    combined = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return prepare_rows(combined, both_empty_as_perfect=both_empty_as_perfect)
+
+
+def _tolerances(results: pd.DataFrame) -> tuple[float, ...]:
+    found = [float(c[len("nsd_") : -len("mm")]) for c in metric_columns(results) if c.startswith("nsd_")]
+    return tuple(found) or (2.0,)
+
+
+def compare_runs(
+    run_dirs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    baseline_predictions: Sequence[str | BaselinePredictions] = (),
+    published: str | Path | None = None,
+    by_center: bool = False,
+    options: BootstrapOptions | None = None,
+    both_empty_as_perfect: bool = False,
+) -> ComparisonOutput:
+    """Write every comparison table for one or more runs into ``out``.
+
+    Parameters
+    ----------
+    run_dirs : sequence of path
+        Run directories (``zeroshot eval --out``).
+    out : path
+        Output folder (created).
+    baseline_predictions : sequence of str or BaselinePredictions
+        ``MODEL-TRAIN[@TEST]=DIR`` specifications of supervised predictions to score on the runs' cases.
+    published : path, optional
+        A CSV of cited numbers (``benchmarks/baselines/published.csv``), shown beside, never tested against.
+    by_center : bool
+        Also write the summary per sequence x center.
+    options : BootstrapOptions, optional
+        Bootstrap settings for every CI (default: 10,000 percentile resamples, 95 %, seed 0).
+    both_empty_as_perfect : bool
+        Score cases with both masks empty as Dice 1 / distance 0 instead of excluding them.
+
+    Returns
+    -------
+    ComparisonOutput
+
+    Files written (each table as ``.csv``, ``.md`` and ``.tex``): ``summary``, ``summary_by_center`` (with
+    ``by_center``), ``cross_sequence``, ``paired``, ``published`` (with ``published``); ``per_case.csv`` (the
+    penalised per-case values every statistic used); ``baseline_results.parquet``/``.csv`` (the scored supervised
+    rows, with ``baseline_predictions``); ``comparison.json`` (the settings).
+    """
+    options = options or BootstrapOptions()
+    out = Path(out)
+    specs = [s if isinstance(s, BaselinePredictions) else parse_baseline_predictions(s) for s in baseline_predictions]
+    published_table = read_published(published) if published is not None else None
+    runs = load_runs(run_dirs)
+    baseline_rows = score_baseline_predictions(runs, specs, tolerances_mm=_tolerances(runs.results))
+    rows = comparison_rows(runs, baseline_rows, both_empty_as_perfect=both_empty_as_perfect)
+
+    out.mkdir(parents=True, exist_ok=True)
+    files: list[Path] = []
+    if not baseline_rows.empty:
+        baseline_rows.to_parquet(out / BASELINE_RESULTS, index=False)
+        baseline_rows.to_csv(out / "baseline_results.csv", index=False)
+        files += [out / BASELINE_RESULTS, out / "baseline_results.csv"]
+
+    level = f"{options.confidence * 100:g} %"
+    summary = summary_table(rows, options=options)
+    files += render.write_table(
+        summary,
+        render.summary_display(summary),
+        out,
+        "summary",
+        caption=(
+            f"Per sequence and method: mean ± SD, median [IQR] and {level} bootstrap CI of the mean over cases "
+            f"({options.method}, {options.n_resamples} resamples, seed {options.seed}); missed organs and failed "
+            "cases scored as the worst case."
+        ),
+    )
+    if by_center:
+        per_center = summary_table(rows, by=("sequence", "center"), options=options)
+        files += render.write_table(
+            per_center, render.summary_display(per_center), out, "summary_by_center", caption="Per sequence and center."
+        )
+    cross = cross_sequence_table(summary)
+    files += render.write_table(
+        cross,
+        render.cross_sequence_display(cross),
+        out,
+        "cross_sequence",
+        caption=f"Dice by training sequence (rows) and test sequence (columns): mean [{level} CI].",
+    )
+    paired = paired_table(rows, options=options)
+    files += render.write_table(
+        paired,
+        render.paired_display(paired),
+        out,
+        "paired",
+        caption=(
+            "Paired comparisons on common cases: mean difference A − B with bootstrap CI, Wilcoxon signed-rank p, "
+            "Holm-adjusted across the comparisons of each metric."
+        ),
+    )
+    if published_table is not None:
+        files += render.write_table(
+            published_table,
+            render.published_display(published_table),
+            out,
+            "published",
+            caption="Published numbers (other cases; context only, not tested against).",
+        )
+    per_case = pd.concat(
+        [case_values(rows, metric).assign(metric=metric) for metric in metric_columns(rows)], ignore_index=True
+    )
+    per_case.to_csv(out / "per_case.csv", index=False, float_format="%.10g")
+    files.append(out / "per_case.csv")
+    settings = {
+        "runs": [str(r) for r in runs.roots],
+        "baseline_predictions": [{**asdict(s), "folder": str(s.folder)} for s in specs],
+        "published": str(published) if published is not None else None,
+        "bootstrap": asdict(options),
+        "both_empty_as_perfect": both_empty_as_perfect,
+        "unit": "case (seeds averaged within a case before any statistic)",
+        "holm_family": "all paired comparisons of one metric",
+    }
+    (out / "comparison.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+    files.append(out / "comparison.json")
+    return ComparisonOutput(out, tuple(files), summary, cross, paired)

@@ -1,0 +1,230 @@
+"""Write tables as CSV (numbers, full precision), Markdown and LaTeX (booktabs) for reading and for papers.
+
+The CSV is the numeric table itself; Markdown and LaTeX show a display version whose cells are already formatted
+text (``0.812 ± 0.060``, ``0.805 [0.780, 0.829]``), so the same strings appear in both. Files are written to a
+temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from zeroshot.compare.tables import KIND_SUPERVISED, higher_is_better
+
+__all__ = [
+    "cross_sequence_display",
+    "format_ci",
+    "format_p",
+    "format_value",
+    "paired_display",
+    "published_display",
+    "summary_display",
+    "to_latex",
+    "to_markdown",
+    "write_table",
+]
+
+_LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+    "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "→": r"$\to$",
+    "<": r"$<$", ">": r"$>$", "≤": r"$\le$", "≥": r"$\ge$", "–": "--", "—": "---",
+}  # fmt: skip
+NOT_AVAILABLE = "–"
+
+
+def _digits(metric: str) -> int:
+    return 3 if higher_is_better(metric) or metric == "rel_vol_err" else 1
+
+
+def format_value(value: float, metric: str) -> str:
+    """A metric value with the digits its scale needs (3 for fractions, 1 for mm); ``–`` for NaN."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return NOT_AVAILABLE
+    return f"{value:.{_digits(metric)}f}"
+
+
+def format_ci(low: float, high: float, metric: str) -> str:
+    """``[low, high]``, or ``–`` when the interval is undefined."""
+    if any(v is None or math.isnan(v) for v in (low, high)):
+        return NOT_AVAILABLE
+    return f"[{format_value(low, metric)}, {format_value(high, metric)}]"
+
+
+def format_p(p: float) -> str:
+    """A p-value: three significant digits, ``< 0.001`` below that, ``–`` when the test was not defined."""
+    if p is None or math.isnan(p):
+        return NOT_AVAILABLE
+    return "< 0.001" if p < 0.001 else f"{p:.3g}"
+
+
+def _method(row: pd.Series) -> str:
+    if row.get("kind") == KIND_SUPERVISED:
+        return f"{row['model']} (trained on {row['train_sequence']})"
+    text = f"{row['model']} / {row['strategy']}"
+    if "round" in row and pd.notna(row["round"]):
+        text += f", round {row['round']}"
+    return text
+
+
+def summary_display(summary: pd.DataFrame) -> pd.DataFrame:
+    """One line per group x method x metric: n, failed/empty counts, mean ± SD, median [IQR], CI of the mean."""
+    if summary.empty:
+        return pd.DataFrame()
+    level = f"{summary['confidence'].iloc[0] * 100:g} % CI ({summary['ci_method'].iloc[0]})"
+    lines = []
+    for _, row in summary.iterrows():
+        metric = row["metric"]
+        line = {"sequence": row["sequence"]}
+        if "center" in row:
+            line["center"] = row["center"]
+        line.update(
+            {
+                "method": _method(row),
+                "metric": metric,
+                "n": int(row["n_cases"]),
+                "failed / missed": f"{int(row['n_failed'])} / {int(row['n_missed'])}",
+                "mean ± SD": f"{format_value(row['mean'], metric)} ± {format_value(row['sd'], metric)}",
+                "median [IQR]": (f"{format_value(row['median'], metric)} {format_ci(row['q1'], row['q3'], metric)}"),
+                level: format_ci(row["ci_low"], row["ci_high"], metric),
+            }
+        )
+        lines.append(line)
+    return pd.DataFrame(lines)
+
+
+def cross_sequence_display(cross: pd.DataFrame) -> pd.DataFrame:
+    """Rows: methods with their train sequence; columns: test sequences; cells: ``mean [CI]``."""
+    if cross.empty:
+        return pd.DataFrame()
+    metric = cross["metric"].iloc[0]
+    frame = cross.assign(
+        method=[_method(row) for _, row in cross.iterrows()],
+        train=cross["train_sequence"].replace({"none": "zero-shot"}),
+        cell=[
+            f"{format_value(r['mean'], metric)} {format_ci(r['ci_low'], r['ci_high'], metric)}"
+            for _, r in cross.iterrows()
+        ],
+    )
+    order = list(dict.fromkeys(frame["method"]))
+    tests = list(dict.fromkeys(frame["test_sequence"]))  # already in table order (T1, T2, OOP)
+    wide = frame.pivot_table(index=["method", "train"], columns="test_sequence", values="cell", aggfunc="first")
+    wide = wide.reindex(sorted(wide.index, key=lambda key: order.index(key[0])))[tests]
+    wide.columns = [f"test {c}" for c in wide.columns]
+    return wide.reset_index().rename(columns={"train": "trained on"}).fillna(NOT_AVAILABLE)
+
+
+def paired_display(paired: pd.DataFrame) -> pd.DataFrame:
+    """One line per comparison: Δ mean [CI], median Δ, Wilcoxon p, Holm-adjusted p."""
+    if paired.empty:
+        return pd.DataFrame()
+    lines = []
+    for _, row in paired.iterrows():
+        metric = row["metric"]
+        lines.append(
+            {
+                "sequence": row["sequence"],
+                "metric": metric,
+                "A": row["method_a"],
+                "B": row["method_b"],
+                "n": int(row["n_common"]),
+                "Δ mean (A − B) [CI]": (
+                    f"{format_value(row['mean_diff'], metric)} {format_ci(row['ci_low'], row['ci_high'], metric)}"
+                ),
+                "median Δ": format_value(row["median_diff"], metric),
+                "p (Wilcoxon)": format_p(row["p_value"]),
+                "p (Holm)": format_p(row["p_holm"]),
+            }
+        )
+    return pd.DataFrame(lines)
+
+
+def published_display(published: pd.DataFrame) -> pd.DataFrame:
+    """The cited numbers as printed in their sources (bounds stay bounds)."""
+    if published.empty:
+        return pd.DataFrame()
+    from zeroshot.compare.baselines import published_rows
+
+    lines = []
+    for metric in dict.fromkeys(published["metric"]):
+        for _, row in published_rows(published, metric).iterrows():
+            seqs = [s if isinstance(s, str) and s else "?" for s in (row["train_sequence"], row["test_sequence"])]
+            lines.append(
+                {
+                    "model": row["model"],
+                    "setting": row["setting"],
+                    "train → test": " → ".join(seqs) if seqs != ["?", "?"] else NOT_AVAILABLE,
+                    "data": row["dataset"],
+                    "metric": metric,
+                    "value": row["cell"],
+                    "n": str(int(row["n"])) if pd.notna(row["n"]) else NOT_AVAILABLE,
+                    "source": row["source"],
+                }
+            )
+    return pd.DataFrame(lines)
+
+
+def _escape_markdown(text: object) -> str:
+    return str(text).replace("|", r"\|").replace("\n", " ")
+
+
+def to_markdown(display: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table (text columns left-aligned, counts right-aligned)."""
+    header = [_escape_markdown(c) for c in display.columns]
+    align = ["---:" if pd.api.types.is_numeric_dtype(display[c]) else ":---" for c in display.columns]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    for row in display.itertuples(index=False):
+        lines.append("| " + " | ".join(_escape_markdown(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _escape_latex(text: object) -> str:
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
+
+
+def to_latex(display: pd.DataFrame, *, caption: str = "", label: str = "") -> str:
+    """A booktabs ``table`` environment (needs the booktabs package), every cell escaped for LaTeX."""
+    spec = "".join("r" if pd.api.types.is_numeric_dtype(display[c]) else "l" for c in display.columns)
+    lines = [r"\begin{table}[t]", r"\centering", r"\small"]
+    if caption:
+        lines.append(rf"\caption{{{_escape_latex(caption)}}}")
+    if label:
+        lines.append(rf"\label{{{label}}}")
+    lines += [rf"\begin{{tabular}}{{{spec}}}", r"\toprule"]
+    lines.append(" & ".join(_escape_latex(c) for c in display.columns) + r" \\")
+    lines.append(r"\midrule")
+    for row in display.itertuples(index=False):
+        lines.append(" & ".join(_escape_latex(v) for v in row) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def _write_text(path: Path, text: str) -> Path:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+    return path
+
+
+def write_table(
+    numeric: pd.DataFrame,
+    display: pd.DataFrame,
+    out: Path,
+    stem: str,
+    *,
+    caption: str = "",
+) -> Sequence[Path]:
+    """Write ``stem.csv`` (numeric), ``stem.md`` and ``stem.tex`` (display) into ``out``; return the paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = out / f"{stem}.csv"
+    _write_text(csv_path, numeric.to_csv(index=False, float_format="%.10g"))
+    title = f"**{caption}**\n\n" if caption else ""
+    markdown = title + (to_markdown(display) if not display.empty else "_(no rows)_\n")
+    md_path = _write_text(out / f"{stem}.md", markdown)
+    latex = to_latex(display, caption=caption, label=f"tab:{stem}") if not display.empty else "% (no rows)\n"
+    tex_path = _write_text(out / f"{stem}.tex", latex)
+    return (csv_path, md_path, tex_path)

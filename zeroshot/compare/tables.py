@@ -1,0 +1,380 @@
+"""The comparison tables: per-method summaries, the cross-sequence table and paired tests, as numeric DataFrames.
+
+Rules every table follows:
+
+- Raw per-row metrics are penalised first by :func:`zeroshot.metrics.apply_penalties` (a missed organ scores Dice 0
+  and distances D_max; a failed case is the worst case; both-empty cases are excluded and counted), so no table
+  drops a miss.
+- The case is the unit: repeated seeds (or prompt draws) of one case are averaged within the case before any
+  statistic, so the bootstrap resamples cases (a cluster bootstrap) and a paired test pairs cases.
+- Confidence intervals are seeded bootstrap intervals over cases (:mod:`zeroshot.stats`); the method, level,
+  number of resamples and seed are columns of every table that reports one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from zeroshot import stats
+from zeroshot.compare.runs import RunError, method_keys
+from zeroshot.datasets import SEQUENCES
+
+__all__ = [
+    "KIND_SUPERVISED",
+    "KIND_ZERO_SHOT",
+    "BootstrapOptions",
+    "case_values",
+    "cross_sequence_table",
+    "higher_is_better",
+    "metric_columns",
+    "paired_table",
+    "prepare_rows",
+    "sequence_order",
+    "summary_table",
+]
+
+KIND_ZERO_SHOT = "zero-shot"
+KIND_SUPERVISED = "supervised"
+#: Train-sequence value of methods that were not trained on any sequence of the data.
+NO_TRAINING = "none"
+_NSD = re.compile(r"^nsd_(\d+(?:\.\d+)?)mm$")
+_ALWAYS = ("dice",)
+_DISTANCES = ("hd95_mm", "assd_mm")
+
+
+@dataclass(frozen=True)
+class BootstrapOptions:
+    """How every confidence interval in a comparison is computed.
+
+    Attributes
+    ----------
+    n_resamples : int
+    confidence : float
+    method : {"percentile", "bca"}
+    seed : int
+        The same seed is used for every group, so a group's interval does not depend on which other groups
+        exist or their order.
+    """
+
+    n_resamples: int = stats.DEFAULT_RESAMPLES
+    confidence: float = 0.95
+    method: str = "percentile"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        # Fail at construction, naming the option, rather than deep inside the first bootstrap.
+        stats.bootstrap_ci([0.0], confidence=self.confidence, n_resamples=self.n_resamples, method=self.method)
+
+
+def metric_columns(frame: pd.DataFrame) -> list[str]:
+    """Metrics the tables report, in display order: ``dice``, each ``nsd_<t>mm`` by tolerance, HD95, ASSD."""
+    nsd = sorted((c for c in frame.columns if _NSD.match(c)), key=lambda c: float(_NSD.match(c).group(1)))
+    return [c for c in (*_ALWAYS, *nsd, *_DISTANCES) if c in frame.columns]
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether larger values of ``metric`` are better (overlap scores) or worse (distances, errors)."""
+    return not (metric.endswith("_mm") and not _NSD.match(metric)) and metric != "rel_vol_err"
+
+
+def _apply_penalties(results: pd.DataFrame, *, both_empty_as_perfect: bool) -> pd.DataFrame:
+    from zeroshot.metrics import apply_penalties
+
+    # The table carries each row's ``outcome`` (scored, missed, false_positive, both_empty, failed); the counts
+    # are recomputed per group from it.
+    return apply_penalties(results, both_empty_as_perfect=both_empty_as_perfect).table
+
+
+def prepare_rows(results: pd.DataFrame, *, both_empty_as_perfect: bool = False) -> pd.DataFrame:
+    """Penalised copy of a results table with the columns the tables group by.
+
+    Adds ``kind`` (``zero-shot`` unless present) and ``train_sequence`` (``none`` for zero-shot rows) and keeps
+    raw values out: after this, a NaN metric means "excluded by policy" (both masks empty), nothing else.
+
+    Raises
+    ------
+    RunError
+        When a metric is still infinite after the penalties (a row without ``d_max_mm``).
+    """
+    rows = _apply_penalties(results, both_empty_as_perfect=both_empty_as_perfect).copy()
+    if "kind" not in rows.columns:
+        rows["kind"] = KIND_ZERO_SHOT
+    if "train_sequence" not in rows.columns:
+        rows["train_sequence"] = NO_TRAINING
+    rows["kind"] = rows["kind"].fillna(KIND_ZERO_SHOT).astype(str)
+    rows["train_sequence"] = rows["train_sequence"].fillna(NO_TRAINING).astype(str)
+    for metric in metric_columns(rows):
+        values = pd.to_numeric(rows[metric], errors="coerce")
+        if np.isinf(values).any():
+            raise RunError(
+                f"column {metric}: infinite values remain after the edge-case penalties; the rows need d_max_mm"
+            )
+        rows[metric] = values
+    return rows
+
+
+def sequence_order(sequences: pd.Series) -> pd.Series:
+    """Sort key putting sequences in the order tables show them (T1, T2, OOP, then others by name)."""
+    return sequences.map(lambda s: (SEQUENCES.index(s), "") if s in SEQUENCES else (len(SEQUENCES), str(s)))
+
+
+def _sorted(table: pd.DataFrame, columns: Sequence[str], metrics: Sequence[str] | None = None) -> pd.DataFrame:
+    """Sort rows by sequence (T1, T2, OOP), kind (supervised first), then ``columns``, then metric order."""
+    if table.empty:
+        return table
+    keys = pd.DataFrame(index=table.index)
+    if "sequence" in table.columns:
+        keys["_sequence"] = sequence_order(table["sequence"])
+    if "kind" in table.columns:
+        keys["_kind"] = table["kind"].map({KIND_SUPERVISED: 0}).fillna(1)
+    for column in columns:
+        if column in table.columns:
+            keys[f"_{column}"] = table[column].astype(str)
+    if metrics is not None and "metric" in table.columns:
+        keys["_metric"] = table["metric"].map({m: i for i, m in enumerate(metrics)})
+    order = keys.sort_values(list(keys.columns), kind="stable").index
+    return table.loc[order].reset_index(drop=True)
+
+
+def _group_columns(rows: pd.DataFrame, by: Sequence[str]) -> list[str]:
+    return [*by, "kind", "train_sequence", *method_keys(rows)]
+
+
+def case_values(rows: pd.DataFrame, metric: str, *, by: Sequence[str] = ("sequence",)) -> pd.DataFrame:
+    """One value per case and method: the mean over the case's seeds of the penalised ``metric``.
+
+    Returns a DataFrame with the group columns (``by``, ``kind``, ``train_sequence``, model, strategy[, round]),
+    ``case_id``, ``center``, ``value`` and ``n_seeds``. A case whose every row is excluded (both masks empty)
+    has ``value`` NaN.
+    """
+    if metric not in rows.columns:
+        raise RunError(f"metric {metric!r} is not a column of the results (have: {', '.join(metric_columns(rows))})")
+    keys = [*_group_columns(rows, by), "case_id"]
+    if "center" not in keys:
+        keys.append("center")
+    grouped = rows.groupby(keys, sort=False, dropna=False)[metric]
+    values = grouped.mean().rename("value").to_frame()
+    values["n_seeds"] = grouped.size()
+    return values.reset_index()
+
+
+def _outcome_count(group: pd.DataFrame, outcome: str) -> int:
+    return int((group["outcome"] == outcome).sum())
+
+
+def summary_table(
+    rows: pd.DataFrame,
+    *,
+    metrics: Sequence[str] | None = None,
+    by: Sequence[str] = ("sequence",),
+    options: BootstrapOptions | None = None,
+) -> pd.DataFrame:
+    """Per group and method: counts, mean ± SD, median [IQR] and a bootstrap CI of the mean, for each metric.
+
+    Parameters
+    ----------
+    rows : DataFrame
+        Output of :func:`prepare_rows`.
+    metrics : sequence of str, optional
+        Default: :func:`metric_columns`.
+    by : sequence of str
+        Grouping beside the method: ``("sequence",)`` or ``("sequence", "center")``.
+    options : BootstrapOptions, optional
+
+    Returns
+    -------
+    DataFrame
+        One row per group x method x metric with ``n_cases`` (cases with a value), ``n_excluded`` (cases the
+        both-empty policy excludes), ``n_rows`` and row counts by outcome: ``n_failed``, ``n_missed`` (empty
+        prediction, organ present), ``n_false_positive`` (prediction without organ), ``n_both_empty``; then
+        ``mean, sd, median, q1, q3, ci_low, ci_high`` and the CI settings.
+    """
+    options = options or BootstrapOptions()
+    metrics = list(metrics) if metrics is not None else metric_columns(rows)
+    group_columns = _group_columns(rows, by)
+    records = []
+    row_groups = dict(iter(rows.groupby(group_columns, sort=True, dropna=False)))
+    for metric in metrics:
+        per_case = case_values(rows, metric, by=by)
+        for key, cases in per_case.groupby(group_columns, sort=True, dropna=False):
+            key = key if isinstance(key, tuple) else (key,)
+            group_rows = row_groups[key]
+            summary = stats.summarize(
+                cases["value"].to_numpy(),
+                confidence=options.confidence,
+                n_resamples=options.n_resamples,
+                method=options.method,
+                seed=options.seed,
+            )
+            records.append(
+                {
+                    **dict(zip(group_columns, key, strict=True)),
+                    "metric": metric,
+                    "n_cases": summary.n,
+                    "n_excluded": summary.n_missing,
+                    "n_rows": len(group_rows),
+                    "n_failed": _outcome_count(group_rows, "failed"),
+                    "n_missed": _outcome_count(group_rows, "missed"),
+                    "n_false_positive": _outcome_count(group_rows, "false_positive"),
+                    "n_both_empty": _outcome_count(group_rows, "both_empty"),
+                    "mean": summary.mean,
+                    "sd": summary.sd,
+                    "median": summary.median,
+                    "q1": summary.q1,
+                    "q3": summary.q3,
+                    "ci_low": summary.ci.low,
+                    "ci_high": summary.ci.high,
+                    "ci_method": options.method,
+                    "confidence": options.confidence,
+                    "n_resamples": options.n_resamples,
+                    "bootstrap_seed": options.seed,
+                }
+            )
+    return _sorted(
+        pd.DataFrame.from_records(records), ["center", "train_sequence", "model", "strategy", "round"], metrics
+    )
+
+
+def cross_sequence_table(summary: pd.DataFrame, *, metric: str = "dice") -> pd.DataFrame:
+    """Train sequence x test sequence: every method's mean and CI of ``metric`` on each test sequence.
+
+    Zero-shot methods have train sequence ``none``; supervised models the sequence they were trained on. Long
+    format (one row per method x test sequence); :mod:`zeroshot.compare.render` pivots it for reading.
+    """
+    if "center" in summary.columns:
+        raise RunError("cross_sequence_table: pass the per-sequence summary, not the per-center one")
+    chosen = summary.loc[summary["metric"] == metric]
+    columns = ["kind", "train_sequence", *[c for c in ("model", "strategy", "round") if c in chosen.columns]]
+    table = chosen[[*columns, "sequence", "mean", "ci_low", "ci_high", "n_cases"]].rename(
+        columns={"sequence": "test_sequence"}
+    )
+    table.insert(len(columns) + 1, "metric", metric)
+    keys = pd.DataFrame(
+        {
+            "_kind": table["kind"].map({KIND_SUPERVISED: 0, KIND_ZERO_SHOT: 1}).fillna(2),
+            **{f"_{c}": table[c].astype(str) for c in columns[1:]},
+            "_test": sequence_order(table["test_sequence"]),
+        },
+        index=table.index,
+    )
+    return table.loc[keys.sort_values(list(keys.columns), kind="stable").index].reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class _Method:
+    kind: str
+    train_sequence: str
+    model: str
+    strategy: str
+    round: object = None
+
+    @property
+    def label(self) -> str:
+        if self.kind == KIND_SUPERVISED:
+            return f"{self.model} (trained on {self.train_sequence})"
+        suffix = f", round {self.round}" if self.round is not None else ""
+        return f"{self.model} / {self.strategy}{suffix}"
+
+
+def _pairs(methods: Sequence[_Method]) -> list[tuple[_Method, _Method, str]]:
+    """Comparisons made on one sequence.
+
+    Each zero-shot method against each supervised model, and zero-shot models against each other under the
+    same strategy (and round).
+    """
+    zero_shot = [m for m in methods if m.kind != KIND_SUPERVISED]
+    supervised = [m for m in methods if m.kind == KIND_SUPERVISED]
+    pairs = [(z, s, "zero-shot vs supervised") for z in zero_shot for s in supervised]
+    for a, b in itertools.combinations(sorted(zero_shot, key=lambda m: m.model), 2):
+        if (a.strategy, a.round) == (b.strategy, b.round) and a.model != b.model:
+            pairs.append((a, b, "model vs model"))
+    return pairs
+
+
+def paired_table(
+    rows: pd.DataFrame,
+    *,
+    metrics: Sequence[str] | None = None,
+    options: BootstrapOptions | None = None,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Paired comparisons on common cases, per sequence and metric, with Holm correction per metric.
+
+    For each sequence: every zero-shot method against every supervised model scored on that sequence, and every
+    two zero-shot models under the same strategy. Differences are ``a - b`` over the cases both have a value for
+    (seeds averaged within each case): a bootstrap CI of the mean difference, the median difference and a
+    Wilcoxon signed-rank p-value. ``p_holm`` adjusts the p-values of all comparisons of one metric together
+    (the family), and ``favours`` names the better method where the CI excludes zero.
+    """
+    options = options or BootstrapOptions()
+    metrics = list(metrics) if metrics is not None else metric_columns(rows)
+    group_columns = _group_columns(rows, ("sequence",))
+    records = []
+    for metric in metrics:
+        per_case = case_values(rows, metric).dropna(subset=["value"])
+        by_sequence = per_case.groupby("sequence", sort=True)
+        family = []
+        for sequence, cases in by_sequence:
+            series = {
+                _Method(*key[1:]): frame.set_index("case_id")["value"]
+                for key, frame in cases.groupby(group_columns, sort=True, dropna=False)
+            }
+            for a, b, comparison in _pairs(list(series)):
+                common = series[a].index.intersection(series[b].index)
+                if common.empty:
+                    continue
+                result = stats.paired_difference(
+                    series[a].loc[common].to_numpy(),
+                    series[b].loc[common].to_numpy(),
+                    confidence=options.confidence,
+                    n_resamples=options.n_resamples,
+                    method=options.method,
+                    seed=options.seed,
+                )
+                ci = result.mean_difference
+                favours = ""
+                if ci.low > 0 or ci.high < 0:
+                    a_larger = ci.low > 0
+                    favours = a.label if a_larger == higher_is_better(metric) else b.label
+                family.append(
+                    {
+                        "sequence": sequence,
+                        "metric": metric,
+                        "comparison": comparison,
+                        "method_a": a.label,
+                        "method_b": b.label,
+                        "n_common": result.n,
+                        "mean_a": result.mean_a,
+                        "mean_b": result.mean_b,
+                        "mean_diff": ci.estimate,
+                        "ci_low": ci.low,
+                        "ci_high": ci.high,
+                        "median_diff": result.median_difference,
+                        "wilcoxon_stat": result.wilcoxon.statistic,
+                        "n_nonzero": result.wilcoxon.n_nonzero,
+                        "p_value": result.wilcoxon.p_value,
+                        "favours": favours,
+                        "ci_method": options.method,
+                        "confidence": options.confidence,
+                        "n_resamples": options.n_resamples,
+                        "bootstrap_seed": options.seed,
+                    }
+                )
+        adjusted = stats.holm_adjust([r["p_value"] for r in family])
+        for record, p_holm in zip(family, adjusted, strict=True):
+            record["p_holm"] = p_holm
+            record["significant"] = bool(p_holm <= alpha) if not np.isnan(p_holm) else False
+        records.extend(family)
+    columns = [
+        "sequence", "metric", "comparison", "method_a", "method_b", "n_common", "mean_a", "mean_b", "mean_diff",
+        "ci_low", "ci_high", "median_diff", "wilcoxon_stat", "n_nonzero", "p_value", "p_holm", "significant",
+        "favours", "ci_method", "confidence", "n_resamples", "bootstrap_seed",
+    ]  # fmt: skip
+    table = pd.DataFrame.from_records(records, columns=columns)
+    return _sorted(table, ["comparison", "method_a", "method_b"], metrics)

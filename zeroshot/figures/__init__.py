@@ -1,0 +1,141 @@
+"""Paper figures from result tables: each figure is a small function returning a matplotlib Figure.
+
+``make_figures`` (what ``zeroshot figures`` calls) reads the runs, adds supervised rows scored by
+``zeroshot compare`` when given its output folder, draws every figure the tables support and saves each as PDF
+and PNG. A figure the tables cannot support (no centers, no saved predictions, no ablation axis) is skipped with
+its reason. The plotting functions take tables, not files, so new figures (e.g. Dice after k clicks) compose
+from the same pieces: :func:`~zeroshot.compare.case_values`, :func:`~zeroshot.figures.data.mean_ci` and the
+style in :mod:`~zeroshot.figures.style`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from zeroshot.compare import BASELINE_RESULTS, comparison_rows, load_runs, read_published
+from zeroshot.compare.runs import RunError
+from zeroshot.compare.tables import BootstrapOptions, cross_sequence_table, summary_table
+from zeroshot.figures.ablation import plot_ablation
+from zeroshot.figures.comparison import plot_cross_sequence_heatmap, plot_zero_shot_vs_supervised
+from zeroshot.figures.data import FigureSkipped, main_strategy, strategy_settings
+from zeroshot.figures.decay import plot_decay
+from zeroshot.figures.distributions import plot_centers, plot_distributions
+from zeroshot.figures.overlays import plot_overlays, select_overlay_cases
+from zeroshot.figures.style import save_figure
+
+__all__ = [
+    "FIGURES",
+    "FigureReport",
+    "FigureSkipped",
+    "make_figures",
+    "plot_ablation",
+    "plot_centers",
+    "plot_cross_sequence_heatmap",
+    "plot_decay",
+    "plot_distributions",
+    "plot_overlays",
+    "plot_zero_shot_vs_supervised",
+]
+
+#: File stems of the figures, in the order they are drawn.
+FIGURES = (
+    "distributions",
+    "zero_shot_vs_supervised",
+    "cross_sequence_heatmap",
+    "ablation",
+    "centers",
+    "propagation_decay",
+    "overlays",
+)
+
+
+@dataclass(frozen=True)
+class FigureReport:
+    """What :func:`make_figures` did.
+
+    Attributes
+    ----------
+    files : tuple of Path
+        PDF and PNG of every figure drawn.
+    skipped : tuple of (str, str)
+        Figure name and the reason it was not drawn.
+    """
+
+    files: tuple[Path, ...]
+    skipped: tuple[tuple[str, str], ...]
+
+
+def make_figures(
+    run_dirs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    compare_dir: str | Path | None = None,
+    published: str | Path | None = None,
+    n_resamples: int = 2_000,
+    seed: int = 0,
+) -> FigureReport:
+    """Draw and save every figure the runs support.
+
+    Parameters
+    ----------
+    run_dirs : sequence of path
+    out : path
+        Output folder (created).
+    compare_dir : path, optional
+        A ``zeroshot compare`` output folder: its ``baseline_results.parquet`` adds the supervised models.
+    published : path, optional
+        Published numbers CSV, drawn in their own panel of the zero-shot vs supervised figure.
+    n_resamples, seed : int
+        Bootstrap settings of every CI drawn.
+
+    Raises
+    ------
+    RunError
+        Unreadable runs, or a ``compare_dir`` without the scored baselines.
+    """
+    out = Path(out)
+    runs = load_runs(run_dirs)
+    baseline_rows = None
+    if compare_dir is not None:
+        path = Path(compare_dir) / BASELINE_RESULTS
+        if not path.is_file():
+            raise RunError(
+                f"--compare {compare_dir}: no {BASELINE_RESULTS} (run zeroshot compare with --baseline-preds)"
+            )
+        baseline_rows = pd.read_parquet(path)
+    published_table = read_published(published) if published is not None else None
+    rows = comparison_rows(runs, baseline_rows)
+    options = BootstrapOptions(n_resamples=n_resamples, seed=seed)
+    strategy = main_strategy(rows)
+    summary = summary_table(rows, metrics=["dice"], options=options)
+    settings = strategy_settings(runs.infos, sorted(rows["strategy"].unique()))
+
+    def decay() -> Figure:
+        if runs.slices is None:
+            raise FigureSkipped("the runs have no slices.parquet")
+        return plot_decay(runs.slices, strategy=strategy, n_resamples=n_resamples, seed=seed)
+
+    drawers: dict[str, Callable[[], Figure]] = {
+        "distributions": lambda: plot_distributions(rows, strategy=strategy),
+        "zero_shot_vs_supervised": lambda: plot_zero_shot_vs_supervised(summary, published=published_table),
+        "cross_sequence_heatmap": lambda: plot_cross_sequence_heatmap(cross_sequence_table(summary)),
+        "ablation": lambda: plot_ablation(rows, settings, n_resamples=n_resamples, seed=seed),
+        "centers": lambda: plot_centers(rows, strategy=strategy, n_resamples=n_resamples, seed=seed),
+        "propagation_decay": decay,
+        "overlays": lambda: plot_overlays(select_overlay_cases(runs, rows, strategy=strategy)),
+    }
+    files: list[Path] = []
+    skipped: list[tuple[str, str]] = []
+    for name in FIGURES:
+        try:
+            figure = drawers[name]()
+        except FigureSkipped as reason:
+            skipped.append((name, str(reason)))
+            continue
+        files.extend(save_figure(figure, out, name))
+    return FigureReport(tuple(files), tuple(skipped))
