@@ -5,10 +5,23 @@ from typing import Any
 
 from zeroshot.segmenters.base import Segmentation, Segmenter, Session
 
-__all__ = ["Sam2Segmenter", "Segmentation", "Segmenter", "Session"]
+__all__ = [
+    "Sam2Segmenter",
+    "Segmentation",
+    "Segmenter",
+    "Session",
+    "available_models",
+    "build_segmenter",
+    "cached_models",
+]
 
 #: Names resolved on first use, so that importing this package does not import torch, sam2 or Hydra.
-_LAZY = {"Sam2Segmenter": "zeroshot.segmenters.sam2_video"}
+_LAZY = {
+    "Sam2Segmenter": "zeroshot.segmenters.sam2_video",
+    "available_models": "zeroshot.segmenters.registry",
+    "build_segmenter": "zeroshot.segmenters.registry",
+    "cached_models": "zeroshot.segmenters.registry",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,181 @@
+"""Segmenters by name: ``build_segmenter("medsam2")``, ``build_segmenter("box-fill")``, and the names in between.
+
+A name is one of, tried in this order:
+
+``box-fill``, ``grabcut``
+    Weight-free baselines (:mod:`zeroshot.segmenters.boxfill`, :mod:`zeroshot.segmenters.grabcut`); they run
+    on the CPU whatever ``device`` says.
+``random:CONFIG[@SIZE]``
+    A SAM2 model built from a real config (``random:sam2.1_hiera_t@256``: SAM2.1-tiny at 256 px) with random
+    weights drawn from ``seed`` (default 0). For tests and speed measurements: it measures the machinery, never
+    accuracy, and its ``describe()`` says so.
+``NAME[@SIZE]``
+    An entry of the checkpoint list (``zeroshot checkpoints list``): its cached file, verified against its
+    SHA-256 now, with the entry's backend, config and options (``medsam2``, ``sam2.1-tiny@512``). An entry not
+    yet downloaded is an error that gives the ``zeroshot checkpoints download NAME`` command.
+``PATH`` (a file that exists, or a name ending in ``.pt`` / ``.pth``)
+    A local SAM2-format checkpoint; ``config=`` (CLI ``--config``) names its SAM2 config. Its SHA-256 is
+    recorded in ``describe()``, but nothing is known to check it against.
+
+``@SIZE`` sets ``image_size`` (the memory-attention RoPE sizes follow). Keyword options go to the backend and
+override the entry's options. This module imports no model code until a model is built.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import re
+from pathlib import Path
+from typing import Any
+
+from zeroshot.checkpoints import (
+    CheckpointEntry,
+    checkpoint_status,
+    read_checkpoint_list,
+    resolve_checkpoint,
+)
+from zeroshot.errors import SegmenterError
+from zeroshot.segmenters.base import Segmenter
+
+__all__ = ["BASELINES", "RANDOM_EXAMPLES", "available_models", "build_segmenter", "cached_models"]
+
+#: Weight-free baselines: name -> (module, class). Imported only when built.
+BASELINES = {
+    "box-fill": ("zeroshot.segmenters.boxfill", "BoxFillSegmenter"),
+    "grabcut": ("zeroshot.segmenters.grabcut", "GrabCutSegmenter"),
+}
+#: Random-weight names listed by :func:`available_models` (any sam2 config name works after ``random:``).
+RANDOM_EXAMPLES = ("random:sam2.1_hiera_t@256", "random:sam2.1_hiera_t@512")
+#: Backend modules and classes of checkpoint-list entries.
+BACKENDS = {
+    "sam2": ("zeroshot.segmenters.sam2_video", "Sam2Segmenter"),
+    "transformers": ("zeroshot.segmenters.transformers_video", "TransformersSegmenter"),
+}
+
+_SIZE_SUFFIX = re.compile(r"(?P<base>.+)@(?P<size>\d+)\Z")
+_CHECKPOINT_SUFFIXES = (".pt", ".pth")
+
+
+def build_segmenter(name: str, *, device: str = "auto", **options: Any) -> Segmenter:
+    """Build the segmenter called ``name`` (see the module docstring for the forms a name takes).
+
+    Parameters
+    ----------
+    name : str
+        ``box-fill``, ``grabcut``, ``random:CONFIG[@SIZE]``, a checkpoint-list entry ``NAME[@SIZE]``, or the path
+        of a local SAM2 checkpoint (with ``config=``).
+    device : str
+        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; ignored by the baselines.
+    **options
+        Backend keyword options (e.g. ``propagation="continuous"``, ``largest_component=True``, ``seed=1``).
+
+    Returns
+    -------
+    Segmenter
+
+    Raises
+    ------
+    SegmenterError
+        For a name that is none of the above (the message lists the available names), ``@SIZE`` on a baseline,
+        a path without ``config=``, ``config=`` or ``checkpoint=`` given for a named entry (the entry fixes
+        them), or a backend that is not installed.
+    CheckpointError
+        For a named entry that is not downloaded (the message gives the download command) or whose file fails
+        verification.
+    """
+    if name in BASELINES:
+        return _build(*BASELINES[name], what=f"baseline {name!r}", **options)
+    base, image_size = _split_size(name)
+    if base in BASELINES:
+        raise SegmenterError(f"{name!r}: the {base} baseline has no image size (drop '@{image_size}')")
+    if image_size is not None:
+        options = {**options, "image_size": image_size}
+    if base.startswith("random:"):
+        config = base.removeprefix("random:")
+        return _build(
+            *BACKENDS["sam2"],
+            what="sam2 backend",
+            config=config,
+            checkpoint=None,
+            device=device,
+            **{"name": name, **options},
+        )
+    entries = read_checkpoint_list()
+    if base in entries:
+        return _build_entry(entries[base], name=name, device=device, options=options)
+    path = Path(name).expanduser()
+    if path.is_file() or path.suffix in _CHECKPOINT_SUFFIXES:
+        if "config" not in options:
+            raise SegmenterError(
+                f"checkpoint path {name!r} needs its SAM2 config: config='sam2.1_hiera_t' (CLI: --config)"
+            )
+        return _build(
+            *BACKENDS["sam2"], what="sam2 backend", checkpoint=path, device=device, **{"name": path.stem, **options}
+        )
+    raise SegmenterError(f"unknown segmenter {name!r}; available: {', '.join(available_models())}")
+
+
+def available_models() -> tuple[str, ...]:
+    """Names for ``--help`` texts: the baselines, every checkpoint-list entry, and random-weight examples."""
+    return (*BASELINES, *read_checkpoint_list(), *RANDOM_EXAMPLES)
+
+
+def cached_models(*, backend: str | None = None) -> tuple[str, ...]:
+    """Checkpoint-list entries whose weights are in the cache and were verified there (e.g. for the demo).
+
+    Uses the fingerprint of the last verification (no re-hashing), so it is quick; building the segmenter
+    re-hashes the file. ``backend`` keeps only entries of that backend (``"sam2"`` or ``"transformers"``).
+    """
+    return tuple(
+        entry.name
+        for entry in read_checkpoint_list().values()
+        if (backend is None or entry.backend == backend) and checkpoint_status(entry, rehash=False).verified
+    )
+
+
+def _build_entry(entry: CheckpointEntry, *, name: str, device: str, options: dict[str, Any]) -> Segmenter:
+    fixed = sorted({"config", "checkpoint"} & set(options))
+    if fixed:
+        raise SegmenterError(
+            f"{name!r} is a checkpoint-list entry ({entry.origin}), which fixes {' and '.join(fixed)}; "
+            "give a checkpoint path instead to use other weights or configs"
+        )
+    resolved = resolve_checkpoint(entry)
+    backend_options = {**entry.option_dict(), **options}
+    if entry.config is not None:
+        backend_options["config"] = entry.config
+    segmenter = _build(
+        *BACKENDS[entry.backend],
+        what=f"{entry.backend} backend",
+        checkpoint=resolved.path,
+        device=device,
+        **{"name": name, **backend_options},
+    )
+    loaded_sha256 = getattr(segmenter, "checkpoint_sha256", resolved.sha256)
+    if loaded_sha256 != resolved.sha256:
+        raise SegmenterError(
+            f"{resolved.path} changed while {name!r} was being built (SHA-256 {loaded_sha256}, verified "
+            f"{resolved.sha256} just before); refusing it"
+        )
+    return segmenter
+
+
+def _build(module: str, cls: str, *, what: str, **kwargs: Any) -> Segmenter:
+    """Import ``module.cls`` and construct it, naming the segmenter in the error for an unknown option."""
+    if importlib.util.find_spec(module) is None:
+        raise SegmenterError(f"the {what} is not available in this installation ({module} is missing)")
+    factory = getattr(importlib.import_module(module), cls)
+    try:
+        inspect.signature(factory).bind(**kwargs)
+    except TypeError as exc:
+        raise SegmenterError(f"{what}: {exc} (options given: {', '.join(sorted(kwargs)) or 'none'})") from None
+    return factory(**kwargs)
+
+
+def _split_size(name: str) -> tuple[str, int | None]:
+    match = _SIZE_SUFFIX.match(name)
+    if match is None or Path(name).expanduser().is_file():
+        return name, None
+    return match["base"], int(match["size"])
