@@ -51,12 +51,10 @@ class DemoResult:
 
 def demo_models() -> list[str]:
     """The baselines plus every model whose checkpoint is already in the local cache (nothing is downloaded)."""
+    from zeroshot.segmenters.registry import cached_models
+
     models = list(BASELINE_MODELS)
-    try:
-        from zeroshot.segmenters.registry import available_models
-    except ImportError:
-        return models
-    for name in available_models():
+    for name in cached_models():
         if name not in models:
             models.append(name)
     return models

@@ -52,8 +52,24 @@ __all__ = [
 
 MANIFEST_FORMAT = 1
 EXECUTORS = ("local", "ray")
-#: describe() keys that say where or how fast a model ran, not what it computes; left out of its identity.
-VOLATILE_MODEL_KEYS = frozenset({"checkpoint_path", "cache_dir", "device_index", "device_name", "host", "seconds_load"})
+#: describe() keys that say where the weights lie, which library versions ran (recorded with each invocation) or
+#: where tensors are kept, not what a model computes; left out of its identity.
+VOLATILE_MODEL_KEYS = frozenset(
+    {
+        "checkpoint",
+        "checkpoint_path",
+        "cache_dir",
+        "device_index",
+        "device_name",
+        "host",
+        "seconds_load",
+        "torch_version",
+        "sam2_version",
+        "transformers_version",
+        "offload_video_to_cpu",
+        "offload_state_to_cpu",
+    }
+)
 #: Packages whose versions every run records.
 RECORDED_PACKAGES = (
     "zeroshot",
@@ -235,9 +251,12 @@ def model_identity(description: Mapping[str, Any]) -> dict[str, Any]:
     """The part of a model's ``describe()`` that determines its predictions.
 
     The device keeps only its type (``cuda:1`` -> ``cuda``); keys in :data:`VOLATILE_MODEL_KEYS` (where the
-    checkpoint lies, load time) are dropped: the checkpoint's SHA-256 identifies the weights.
+    checkpoint lies, library versions, memory placement) are dropped, and so is the free-text ``weights`` of a
+    model with a ``checkpoint_sha256``: the checkpoint's SHA-256 identifies the weights wherever they lie.
     """
     identity = {k: v for k, v in _plain(dict(description)).items() if k not in VOLATILE_MODEL_KEYS}
+    if identity.get("checkpoint_sha256"):
+        identity.pop("weights", None)
     if isinstance(identity.get("device"), str):
         identity["device"] = identity["device"].split(":")[0]
     return identity

@@ -316,11 +316,13 @@ def _archive(rundir: RunDir) -> Path:
 
 
 def _registry_builder(config: EvalConfig) -> Callable[[str], Any]:
+    """Build models by registry name; ``--image-size`` goes to every model but the baselines and ``NAME@SIZE``."""
+
     def build(name: str) -> Any:
-        from zeroshot.segmenters.registry import build_segmenter
+        from zeroshot.segmenters.registry import BASELINES, build_segmenter
 
         options = dict(config.model_options)
-        if config.image_size is not None:
+        if config.image_size is not None and name not in BASELINES and "@" not in name:
             options.setdefault("image_size", config.image_size)
         return build_segmenter(name, device=config.device, **options)
 
