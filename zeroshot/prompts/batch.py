@@ -60,11 +60,13 @@ def prompts_for_case(
     seeds: Sequence[int],
     *,
     coarse_dir: str | Path | None = None,
+    gt_label: int = 1,
 ) -> tuple[list[VolumePrompts], list[PromptFailure]]:
     """Read one case's image and source masks once and make its prompts for every strategy and seed.
 
-    The case's sequence is added to each prompt set's ``details`` (``sequence``), since case ids repeat across
-    sequences. Errors the user can act on (:class:`~zeroshot.errors.ZeroshotError`) become failures.
+    ``gt_label`` is the structure's value in the label files. The case's sequence is added to each prompt set's
+    ``details`` (``sequence``), since case ids repeat across sequences. Errors the user can act on
+    (:class:`~zeroshot.errors.ZeroshotError`) become failures.
     """
     made: list[VolumePrompts] = []
     failures: list[PromptFailure] = []
@@ -93,7 +95,7 @@ def prompts_for_case(
         return found
 
     def gt_mask() -> np.ndarray:
-        return cached(("gt", 1), lambda: read_gt_mask(case, volume))
+        return cached(("gt", gt_label), lambda: read_gt_mask(case, volume, label=gt_label))
 
     def source_mask(strategy: Strategy) -> np.ndarray:
         if strategy.source.kind != "coarse":
@@ -123,6 +125,7 @@ def write_dataset_prompts(
     out: str | Path,
     *,
     coarse_dir: str | Path | None = None,
+    gt_label: int = 1,
     progress: bool = True,
 ) -> DatasetPrompts:
     """Write the prompts of every case, strategy and seed (in that order) to a JSON Lines file.
@@ -134,7 +137,7 @@ def write_dataset_prompts(
 
     def generate() -> Iterator[VolumePrompts]:
         for case in tqdm(cases, desc="prompts", unit="case", disable=not progress):
-            made, failed = prompts_for_case(case, strategies, seeds, coarse_dir=coarse_dir)
+            made, failed = prompts_for_case(case, strategies, seeds, coarse_dir=coarse_dir, gt_label=gt_label)
             failures.extend(failed)
             yield from made
 

@@ -150,9 +150,12 @@ def read_coarse_mask(folder: str | Path, case: Case, volume: Volume, *, label: i
 
 
 def read_source_mask(
-    strategy: Strategy, case: Case, volume: Volume, *, coarse_dir: str | Path | None = None
+    strategy: Strategy, case: Case, volume: Volume, *, coarse_dir: str | Path | None = None, gt_label: int = 1
 ) -> np.ndarray:
     """Read the mask a strategy prompts from: the case's label (``gt``, ``degraded``) or its coarse mask.
+
+    ``gt_label`` is the structure's value in the label file; a coarse file's value is the strategy's
+    ``source.label``.
 
     Raises
     ------
@@ -167,11 +170,11 @@ def read_source_mask(
                 f"strategy {strategy.name!r} prompts from coarse masks: give their folder (coarse_dir, --coarse)"
             )
         return read_coarse_mask(coarse_dir, case, volume, label=strategy.source.label)
-    return read_gt_mask(case, volume)
+    return read_gt_mask(case, volume, label=gt_label)
 
 
-def read_gt_mask(case: Case, volume: Volume) -> np.ndarray:
-    """Read the case's label as a ``(Z, Y, X)`` bool mask (empty if the file has no structure).
+def read_gt_mask(case: Case, volume: Volume, *, label: int = 1) -> np.ndarray:
+    """Read the case's label file as a ``(Z, Y, X)`` bool mask of value ``label`` (empty if there is none).
 
     Raises
     ------
@@ -180,7 +183,7 @@ def read_gt_mask(case: Case, volume: Volume) -> np.ndarray:
     """
     if case.label is None:
         raise PromptError(f"case {case.key}: has no label file, so prompts cannot come from the ground truth")
-    return read_label(case.label, volume, require_label=False)
+    return read_label(case.label, volume, label=label, require_label=False)
 
 
 def _grow_or_shrink(mask: np.ndarray, spacing_mm: tuple[float, float, float], margin_mm: float) -> np.ndarray:

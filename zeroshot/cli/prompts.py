@@ -1,0 +1,78 @@
+"""``zeroshot prompts``: write the prompts of a dataset's cases under named strategies and seeds."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from zeroshot.datasets import LAYOUTS
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``prompts`` subcommand."""
+    parser = subparsers.add_parser(
+        "prompts",
+        help="write box / point / mask prompts for a dataset's cases (seeded, with oracle flags)",
+        description=(
+            "Make the prompts of every selected case under each strategy and seed and write them to OUT as JSON "
+            "Lines: one object per case, strategy and seed ({case_id, strategy, seed, source, oracle, slices: "
+            "[{z, box, points, labels, mask}], details}), boxes [x0, y0, x1, y1] and points [x, y] as inclusive "
+            "pixel indices of the canonical (z, y, x) slice (x = column). Mask prompts go to PNG files in "
+            "OUT.masks/ beside it (e.g. prompts.jsonl -> prompts.masks/). The same seed gives the same file "
+            "byte for byte. A strategy is a YAML file or a name from the prompts/ folder (box-mid, box-largest, "
+            "box-mid-jitter10, point-center, points-3pos-3neg, box-3slices, mask-mid, box-every-slice, ...); a "
+            "sweep file (prompts/sweep-ablation.yaml) stands for all its members. Cases that cannot be prompted "
+            "(e.g. an empty coarse mask) are listed with the reason and skipped."
+        ),
+    )
+    parser.add_argument("--data", type=Path, required=True, help="dataset folder or manifest CSV")
+    parser.add_argument("--layout", choices=LAYOUTS, help="dataset layout (default: detected)")
+    parser.add_argument("--sequence", nargs="+", help="keep these sequences (T1 T2 OOP)")
+    parser.add_argument("--center", nargs="+", help="keep these centers")
+    parser.add_argument("--split", nargs="+", help="keep these splits (train val test)")
+    parser.add_argument("--case", nargs="+", dest="case_ids", help="keep these case ids")
+    parser.add_argument(
+        "--strategy", nargs="+", required=True, metavar="YAML_OR_NAME", help="strategy file(s), name(s) or sweep"
+    )
+    parser.add_argument("--seed", type=int, nargs="+", default=[0], help="seed(s) of the random draws (default 0)")
+    parser.add_argument("--coarse", type=Path, help="folder of coarse masks (<case>.nii.gz) for coarse strategies")
+    parser.add_argument("--label", type=int, default=1, help="label value of the structure (default 1)")
+    parser.add_argument("--out", type=Path, required=True, help="output JSON Lines file (e.g. prompts.jsonl)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load strategies, select cases, write the prompts and list the cases that failed."""
+    from zeroshot.datasets import discover, select
+    from zeroshot.errors import ConfigError, PromptError
+    from zeroshot.prompts import load_strategies, write_dataset_prompts
+
+    if any(seed < 0 for seed in args.seed):
+        raise ConfigError(f"--seed: seeds must be non-negative, got {args.seed}")
+    strategies = [s for name in args.strategy for s in load_strategies(name)]
+    names = [s.name for s in strategies]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise ConfigError(f"--strategy: {', '.join(duplicated)} given more than once")
+    cases = discover(args.data, layout=args.layout)
+    cases = select(cases, sequences=args.sequence, centers=args.center, splits=args.split, case_ids=args.case_ids)
+    result = write_dataset_prompts(
+        cases,
+        strategies,
+        args.seed,
+        args.out,
+        coarse_dir=args.coarse,
+        gt_label=args.label,
+        progress=not args.no_progress,
+    )
+    for failure in result.failures:
+        print(f"failed: {failure.case_key} {failure.strategy} seed {failure.seed}: {failure.reason}", file=sys.stderr)
+    if result.written == 0:
+        raise PromptError(f"no prompts written to {result.path}: every case failed (reasons above)")
+    print(
+        f"wrote {result.written} prompt set(s) for {len(cases)} case(s) x {len(strategies)} strategy(ies) x "
+        f"{len(args.seed)} seed(s) to {result.path}" + (f"; {len(result.failures)} failed" if result.failures else "")
+    )
+    return 0
