@@ -183,12 +183,42 @@ def test_a_local_checkpoint_path_loads_and_runs(random_tiny_checkpoint: Path) ->
         assert session.segment(prompts).mask.shape == (4, 40, 48)
 
 
-def test_a_transformers_entry_needs_its_backend(listed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    repo = tmp_path / "hf-random"
-    repo.mkdir()
-    (repo / "config.json").write_text('{"model_type": "sam2_video"}')
-    ck.download("hf-random", source=repo, progress=False)
+@pytest.fixture(scope="module")
+def tiny_transformers_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small random Sam2VideoModel saved in the Hub's transformers format (config.json + model.safetensors)."""
+    from zeroshot.segmenters.transformers_video import tiny_sam2_video_model
+
+    folder = tmp_path_factory.mktemp("hf-random")
+    tiny_sam2_video_model(image_size=128, seed=3).save_pretrained(folder)
+    return folder
+
+
+def test_a_transformers_entry_loads_its_verified_folder(
+    listed: Path, tiny_transformers_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ck.download("hf-random", source=tiny_transformers_folder, progress=False)
     assert cached_models(backend="transformers") == ("hf-random",)
-    monkeypatch.setitem(registry.BACKENDS, "transformers", ("zeroshot.segmenters.not_there", "X"))
-    with pytest.raises(SegmenterError, match=r"the transformers backend is not available"):
+
+    segmenter = build_segmenter("hf-random", device="cpu", largest_component=True)
+
+    described = segmenter.describe()
+    assert described["name"] == "hf-random" and described["backend"] == "transformers"
+    assert described["weights_sha256"] == ck.recorded_sha256(ck.find_entry("hf-random"))
+    assert described["model_id_or_path"] == str(ck.cached_path(ck.find_entry("hf-random")))
+    assert described["largest_component"] is True and described["image_size"] == 128
+    with pytest.raises(SegmenterError, match=r"'hf-random@512': a transformers model takes its image size"):
+        build_segmenter("hf-random@512")
+    monkeypatch.setitem(registry.BACKENDS, "transformers", registry.Backend("zeroshot.segmenters.nope", "X", "a", "b"))
+    with pytest.raises(SegmenterError, match=r"the transformers backend is not available .*nope is missing"):
         build_segmenter("hf-random")
+
+
+def test_random_transformers_model() -> None:
+    segmenter = build_segmenter("random:transformers-tiny@64", device="cpu", seed=1)
+    assert segmenter.image_size == 64 and segmenter.describe()["name"] == "random:transformers-tiny@64"
+    assert "random weights" in segmenter.describe()["weights"]
+
+
+def test_grabcut_is_built_by_name() -> None:
+    segmenter = build_segmenter("grabcut", iterations=2)
+    assert segmenter.describe()["name"] == "grabcut" and segmenter.iterations == 2

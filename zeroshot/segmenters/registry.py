@@ -7,8 +7,9 @@ A name is one of, tried in this order:
     on the CPU whatever ``device`` says.
 ``random:CONFIG[@SIZE]``
     A SAM2 model built from a real config (``random:sam2.1_hiera_t@256``: SAM2.1-tiny at 256 px) with random
-    weights drawn from ``seed`` (default 0). For tests and speed measurements: it measures the machinery, never
-    accuracy, and its ``describe()`` says so.
+    weights drawn from ``seed`` (default 0). ``random:transformers-tiny[@SIZE]`` is a small random
+    ``Sam2VideoModel`` (about 4 M parameters, 128 px by default) on the transformers backend. For tests and speed
+    measurements: they measure the machinery, never accuracy, and their ``describe()`` says so.
 ``NAME[@SIZE]``
     An entry of the checkpoint list (``zeroshot checkpoints list``): its cached file, verified against its
     SHA-256 now, with the entry's backend, config and options (``medsam2``, ``sam2.1-tiny@512``). An entry not
@@ -27,6 +28,7 @@ import importlib
 import importlib.util
 import inspect
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,20 +41,53 @@ from zeroshot.checkpoints import (
 from zeroshot.errors import SegmenterError
 from zeroshot.segmenters.base import Segmenter
 
-__all__ = ["BASELINES", "RANDOM_EXAMPLES", "available_models", "build_segmenter", "cached_models"]
+__all__ = [
+    "BACKENDS",
+    "BASELINES",
+    "RANDOM_EXAMPLES",
+    "Backend",
+    "available_models",
+    "build_segmenter",
+    "cached_models",
+]
 
-#: Weight-free baselines: name -> (module, class). Imported only when built.
+
+@dataclass(frozen=True)
+class Backend:
+    """How the registry builds one backend's segmenter.
+
+    Attributes
+    ----------
+    module, cls : str
+        Where the segmenter class lives (imported only when a model is built).
+    weights_argument : str
+        The constructor argument that takes the cached weights (a file, or a folder for transformers).
+    sha256_attribute : str
+        The segmenter attribute holding the SHA-256 of the weights it loaded.
+    """
+
+    module: str
+    cls: str
+    weights_argument: str
+    sha256_attribute: str
+
+
+#: Weight-free baselines: name -> (module, class).
 BASELINES = {
     "box-fill": ("zeroshot.segmenters.boxfill", "BoxFillSegmenter"),
     "grabcut": ("zeroshot.segmenters.grabcut", "GrabCutSegmenter"),
 }
-#: Random-weight names listed by :func:`available_models` (any sam2 config name works after ``random:``).
-RANDOM_EXAMPLES = ("random:sam2.1_hiera_t@256", "random:sam2.1_hiera_t@512")
-#: Backend modules and classes of checkpoint-list entries.
+#: Backends of checkpoint-list entries.
 BACKENDS = {
-    "sam2": ("zeroshot.segmenters.sam2_video", "Sam2Segmenter"),
-    "transformers": ("zeroshot.segmenters.transformers_video", "TransformersSegmenter"),
+    "sam2": Backend("zeroshot.segmenters.sam2_video", "Sam2Segmenter", "checkpoint", "checkpoint_sha256"),
+    "transformers": Backend(
+        "zeroshot.segmenters.transformers_video", "TransformersVideoSegmenter", "model_id_or_path", "weights_sha256"
+    ),
 }
+#: The transformers backend's random model, ``random:transformers-tiny[@SIZE]``.
+RANDOM_TRANSFORMERS = "random:transformers-tiny"
+#: Random-weight names listed by :func:`available_models` (any sam2 config name works after ``random:``).
+RANDOM_EXAMPLES = ("random:sam2.1_hiera_t@256", "random:sam2.1_hiera_t@512", f"{RANDOM_TRANSFORMERS}@128")
 
 _SIZE_SUFFIX = re.compile(r"(?P<base>.+)@(?P<size>\d+)\Z")
 _CHECKPOINT_SUFFIXES = (".pt", ".pth")
@@ -64,8 +99,8 @@ def build_segmenter(name: str, *, device: str = "auto", **options: Any) -> Segme
     Parameters
     ----------
     name : str
-        ``box-fill``, ``grabcut``, ``random:CONFIG[@SIZE]``, a checkpoint-list entry ``NAME[@SIZE]``, or the path
-        of a local SAM2 checkpoint (with ``config=``).
+        ``box-fill``, ``grabcut``, ``random:CONFIG[@SIZE]``, ``random:transformers-tiny[@SIZE]``, a
+        checkpoint-list entry ``NAME[@SIZE]``, or the path of a local SAM2 checkpoint (with ``config=``).
     device : str
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; ignored by the baselines.
     **options
@@ -78,9 +113,9 @@ def build_segmenter(name: str, *, device: str = "auto", **options: Any) -> Segme
     Raises
     ------
     SegmenterError
-        For a name that is none of the above (the message lists the available names), ``@SIZE`` on a baseline,
-        a path without ``config=``, ``config=`` or ``checkpoint=`` given for a named entry (the entry fixes
-        them), or a backend that is not installed.
+        For a name that is none of the above (the message lists the available names), ``@SIZE`` on a baseline
+        or a transformers entry, a path without ``config=``, ``config=`` or ``checkpoint=`` given for a named
+        entry (the entry fixes them), an option the backend does not take, or a backend that is not installed.
     CheckpointError
         For a named entry that is not downloaded (the message gives the download command) or whose file fails
         verification.
@@ -92,10 +127,14 @@ def build_segmenter(name: str, *, device: str = "auto", **options: Any) -> Segme
         raise SegmenterError(f"{name!r}: the {base} baseline has no image size (drop '@{image_size}')")
     if image_size is not None:
         options = {**options, "image_size": image_size}
+    sam2 = BACKENDS["sam2"]
+    if base == RANDOM_TRANSFORMERS:
+        return _build_random_transformers(name=name, device=device, options=options)
     if base.startswith("random:"):
         config = base.removeprefix("random:")
         return _build(
-            *BACKENDS["sam2"],
+            sam2.module,
+            sam2.cls,
             what="sam2 backend",
             config=config,
             checkpoint=None,
@@ -112,7 +151,7 @@ def build_segmenter(name: str, *, device: str = "auto", **options: Any) -> Segme
                 f"checkpoint path {name!r} needs its SAM2 config: config='sam2.1_hiera_t' (CLI: --config)"
             )
         return _build(
-            *BACKENDS["sam2"], what="sam2 backend", checkpoint=path, device=device, **{"name": path.stem, **options}
+            sam2.module, sam2.cls, what="sam2 backend", checkpoint=path, device=device, **{"name": path.stem, **options}
         )
     raise SegmenterError(f"unknown segmenter {name!r}; available: {', '.join(available_models())}")
 
@@ -136,24 +175,23 @@ def cached_models(*, backend: str | None = None) -> tuple[str, ...]:
 
 
 def _build_entry(entry: CheckpointEntry, *, name: str, device: str, options: dict[str, Any]) -> Segmenter:
-    fixed = sorted({"config", "checkpoint"} & set(options))
+    backend = BACKENDS[entry.backend]
+    fixed = sorted({"config", "checkpoint", backend.weights_argument} & set(options))
     if fixed:
         raise SegmenterError(
             f"{name!r} is a checkpoint-list entry ({entry.origin}), which fixes {' and '.join(fixed)}; "
             "give a checkpoint path instead to use other weights or configs"
         )
+    if entry.backend == "transformers" and "image_size" in options:
+        raise SegmenterError(f"{name!r}: a transformers model takes its image size from its config.json")
     resolved = resolve_checkpoint(entry)
-    backend_options = {**entry.option_dict(), **options}
+    backend_options = {**entry.option_dict(), **options, backend.weights_argument: resolved.path}
     if entry.config is not None:
         backend_options["config"] = entry.config
     segmenter = _build(
-        *BACKENDS[entry.backend],
-        what=f"{entry.backend} backend",
-        checkpoint=resolved.path,
-        device=device,
-        **{"name": name, **backend_options},
+        backend.module, backend.cls, what=f"{entry.backend} backend", device=device, **{"name": name, **backend_options}
     )
-    loaded_sha256 = getattr(segmenter, "checkpoint_sha256", resolved.sha256)
+    loaded_sha256 = getattr(segmenter, backend.sha256_attribute, resolved.sha256)
     if loaded_sha256 != resolved.sha256:
         raise SegmenterError(
             f"{resolved.path} changed while {name!r} was being built (SHA-256 {loaded_sha256}, verified "
@@ -162,16 +200,37 @@ def _build_entry(entry: CheckpointEntry, *, name: str, device: str, options: dic
     return segmenter
 
 
+def _build_random_transformers(*, name: str, device: str, options: dict[str, Any]) -> Segmenter:
+    backend = BACKENDS["transformers"]
+    _require(backend.module, what="transformers backend")
+    from zeroshot.segmenters.transformers_video import tiny_sam2_video_model
+
+    options = dict(options)
+    model = tiny_sam2_video_model(image_size=options.pop("image_size", 128), seed=options.pop("seed", 0))
+    return _build(
+        backend.module,
+        backend.cls,
+        what="transformers backend",
+        model=model,
+        device=device,
+        **{"name": name, **options},
+    )
+
+
 def _build(module: str, cls: str, *, what: str, **kwargs: Any) -> Segmenter:
     """Import ``module.cls`` and construct it, naming the segmenter in the error for an unknown option."""
-    if importlib.util.find_spec(module) is None:
-        raise SegmenterError(f"the {what} is not available in this installation ({module} is missing)")
+    _require(module, what=what)
     factory = getattr(importlib.import_module(module), cls)
     try:
         inspect.signature(factory).bind(**kwargs)
     except TypeError as exc:
         raise SegmenterError(f"{what}: {exc} (options given: {', '.join(sorted(kwargs)) or 'none'})") from None
     return factory(**kwargs)
+
+
+def _require(module: str, *, what: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise SegmenterError(f"the {what} is not available in this installation ({module} is missing)")
 
 
 def _split_size(name: str) -> tuple[str, int | None]:
