@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing.set_defaults(func=run_list)
 
     download = actions.add_parser("download", help="download, verify and cache entries")
-    download.add_argument("names", nargs="+", metavar="NAME")
+    download.add_argument("names", nargs="+", metavar="NAME", help="entries of `zeroshot checkpoints list`")
     download.add_argument("--force", action="store_true", help="fetch again even if cached (still verified)")
     download.add_argument(
         "--retrust",
@@ -44,11 +44,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     download.set_defaults(func=run_download)
 
     verify = actions.add_parser("verify", help="re-hash cached entries (all cached ones by default)")
-    verify.add_argument("names", nargs="*", metavar="NAME")
+    verify.add_argument("names", nargs="*", metavar="NAME", help="entries to check (default: every cached one)")
     verify.set_defaults(func=run_verify)
 
     path = actions.add_parser("path", help="print the verified cached path of an entry")
-    path.add_argument("name", metavar="NAME")
+    path.add_argument("name", metavar="NAME", help="an entry of `zeroshot checkpoints list`")
     path.set_defaults(func=run_path)
 
 
