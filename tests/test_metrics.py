@@ -14,6 +14,8 @@ from zeroshot import metrics
 from zeroshot.errors import MetricsError
 from zeroshot.metrics import (
     CaseMetrics,
+    _case,
+    _surface,
     apply_penalties,
     metric_columns,
     nsd_column,
@@ -125,9 +127,9 @@ def test_tree_and_distance_transform_searches_agree(monkeypatch: pytest.MonkeyPa
     pred = np.roll(gt, 2, axis=2)
     pred[0, 0, 0] = True  # a distant false positive
     spacing = (3.3, 0.9, 1.7)
-    monkeypatch.setattr(metrics, "TREE_CROSSOVER", 10**9)
+    monkeypatch.setattr(_surface, "TREE_CROSSOVER", 10**9)
     by_edt = surface_distances(gt, pred, spacing)
-    monkeypatch.setattr(metrics, "TREE_CROSSOVER", 0)
+    monkeypatch.setattr(_surface, "TREE_CROSSOVER", 0)
     by_tree = surface_distances(gt, pred, spacing)
     for a, b in ((by_edt.gt_to_pred, by_tree.gt_to_pred), (by_edt.pred_to_gt, by_tree.pred_to_gt)):
         assert np.array_equal(a.distances_mm, b.distances_mm)
@@ -142,7 +144,7 @@ def test_integer_masks_with_only_zero_and_one_are_accepted() -> None:
 
 
 def test_docstring_examples_run() -> None:
-    result = doctest.testmod(metrics, optionflags=doctest.NORMALIZE_WHITESPACE)
+    result = doctest.testmod(_case, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 2 and result.failed == 0
 
 

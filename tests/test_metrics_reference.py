@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from zeroshot import metrics
-from zeroshot.metrics import score_case, surface_distances, surfel_area_table
+from zeroshot.metrics import _surface, score_case, surface_distances, surfel_area_table
 
 sd = pytest.importorskip("surface_distance")
 lookup_tables = pytest.importorskip("surface_distance.lookup_tables")
@@ -164,7 +163,7 @@ def test_every_metric_matches_surface_distance_on_randomised_cases() -> None:
 @pytest.mark.parametrize("crossover", [None, 0, 10**9], ids=["auto", "k-d tree", "distance transform"])
 def test_surface_distances_match_surface_distance_surfel_by_surfel(crossover, monkeypatch) -> None:
     if crossover is not None:
-        monkeypatch.setattr(metrics, "TREE_CROSSOVER", crossover)
+        monkeypatch.setattr(_surface, "TREE_CROSSOVER", crossover)
     for name, gt, pred, spacing in ALL_CASES[::3]:
         ours = surface_distances(gt, pred, spacing)
         _, theirs = reference(gt, pred, spacing)
