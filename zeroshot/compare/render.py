@@ -12,9 +12,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from zeroshot.compare.tables import KIND_SUPERVISED, higher_is_better
+from zeroshot.compare.tables import KIND_SUPERVISED, higher_is_better, sequence_order
 
 __all__ = [
     "cross_sequence_display",
@@ -111,7 +112,8 @@ def cross_sequence_display(cross: pd.DataFrame) -> pd.DataFrame:
         ],
     )
     order = list(dict.fromkeys(frame["method"]))
-    tests = list(dict.fromkeys(frame["test_sequence"]))  # already in table order (T1, T2, OOP)
+    unique = pd.Series(frame["test_sequence"].unique())
+    tests = unique.iloc[np.argsort(sequence_order(unique).to_numpy(), kind="stable")].tolist()
     wide = frame.pivot_table(index=["method", "train"], columns="test_sequence", values="cell", aggfunc="first")
     wide = wide.reindex(sorted(wide.index, key=lambda key: order.index(key[0])))[tests]
     wide.columns = [f"test {c}" for c in wide.columns]

@@ -121,7 +121,8 @@ def prepare_rows(results: pd.DataFrame, *, both_empty_as_perfect: bool = False) 
 
 def sequence_order(sequences: pd.Series) -> pd.Series:
     """Sort key putting sequences in the order tables show them (T1, T2, OOP, then others by name)."""
-    return sequences.map(lambda s: (SEQUENCES.index(s), "") if s in SEQUENCES else (len(SEQUENCES), str(s)))
+    others = sorted({str(s) for s in sequences if s not in SEQUENCES})
+    return sequences.map(lambda s: SEQUENCES.index(s) if s in SEQUENCES else len(SEQUENCES) + others.index(str(s)))
 
 
 def _sorted(table: pd.DataFrame, columns: Sequence[str], metrics: Sequence[str] | None = None) -> pd.DataFrame:

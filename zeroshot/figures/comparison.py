@@ -114,7 +114,7 @@ def plot_cross_sequence_heatmap(cross: pd.DataFrame) -> Figure:
         raise FigureSkipped("empty cross-sequence table")
     frame = cross.assign(label=[_row_label(row) for _, row in cross.iterrows()])
     rows = list(dict.fromkeys(frame["label"]))
-    tests = list(dict.fromkeys(frame["test_sequence"]))
+    tests = sequences_of(frame.rename(columns={"test_sequence": "sequence"}))
     means = np.full((len(rows), len(tests)), np.nan)
     text = [["" for _ in tests] for _ in rows]
     for _, row in frame.iterrows():
