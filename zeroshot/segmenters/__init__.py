@@ -6,10 +6,13 @@ from typing import Any
 from zeroshot.segmenters.base import Segmentation, Segmenter, Session
 
 __all__ = [
+    "BoxFillSegmenter",
+    "GrabCutSegmenter",
     "Sam2Segmenter",
     "Segmentation",
     "Segmenter",
     "Session",
+    "TransformersVideoSegmenter",
     "available_models",
     "build_segmenter",
     "cached_models",
@@ -17,7 +20,10 @@ __all__ = [
 
 #: Names resolved on first use, so that importing this package does not import torch, sam2 or Hydra.
 _LAZY = {
+    "BoxFillSegmenter": "zeroshot.segmenters.boxfill",
+    "GrabCutSegmenter": "zeroshot.segmenters.grabcut",
     "Sam2Segmenter": "zeroshot.segmenters.sam2_video",
+    "TransformersVideoSegmenter": "zeroshot.segmenters.transformers_video",
     "available_models": "zeroshot.segmenters.registry",
     "build_segmenter": "zeroshot.segmenters.registry",
     "cached_models": "zeroshot.segmenters.registry",
