@@ -17,7 +17,7 @@ from zeroshot.errors import PromptError
 from zeroshot.prompts.boxes import jitter_box
 from zeroshot.prompts.keyslices import choose_key_slices
 from zeroshot.prompts.points import place_points
-from zeroshot.prompts.regions import count_components, largest_component, tight_box
+from zeroshot.prompts.regions import bounding_slices, count_components, largest_component, tight_box
 from zeroshot.prompts.sources import degrade_mask, mask_volume_ml
 from zeroshot.prompts.strategy import Strategy
 from zeroshot.prompts.types import SlicePrompt, VolumePrompts
@@ -118,7 +118,7 @@ def make_prompts(
     base = {"case_id": case_id, "strategy": strategy.name, "seed": seed}
     details: dict[str, Any] = {"strategy_digest": strategy.digest(), "rng": _RNG_RECIPE, "source": source}
 
-    reason = _unusable(mask, volume_ml, settings.min_volume_ml)
+    reason = _unusable(volume_ml, settings.min_volume_ml)
     if reason is not None:
         source["fallback_reason"] = reason
         source["fallback"] = settings.on_empty
@@ -163,8 +163,13 @@ def _slice_prompt(
     seed: int,
     case_id: str,
 ) -> tuple[SlicePrompt, dict[str, Any]]:
-    pieces = count_components(slice_mask)
-    scope = largest_component(slice_mask) if strategy.components == "largest" and pieces > 1 else slice_mask
+    # Pieces are counted and chosen inside the structure's bounding box: the same answer, far fewer pixels.
+    block = bounding_slices(slice_mask)
+    pieces = count_components(slice_mask[block])
+    scope = slice_mask
+    if strategy.components == "largest" and pieces > 1:
+        scope = np.zeros_like(slice_mask)
+        scope[block] = largest_component(slice_mask[block])
     record: dict[str, Any] = {"z": z, "pieces": pieces}
     box = None
     points: tuple[tuple[int, int], ...] = ()
@@ -181,8 +186,8 @@ def _slice_prompt(
     return SlicePrompt(z=z, box=box, points=points, labels=labels, mask=mask), record
 
 
-def _unusable(mask: np.ndarray, volume_ml: float, min_volume_ml: float) -> str | None:
-    if not mask.any():
+def _unusable(volume_ml: float, min_volume_ml: float) -> str | None:
+    if volume_ml == 0:
         return "is empty"
     if volume_ml < min_volume_ml:
         return f"holds {volume_ml:.4g} ml, less than source.min_volume_ml = {min_volume_ml:g} ml"

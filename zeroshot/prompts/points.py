@@ -178,7 +178,9 @@ def place_points(
     if settings.positives > 1:
         more = settings.positives - 1
         if settings.positive_placement == "spread":
-            depth = distance_to_boundary_mm(scope, spacing_yx_mm)
+            block = bounding_slices(scope)
+            depth = np.zeros(scope.shape)
+            depth[block] = distance_to_boundary_mm(scope[block], spacing_yx_mm)
             positives += spread_points(scope, more, spacing_yx_mm, existing=positives, ceiling_mm=depth)
         else:
             positives += random_points(scope, more, rng, exclude=positives)

@@ -41,16 +41,21 @@ def bounding_slices(mask: np.ndarray, *, margin: int | tuple[int, ...] = 0) -> t
     (slice(1, 3, None), slice(2, 3, None))
     """
     margins = (margin,) * mask.ndim if isinstance(margin, int) else tuple(margin)
-    out = []
+    extents = []
+    view = mask
     for axis in range(mask.ndim):
         other = tuple(a for a in range(mask.ndim) if a != axis)
-        hits = np.flatnonzero(mask.any(axis=other))
+        hits = np.flatnonzero(view.any(axis=other))
         if hits.size == 0:
             return None
-        lo = max(int(hits[0]) - margins[axis], 0)
-        hi = min(int(hits[-1]) + 1 + margins[axis], mask.shape[axis])
-        out.append(slice(lo, hi))
-    return tuple(out)
+        extents.append((int(hits[0]), int(hits[-1]) + 1))
+        # Later axes only need to look inside the extent found so far: a small structure costs little.
+        index = [slice(None)] * mask.ndim
+        index[axis] = slice(*extents[-1])
+        view = view[tuple(index)]
+    return tuple(
+        slice(max(lo - m, 0), min(hi + m, size)) for (lo, hi), m, size in zip(extents, margins, mask.shape, strict=True)
+    )
 
 
 def tight_box(mask2d: np.ndarray) -> tuple[int, int, int, int] | None:

@@ -37,7 +37,9 @@ _NIFTI = (".nii.gz", ".nii")
 
 def mask_volume_ml(mask: np.ndarray, spacing_mm: tuple[float, float, float]) -> float:
     """Volume of a ``(Z, Y, X)`` mask in ml (1 ml = 1000 mm³)."""
-    return float(np.count_nonzero(mask)) * math.prod(spacing_mm) / 1000.0
+    block = bounding_slices(mask)
+    voxels = 0 if block is None else np.count_nonzero(mask[block])
+    return float(voxels) * math.prod(spacing_mm) / 1000.0
 
 
 def degrade_mask(
