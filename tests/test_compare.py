@@ -163,6 +163,21 @@ def test_baseline_with_explicit_test_sequence(run_dir, baseline_folder):
     assert set(scored["sequence"]) == {"T2"} and (scored["dice"] == 1.0).all()
 
 
+def test_broken_baseline_prediction_is_a_failed_row_with_its_reason(run_dir, phantom_data, tmp_path):
+    import nibabel as nib
+
+    folder = write_baseline_predictions(tmp_path / "preds", phantom_data, sequence="T1", mode="perfect")
+    broken = next(iter(sorted(folder.glob("*.nii.gz"))))
+    image = nib.load(broken)
+    data = np.asarray(image.dataobj).copy()
+    data[data == 1] = 2
+    nib.save(nib.Nifti1Image(data, image.affine, image.header), broken)
+    scored = score_baseline_predictions(load_runs([run_dir]), [parse_baseline_predictions(f"x-T2@T1={folder}")])
+    failed = scored.loc[scored["failed"]]
+    assert len(failed) == 1 and "not a binary mask" in failed["error"].iloc[0]
+    assert (scored.loc[~scored["failed"], "dice"] == 1.0).all()
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

@@ -138,22 +138,20 @@ def _run_cases(runs: RunTables) -> dict[tuple[str, str], Case]:
 
 
 def _score_case(case: Case, prediction: Path | None, *, tolerances_mm: Sequence[float]) -> dict[str, object]:
-    from zeroshot.metrics import score_case
-    from zeroshot.volume import read_header, read_label, read_volume
+    """One row via :func:`zeroshot.scoring.score_files` (grid and binary checks included); errors become failed rows."""
+    from zeroshot.errors import ZeroshotError
+    from zeroshot.scoring import score_files
+    from zeroshot.volume import read_header
 
-    shape, spacing = read_header(case.image)
+    shape, spacing = read_header(case.label)
     d_max_mm = float(sum((n * s) ** 2 for n, s in zip(shape, spacing, strict=True)) ** 0.5)
     if prediction is None:
         return {"failed": True, "error": "no prediction file", "d_max_mm": d_max_mm}
     try:
-        image = read_volume(case.image)
-        gt = read_label(case.label, image)
-        pred = read_label(prediction, image, require_label=False)
-    except Exception as exc:  # a broken file becomes a failed row with its reason; the others are still scored
-        return {"failed": True, "error": f"{type(exc).__name__}: {exc}", "d_max_mm": d_max_mm}
-    row = dict(score_case(gt, pred, image.spacing_mm, tolerances_mm=tuple(tolerances_mm)).as_row())
-    row.update(failed=False, error="")
-    return row
+        metrics = score_files(case.label, prediction, tolerances_mm=tuple(tolerances_mm))
+    except ZeroshotError as exc:  # a broken file becomes a failed row with its reason; the others are still scored
+        return {"failed": True, "error": str(exc), "d_max_mm": d_max_mm}
+    return {**metrics.as_row(), "failed": False, "error": ""}
 
 
 def score_baseline_predictions(
