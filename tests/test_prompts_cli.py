@@ -147,3 +147,21 @@ def test_a_case_without_label_cannot_prompt_from_ground_truth(dataset):
     broken = type(case)(case.case_id, case.sequence, case.center, case.split, case.image.with_name("x.nii.gz"), None)
     made, failures = prompts_for_case(broken, [load_strategy("box-mid")], [0])
     assert made == [] and "file not found" in failures[0].reason
+
+
+def test_real_scan_smoke(real_example):
+    """The one real MR at hand (TotalSegmentator's automatic pancreas, label 7): prompts land on the pancreas."""
+    from zeroshot.prompts import make_prompts
+    from zeroshot.volume import read_label
+
+    volume = read_volume(real_example / "image.nii.gz")
+    pancreas = read_label(real_example / "labels.nii.gz", volume, label=7)
+    for name in ("box-mid", "points-3pos-3neg", "box-every-slice"):
+        prompts = make_prompts(load_strategy(name), case_id="ts-mr", volume=volume, source_mask=pancreas, seed=0)
+        for s in prompts.slices:
+            rows, cols = np.nonzero(pancreas[s.z])
+            if s.box is not None:
+                assert s.box == (cols.min(), rows.min(), cols.max(), rows.max())
+            for (x, y), label in zip(s.points, s.labels, strict=True):
+                assert pancreas[s.z, y, x] == bool(label)
+    assert len(prompts.slices) == np.count_nonzero(pancreas.any(axis=(1, 2)))

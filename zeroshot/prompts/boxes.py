@@ -75,11 +75,16 @@ def jitter_box(
     used = tuple(min(max(v, 0), limit) for v, limit in zip(rounded, limits, strict=True))
     info = {
         "tight_box": [int(v) for v in box],
-        "side_offsets_px": [round(float(v), 3) for v in offsets],
-        "shift_px": [round(float(shift_x), 3), round(float(shift_y), 3)],
+        "side_offsets_px": [_rounded(v) for v in offsets],
+        "shift_px": [_rounded(shift_x), _rounded(shift_y)],
         "clipped": list(used) != rounded,
     }
     return used, info  # type: ignore[return-value]
+
+
+def _rounded(value: float) -> float:
+    """Three decimals for the record, and no ``-0.0`` (a zero amplitude times a negative draw)."""
+    return round(float(value), 3) + 0.0
 
 
 def _ordered(lo: float, hi: float) -> tuple[float, float]:

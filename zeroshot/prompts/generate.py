@@ -98,13 +98,47 @@ def make_prompts(
         raise PromptError(f"case {case_id}: seed must be a non-negative integer, got {seed!r}")
     seed = int(seed)
     _check_mask(source_mask, volume, case_id, "source_mask")
-    spacing = volume.spacing_mm
+    mask, used_gt, source = _usable_source(strategy, source_mask, volume, seed, case_id, gt_mask)
+    base = {"case_id": case_id, "strategy": strategy.name, "seed": seed}
+    details: dict[str, Any] = {"strategy_digest": strategy.digest(), "rng": _RNG_RECIPE, "source": source}
+    if mask is None:  # the volume-middle-box fallback: nothing of any mask is used
+        depth, height, width = volume.shape
+        whole = SlicePrompt(z=depth // 2, box=(0, 0, width - 1, height - 1))
+        oracle = dict.fromkeys(ORACLE_FLAGS, False)
+        return VolumePrompts(**base, source="volume", slices=(whole,), oracle=oracle, details=details)
+
+    key_slices, details["key_slices"] = choose_key_slices(mask, strategy.key_slices)
+    spacing_yx = (volume.spacing_mm[1], volume.spacing_mm[2])
+    slices, records = [], []
+    for z in key_slices:
+        prompt, record = _slice_prompt(strategy, mask[z], z, spacing_yx, seed, case_id)
+        prompt.validate_for(volume.shape)
+        slices.append(prompt)
+        records.append(record)
+    details["slices"] = records
+    oracle = {"gt_prompt": used_gt, "gt_z_range": used_gt and strategy.key_slices.rule == "every"}
+    kind = "gt" if used_gt and strategy.source.kind == "coarse" else strategy.source.kind
+    return VolumePrompts(**base, source=kind, slices=tuple(slices), oracle=oracle, details=details)
+
+
+def _usable_source(
+    strategy: Strategy,
+    source_mask: np.ndarray,
+    volume: Volume,
+    seed: int,
+    case_id: str,
+    gt_mask: np.ndarray | None,
+) -> tuple[np.ndarray | None, bool, dict[str, Any]]:
+    """The mask to prompt from (degraded if asked), after the empty/tiny policy; ``None`` for the whole-slice box.
+
+    Returns the mask, whether it is ground truth, and the record of what happened.
+    """
     settings = strategy.source
+    spacing = volume.spacing_mm
     mask = source_mask
-    used_gt = settings.kind in ("gt", "degraded")
-    source: dict[str, Any] = {"kind": settings.kind}
+    record: dict[str, Any] = {"kind": settings.kind}
     if settings.kind == "degraded":
-        mask, source["degradation"] = degrade_mask(
+        mask, record["degradation"] = degrade_mask(
             source_mask,
             spacing,
             margin_mm=settings.margin_mm,
@@ -114,45 +148,27 @@ def make_prompts(
             rng=prompt_rng(seed, case_id, _SOURCE),
         )
     volume_ml = mask_volume_ml(mask, spacing)
-    source["volume_ml"] = round(volume_ml, 4)
-    base = {"case_id": case_id, "strategy": strategy.name, "seed": seed}
-    details: dict[str, Any] = {"strategy_digest": strategy.digest(), "rng": _RNG_RECIPE, "source": source}
-
+    record["volume_ml"] = round(volume_ml, 4)
     reason = _unusable(volume_ml, settings.min_volume_ml)
-    if reason is not None:
-        source["fallback_reason"] = reason
-        source["fallback"] = settings.on_empty
-        if settings.on_empty == "fail":
-            raise PromptError(
-                f"case {case_id}: the {settings.kind} source mask {reason}; strategy {strategy.name!r} fails such "
-                "cases (source.on_empty: fail)"
-            )
-        if settings.on_empty == "volume-middle-box":
-            depth, height, width = volume.shape
-            whole = SlicePrompt(z=depth // 2, box=(0, 0, width - 1, height - 1))
-            oracle = {"gt_prompt": False, "gt_z_range": False}
-            return VolumePrompts(**base, source="volume", slices=(whole,), oracle=oracle, details=details)
-        if gt_mask is None:
-            raise PromptError(
-                f"case {case_id}: strategy {strategy.name!r} falls back to the ground truth, but no gt_mask was given"
-            )
-        _check_mask(gt_mask, volume, case_id, "gt_mask")
-        mask, used_gt = gt_mask, True
-        if not mask.any():
-            raise PromptError(f"case {case_id}: the ground truth it falls back to is empty too")
-
-    key_slices, details["key_slices"] = choose_key_slices(mask, strategy.key_slices)
-    spacing_yx = (spacing[1], spacing[2])
-    slices, records = [], []
-    for z in key_slices:
-        prompt, record = _slice_prompt(strategy, mask[z], z, spacing_yx, seed, case_id)
-        prompt.validate_for(volume.shape)
-        slices.append(prompt)
-        records.append(record)
-    details["slices"] = records
-    oracle = {"gt_prompt": used_gt, "gt_z_range": used_gt and strategy.key_slices.rule == "every"}
-    kind = "gt" if used_gt and settings.kind == "coarse" else settings.kind
-    return VolumePrompts(**base, source=kind, slices=tuple(slices), oracle=oracle, details=details)
+    if reason is None:
+        return mask, settings.kind in ("gt", "degraded"), record
+    record["fallback_reason"] = reason
+    record["fallback"] = settings.on_empty
+    if settings.on_empty == "fail":
+        raise PromptError(
+            f"case {case_id}: the {settings.kind} source mask {reason}; strategy {strategy.name!r} fails such "
+            "cases (source.on_empty: fail)"
+        )
+    if settings.on_empty == "volume-middle-box":
+        return None, False, record
+    if gt_mask is None:
+        raise PromptError(
+            f"case {case_id}: strategy {strategy.name!r} falls back to the ground truth, but no gt_mask was given"
+        )
+    _check_mask(gt_mask, volume, case_id, "gt_mask")
+    if not gt_mask.any():
+        raise PromptError(f"case {case_id}: the ground truth it falls back to is empty too")
+    return gt_mask, True, record
 
 
 def _slice_prompt(

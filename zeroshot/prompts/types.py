@@ -85,7 +85,8 @@ class VolumePrompts:
     seed : int
         Seed of every random draw that made them.
     source : str
-        What they were derived from: ``gt``, ``coarse`` or ``degraded``.
+        What they were derived from: ``gt``, ``coarse`` or ``degraded``; ``volume`` when an unusable source fell
+        back to a box over the whole middle slice (see ``details["source"]``).
     slices : tuple of SlicePrompt
         One per key slice, sorted by ``z``, at most one per ``z``.
     oracle : mapping of str to bool
