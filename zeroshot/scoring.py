@@ -27,7 +27,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from zeroshot import __version__
-from zeroshot.errors import DatasetError, MetricsError, ZeroshotError
+from zeroshot.errors import ConfigError, DatasetError, MetricsError, ZeroshotError
 from zeroshot.metrics import DEFAULT_TOLERANCES_MM, CaseMetrics, metric_columns, score_case
 from zeroshot.volume import AFFINE_TOLERANCE, Volume, read_volume
 
@@ -237,8 +237,6 @@ def score_folder(
     MetricsError
         Invalid ``tolerances_mm``.
     """
-    from zeroshot.errors import ConfigError
-
     if workers < 1:
         raise ConfigError(f"--workers: expected at least 1, got {workers}")
     tolerances = tuple(float(t) for t in tolerances_mm)
