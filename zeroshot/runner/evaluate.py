@@ -144,6 +144,11 @@ def run_eval(
     ConfigError
         A selection, strategy or option that cannot be used, or a run directory holding a conflicting
         configuration (without ``new_run``).
+
+    Notes
+    -----
+    With ``config.workers > 0`` scoring runs in processes started with ``spawn``; a script calling this function
+    must then guard its entry point with ``if __name__ == "__main__":`` (as for any multiprocessing code).
     """
     cases = select_cases(config)
     strategies = load_strategies_for_run(config.strategies)
@@ -181,6 +186,7 @@ def _run_locked(
     executor: Executor,
     progress: bool | None,
 ) -> RunSummary:
+    rundir.remove_temporaries()
     manifest = _open_manifest(config, current, recorded)
     invocation = manifest["invocations"][-1]
     rundir.write_manifest(manifest)

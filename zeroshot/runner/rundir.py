@@ -196,6 +196,22 @@ class RunDir:
         """Every row file, sorted by row key."""
         return [path for _, path in self.row_files()]
 
+    def remove_temporaries(self) -> int:
+        """Delete temporary files a killed writer left behind (hidden ``.*.tmp*`` files); return how many.
+
+        Call only while holding :meth:`lock`: then no other process is writing to the run.
+        """
+        removed = 0
+        for folder in (self.root, self.root / ROWS, self.root / PROMPTS, self.root / PREDICTIONS):
+            if not folder.is_dir():
+                continue
+            candidates = folder.glob(".*.tmp*") if folder == self.root else folder.rglob(".*.tmp*")
+            for path in candidates:
+                if path.is_file():
+                    path.unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
     def write_row(self, key: RowKey, record: dict[str, Any]) -> Path:
         """Write one row record (``{"row": {...}, "slices": {...}}``) atomically."""
         return write_json(self.row_path(key), record)
