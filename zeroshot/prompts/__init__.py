@@ -33,6 +33,7 @@ from zeroshot.prompts.serialise import (
     write_prompt_masks,
     write_prompts_file,
 )
+from zeroshot.prompts.settings import BoxSettings, KeySliceSettings, PointSettings, SourceSettings, Strategy
 from zeroshot.prompts.sources import (
     degrade_mask,
     find_coarse_file,
@@ -42,11 +43,6 @@ from zeroshot.prompts.sources import (
     read_source_mask,
 )
 from zeroshot.prompts.strategy import (
-    BoxSettings,
-    KeySliceSettings,
-    PointSettings,
-    SourceSettings,
-    Strategy,
     expand_sweep,
     load_strategies,
     load_strategy,

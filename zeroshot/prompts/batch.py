@@ -18,8 +18,8 @@ from zeroshot.datasets import Case
 from zeroshot.errors import ZeroshotError
 from zeroshot.prompts.generate import make_prompts
 from zeroshot.prompts.serialise import write_prompts_file
+from zeroshot.prompts.settings import Strategy
 from zeroshot.prompts.sources import read_gt_mask, read_source_mask
-from zeroshot.prompts.strategy import Strategy
 from zeroshot.prompts.types import VolumePrompts
 from zeroshot.volume import read_volume
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from zeroshot.prompts.strategy import BoxSettings
+from zeroshot.prompts.settings import BoxSettings
 
 __all__ = ["jitter_box"]
 

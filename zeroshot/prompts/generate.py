@@ -18,8 +18,8 @@ from zeroshot.prompts.boxes import jitter_box
 from zeroshot.prompts.keyslices import choose_key_slices
 from zeroshot.prompts.points import place_points
 from zeroshot.prompts.regions import bounding_slices, count_components, largest_component, tight_box
+from zeroshot.prompts.settings import Strategy
 from zeroshot.prompts.sources import degrade_mask, mask_volume_ml
-from zeroshot.prompts.strategy import Strategy
 from zeroshot.prompts.types import SlicePrompt, VolumePrompts
 from zeroshot.volume import Volume
 
@@ -84,7 +84,7 @@ def make_prompts(
 
     Examples
     --------
-    >>> from zeroshot.prompts.strategy import strategy_from_dict
+    >>> from zeroshot.prompts import strategy_from_dict
     >>> from zeroshot.volume import volume_from_array
     >>> label = np.zeros((5, 6, 8), bool)
     >>> label[1:4, 2:4, 3:7] = True

@@ -9,7 +9,7 @@ import numpy as np
 
 from zeroshot.errors import PromptError
 from zeroshot.prompts.regions import bounding_slices
-from zeroshot.prompts.strategy import KeySliceSettings
+from zeroshot.prompts.settings import KeySliceSettings
 
 __all__ = ["choose_key_slices", "nearest_slice_with_structure"]
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from zeroshot.errors import PromptError
 from zeroshot.prompts.regions import bounding_slices, distance_from_region_mm, distance_to_boundary_mm
-from zeroshot.prompts.strategy import PointSettings
+from zeroshot.prompts.settings import PointSettings
 
 __all__ = [
     "farthest_interior_point",

@@ -20,7 +20,7 @@ from zeroshot.prompts.regions import (
     distance_to_boundary_mm,
     largest_component,
 )
-from zeroshot.prompts.strategy import Strategy
+from zeroshot.prompts.settings import Strategy
 from zeroshot.volume import Volume, read_label
 
 __all__ = [
