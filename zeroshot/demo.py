@@ -120,7 +120,7 @@ def run_demo(
     if figures:
         compare_dir = _subcommand("compare", [str(summary.out), "--out", str(out / "compare")], out / "compare")
         figure_args = [str(summary.out), "--out", str(out / "figures")]
-        if compare_dir is not None:
+        if compare_dir is not None and (compare_dir / "baseline_results.parquet").is_file():
             figure_args += ["--compare", str(compare_dir)]
         figures_dir = _subcommand("figures", figure_args, out / "figures")
     print(format_summary(summary))
