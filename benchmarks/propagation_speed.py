@@ -39,12 +39,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--encoder-batch-size", type=int, default=8, help="slices per encoder batch (fast)")
     parser.add_argument("--engines", default="reference,fast", help="comma-separated engines to run")
     parser.add_argument("--offload", action="store_true", help="offload video features and state to the CPU")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     case = make_phantom_case(0, shape=(args.slices, args.height, args.width))
     volume = case.volumes["T1"]
     prompts = _box_prompt(case.label)

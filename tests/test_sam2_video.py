@@ -23,14 +23,8 @@ from zeroshot.phantom import make_phantom_case
 from zeroshot.prompts.types import NEGATIVE, POSITIVE, SlicePrompt, VolumePrompts
 from zeroshot.segmenters.base import Segmentation, Segmenter, Session
 from zeroshot.segmenters.postprocess import fill_holes_per_slice, keep_largest_component, postprocess_mask
-from zeroshot.segmenters.sam2_video import (
-    PRESETS,
-    Sam2Segmenter,
-    box_to_model,
-    points_to_model,
-    resolve_config,
-    resolve_device,
-)
+from zeroshot.segmenters.sam2_session import box_to_model, points_to_model
+from zeroshot.segmenters.sam2_video import PRESETS, Sam2Segmenter, resolve_config, resolve_device
 from zeroshot.volume import volume_from_array
 
 SIZE = 128
@@ -49,6 +43,15 @@ def ellipse(shape_yx=SHAPE[1:], centre=(24, 30), radii=(10, 14)) -> np.ndarray:
 
 def prompts(*slices: SlicePrompt, strategy: str = "test") -> VolumePrompts:
     return VolumePrompts("phantom_000", strategy, 0, "gt", tuple(slices))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine, torch's spinning thread pool runs up to 4x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,330 @@
+"""A volume prepared for a SAM2 video predictor: prompts in, masks propagated through the slices out.
+
+Two engines give the same masks:
+
+``"fast"`` (default)
+    every slice is encoded up front in batches and its features kept
+    (:class:`~zeroshot.segmenters.sam2_state.FeatureCache`); propagation then runs only memory attention, the
+    mask decoder and the memory encoder, in a loop that keeps the low-resolution logits on the device and
+    resizes them once at the end.
+``"reference"``
+    SAM2's own ``propagate_in_video``, which encodes each slice when it reaches it (again in every pass).
+
+Propagation policies (recorded in ``Segmentation.info``):
+
+``"reset"`` (default, MedSAM2's recipe)
+    add every prompt, propagate forward from the first key slice to the last slice; reset the state, add the
+    prompts again, propagate in reverse from the last key slice to slice 0; the result is the union of both
+    passes (the maximum of their logits). The reverse pass is skipped when the only key slice is slice 0
+    (SAM2 yields nothing there), so a key slice at either end of the volume is handled.
+``"continuous"``
+    the same passes without the reset: the reverse pass also attends to the memories of the forward pass
+    (SAM2's interactive demo behaves like this; results depend on the order).
+
+Masks are ``logits > logit_threshold`` at the input slice size (SAM2 resizes its ``S/4`` logits bilinearly),
+then optionally post-processed on the CPU (:mod:`zeroshot.segmenters.postprocess`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from zeroshot.errors import SegmenterError
+from zeroshot.prompts.types import POSITIVE, SlicePrompt, VolumePrompts
+from zeroshot.segmenters.base import Segmentation
+from zeroshot.segmenters.postprocess import postprocess_mask
+from zeroshot.segmenters.preprocessing import SliceStack
+from zeroshot.segmenters.sam2_state import FeatureCache, Sam2InferenceState
+from zeroshot.volume import Volume
+
+if TYPE_CHECKING:
+    from zeroshot.segmenters.sam2_video import Sam2Segmenter
+
+__all__ = ["Sam2Session", "box_to_model", "points_to_model"]
+
+#: Object id used for the single structure segmented per volume.
+_OBJ_ID = 1
+#: Score of slices a pass did not reach (SAM2's ``NO_OBJ_SCORE``): finite, so resizing keeps it exact.
+_NO_SCORE = -1024.0
+
+
+def box_to_model(box: tuple[int, int, int, int], *, shape_yx: tuple[int, int], image_size: int) -> np.ndarray:
+    """Map an inclusive pixel box on the input slice to SAM2's model pixel coordinates.
+
+    The box covers the pixel area ``[x0, x1 + 1) x [y0, y1 + 1)``; resized to ``S x S`` that area spans model
+    pixels ``x0 * S / X`` to ``(x1 + 1) * S / X - 1`` (inclusive indices, SAM2's box convention: its prompt
+    encoder adds 0.5 to reach pixel centres). At ``X == S`` the box is passed unchanged. A box narrower than one
+    model pixel collapses to a point rather than inverting.
+
+    Parameters
+    ----------
+    box : (x0, y0, x1, y1)
+        Inclusive pixel indices on the input grid.
+    shape_yx : (Y, X)
+        Input slice size.
+    image_size : int
+        Model input size S.
+
+    Returns
+    -------
+    (4,) float64 array
+        ``(x0, y0, x1, y1)`` in model pixels.
+
+    Examples
+    --------
+    >>> box_to_model((10, 20, 29, 39), shape_yx=(64, 64), image_size=128).tolist()
+    [20.0, 40.0, 59.0, 79.0]
+    """
+    height, width = shape_yx
+    sx, sy = image_size / width, image_size / height
+    x0, y0, x1, y1 = (float(v) for v in box)
+    lo = np.array([x0 * sx, y0 * sy])
+    hi = np.maximum(np.array([(x1 + 1) * sx - 1, (y1 + 1) * sy - 1]), lo)
+    return np.concatenate([lo, hi])
+
+
+def points_to_model(points: tuple[tuple[int, int], ...], *, shape_yx: tuple[int, int], image_size: int) -> np.ndarray:
+    """Map ``(x, y)`` pixel indices on the input slice to model pixel coordinates (pixel centre to centre).
+
+    Examples
+    --------
+    >>> points_to_model(((0, 0), (63, 31)), shape_yx=(32, 64), image_size=128).tolist()
+    [[0.5, 1.5], [126.5, 125.5]]
+    """
+    height, width = shape_yx
+    xy = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    scale = np.array([image_size / width, image_size / height])
+    return (xy + 0.5) * scale - 0.5
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """One propagation pass: direction, first slice and how many slices it produced."""
+
+    direction: Literal["forward", "reverse"]
+    start: int
+    slices: int
+
+
+class Sam2Session:
+    """One volume prepared for a :class:`Sam2Segmenter`; segment it under any number of prompt sets.
+
+    Each :meth:`segment` call starts from a clean predictor state (prompts and memories of earlier calls are
+    discarded), so calls are independent and repeatable; the image features computed by the fast engine are
+    kept until :meth:`close`. ``Segmentation.info["encoder_slices_total"]`` counts every slice the image
+    encoder has processed for this session, so a test can assert that it stays at the number of slices.
+    """
+
+    def __init__(self, segmenter: Sam2Segmenter, volume: Volume) -> None:
+        started = time.perf_counter()
+        self.volume = volume
+        self._segmenter = segmenter
+        self._encoded_before = segmenter.encoded_slices
+        depth, height, width = volume.shape
+        device = segmenter.device
+        storage = torch.device("cpu") if segmenter.offload_state_to_cpu else device
+        slices = SliceStack(
+            volume.array, image_size=segmenter.image_size, preprocessing=segmenter.preprocessing, device=device
+        )
+        if segmenter.engine == "fast":
+            feature_storage = torch.device("cpu") if segmenter.offload_video_to_cpu else device
+            cache: Any = FeatureCache(depth, compute_device=device, storage_device=feature_storage)
+        else:
+            cache = {}
+        self._state: Sam2InferenceState | None = Sam2InferenceState(
+            images=slices,
+            num_frames=depth,
+            video_height=height,
+            video_width=width,
+            device=device,
+            storage_device=storage,
+            offload_video_to_cpu=segmenter.offload_video_to_cpu,
+            offload_state_to_cpu=segmenter.offload_state_to_cpu,
+            cached_features=cache,
+        )
+        self.intensity_window = slices.window
+        if isinstance(cache, FeatureCache):
+            batch = segmenter.encoder_batch_size
+            with torch.inference_mode(), segmenter.autocast():
+                for start in range(0, depth, batch):
+                    cache.add_batch(start, segmenter.model.forward_image(slices.batch(start, start + batch)))
+        self.prepare_s = time.perf_counter() - started
+
+    @property
+    def encoder_slices_total(self) -> int:
+        """Slices the image encoder has processed for this session so far."""
+        return self._segmenter.encoded_slices - self._encoded_before
+
+    def segment(self, prompts: VolumePrompts) -> Segmentation:
+        """Segment the volume under ``prompts`` (independent of earlier calls on this session).
+
+        Parameters
+        ----------
+        prompts : VolumePrompts
+            One or more key slices, each with a box, points (positive and negative), a mask, or a mask with
+            points / box (the mask then seeds SAM's decoder as a previous-round prediction, as in an
+            interactive correction). Every key slice is a conditioning frame before propagation starts.
+
+        Returns
+        -------
+        Segmentation
+            ``mask`` (Z, Y, X) bool on the input grid, ``probabilities`` (Z, Y, X) float32 (if enabled) and
+            ``info`` (engine, policy, passes, post-processing, timings, encoder counts).
+
+        Raises
+        ------
+        PromptError
+            If a prompt does not fit the volume (slice index, box, point or mask shape).
+        SegmenterError
+            If the session was closed.
+        """
+        if self._state is None:
+            raise SegmenterError("this SAM2 session was closed; prepare the volume again")
+        for slice_prompt in prompts.slices:
+            slice_prompt.validate_for(self.volume.shape)
+        seg = self._segmenter
+        started = time.perf_counter()
+        encoded_before = seg.encoded_slices
+        key_slices = prompts.key_slices
+        plan = [("forward", key_slices[0])]
+        if key_slices[-1] > 0:
+            plan.append(("reverse", key_slices[-1]))
+        logits = torch.full(self.volume.shape, _NO_SCORE, dtype=torch.float32)
+        passes = []
+        with torch.inference_mode(), seg.autocast():
+            for number, (direction, start) in enumerate(plan):
+                fresh = number == 0 or seg.propagation == "reset"
+                if fresh:
+                    seg.model.reset_state(self._state)
+                    self._add_prompts(prompts.slices)
+                reverse = direction == "reverse"
+                if seg.engine == "fast":
+                    frames, pass_logits = self._propagate_fast(start, reverse=reverse)
+                else:
+                    frames, pass_logits = self._propagate_reference(start, reverse=reverse)
+                logits[frames] = torch.maximum(logits[frames], pass_logits)
+                passes.append(_Pass(direction, start, len(frames)))
+            seg.model.reset_state(self._state)
+        propagated_s = time.perf_counter() - started
+        logits_np = logits.numpy()
+        raw = logits_np > seg.logit_threshold
+        mask = postprocess_mask(raw, fill_holes=seg.fill_holes, largest_component=seg.largest_component)
+        probabilities = torch.sigmoid(logits).numpy() if seg.return_probabilities else None
+        frames_run = sum(p.slices for p in passes)
+        info = {
+            "model": seg.name,
+            "engine": seg.engine,
+            "propagation": seg.propagation,
+            "key_slices": list(key_slices),
+            "passes": [{"direction": p.direction, "start": p.start, "slices": p.slices} for p in passes],
+            "logit_threshold": seg.logit_threshold,
+            "fill_holes": seg.fill_holes,
+            "largest_component": seg.largest_component,
+            "voxels_before_postprocess": int(raw.sum()),
+            "device": str(seg.device),
+            "precision": seg.precision,
+            "image_size": seg.image_size,
+            "intensity_window": [self.intensity_window.low, self.intensity_window.high],
+            "encoder_slices_total": self.encoder_slices_total,
+            "encoder_slices_segment": seg.encoded_slices - encoded_before,
+            "prepare_s": round(self.prepare_s, 4),
+            "propagate_s": round(propagated_s, 4),
+            "segment_s": round(time.perf_counter() - started, 4),
+            "slices_per_s": round(frames_run / propagated_s, 3) if propagated_s > 0 else None,
+        }
+        return Segmentation(mask=mask, probabilities=probabilities, info=info)
+
+    def close(self) -> None:
+        """Drop the predictor state and cached features (device memory is freed with them)."""
+        self._state = None
+
+    def __enter__(self) -> Sam2Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _add_prompts(self, slice_prompts: tuple[SlicePrompt, ...]) -> None:
+        model, state = self._segmenter.model, self._state
+        shape_yx = self.volume.shape[1:]
+        size = self._segmenter.image_size
+        for sp in slice_prompts:
+            if sp.mask is not None:
+                model.add_new_mask(state, frame_idx=sp.z, obj_id=_OBJ_ID, mask=torch.from_numpy(sp.mask.astype(bool)))
+            if sp.box is None and not sp.points:
+                continue
+            # SAM2 multiplies normalised coordinates by S itself (normalize_coords=False).
+            box = None if sp.box is None else box_to_model(sp.box, shape_yx=shape_yx, image_size=size) / size
+            points = labels = None
+            if sp.points:
+                points = points_to_model(sp.points, shape_yx=shape_yx, image_size=size) / size
+                labels = np.asarray([1 if label == POSITIVE else 0 for label in sp.labels], dtype=np.int32)
+            model.add_new_points_or_box(
+                state,
+                frame_idx=sp.z,
+                obj_id=_OBJ_ID,
+                points=None if points is None else torch.as_tensor(points, dtype=torch.float32),
+                labels=None if labels is None else torch.as_tensor(labels),
+                box=None if box is None else torch.as_tensor(box, dtype=torch.float32),
+                normalize_coords=False,
+            )
+
+    def _order(self, start: int, *, reverse: bool) -> range:
+        return range(start, -1, -1) if reverse else range(start, self.volume.num_slices)
+
+    def _propagate_fast(self, start: int, *, reverse: bool) -> tuple[list[int], torch.Tensor]:
+        """Propagate from ``start`` with cached features; return the slices and their logits (on the CPU)."""
+        model, state = self._segmenter.model, self._state
+        assert state is not None
+        model.propagate_in_video_preflight(state)
+        obj_idx = state.obj_id_to_idx[_OBJ_ID]
+        outputs = state.output_dict_per_obj[obj_idx]
+        tracked = state.frames_tracked_per_obj[obj_idx]
+        frames = list(self._order(start, reverse=reverse))
+        low_res = []
+        for z in frames:
+            if z in outputs["cond_frame_outputs"]:
+                pred = outputs["cond_frame_outputs"][z]["pred_masks"].to(state.device, non_blocking=True)
+            else:
+                out, pred = model._run_single_frame_inference(
+                    inference_state=state,
+                    output_dict=outputs,
+                    frame_idx=z,
+                    batch_size=1,
+                    is_init_cond_frame=False,
+                    point_inputs=None,
+                    mask_inputs=None,
+                    reverse=reverse,
+                    run_mem_encoder=True,
+                )
+                outputs["non_cond_frame_outputs"][z] = out
+            tracked[z] = {"reverse": reverse}
+            low_res.append(pred)
+        return frames, self._to_input_grid(torch.cat(low_res, dim=0))
+
+    def _propagate_reference(self, start: int, *, reverse: bool) -> tuple[list[int], torch.Tensor]:
+        """Propagate with SAM2's own ``propagate_in_video`` (per-slice encoding); same return as the fast path."""
+        frames, logits = [], []
+        for z, _obj_ids, video_res in self._segmenter.model.propagate_in_video(
+            self._state, start_frame_idx=start, reverse=reverse
+        ):
+            frames.append(int(z))
+            logits.append(video_res[0, 0].float().cpu())
+        return frames, torch.stack(logits) if logits else torch.empty((0, *self.volume.shape[1:]))
+
+    def _to_input_grid(self, low_res: torch.Tensor, chunk: int = 32) -> torch.Tensor:
+        """Resize ``(N, 1, S/4, S/4)`` logits to ``(N, Y, X)`` on the CPU, as SAM2 resizes each slice."""
+        height, width = self.volume.shape[1:]
+        parts = [
+            F.interpolate(low_res[i : i + chunk], size=(height, width), mode="bilinear", align_corners=False)[:, 0]
+            .float()
+            .cpu()
+            for i in range(0, low_res.shape[0], chunk)
+        ]
+        return torch.cat(parts)
