@@ -3,6 +3,8 @@
 ``compare_runs`` is what ``zeroshot compare`` calls. It reads the runs (:mod:`~zeroshot.compare.runs`), scores
 supervised predictions on the same cases (:mod:`~zeroshot.compare.baselines`), builds the tables
 (:mod:`~zeroshot.compare.tables`) and writes each as CSV, Markdown and LaTeX (:mod:`~zeroshot.compare.render`).
+Interactive runs (a ``round`` column) add Dice after k corrective clicks and the clicks needed to reach a Dice
+(:mod:`~zeroshot.compare.clicks`); the other tables then use the initial prompts (round 0) only.
 """
 
 from __future__ import annotations
@@ -21,6 +23,17 @@ from zeroshot.compare.baselines import (
     read_published,
     score_baseline_predictions,
 )
+from zeroshot.compare.clicks import (
+    AFTER_CLICKS,
+    NOC_THRESHOLDS,
+    check_after_clicks,
+    check_noc_thresholds,
+    click_curves,
+    clicks_table,
+    initial_rows,
+    is_interactive,
+    noc_table,
+)
 from zeroshot.compare.runs import RunError, RunTables, load_runs
 from zeroshot.compare.tables import (
     BootstrapOptions,
@@ -33,18 +46,25 @@ from zeroshot.compare.tables import (
 )
 
 __all__ = [
+    "AFTER_CLICKS",
     "BASELINE_RESULTS",
+    "NOC_THRESHOLDS",
     "BaselinePredictions",
     "BootstrapOptions",
     "ComparisonOutput",
     "RunError",
     "RunTables",
     "case_values",
+    "click_curves",
+    "clicks_table",
     "compare_runs",
     "comparison_rows",
     "cross_sequence_table",
+    "initial_rows",
+    "is_interactive",
     "load_runs",
     "metric_columns",
+    "noc_table",
     "paired_table",
     "parse_baseline_predictions",
     "prepare_rows",
@@ -67,7 +87,9 @@ class ComparisonOutput:
     files : tuple of Path
         Every file written.
     summary, cross_sequence, paired : DataFrame
-        The numeric tables (also in the CSV files).
+        The numeric tables (also in the CSV files); initial prompts only (round 0) for interactive runs.
+    clicks, noc : DataFrame or None
+        Value after k clicks and clicks to reach a Dice, for interactive runs (else ``None``).
     """
 
     out: Path
@@ -75,6 +97,8 @@ class ComparisonOutput:
     summary: pd.DataFrame
     cross_sequence: pd.DataFrame
     paired: pd.DataFrame
+    clicks: pd.DataFrame | None = None
+    noc: pd.DataFrame | None = None
 
 
 def comparison_rows(
@@ -105,6 +129,8 @@ def compare_runs(
     by_center: bool = False,
     options: BootstrapOptions | None = None,
     both_empty_as_perfect: bool = False,
+    after_clicks: Sequence[int] = AFTER_CLICKS,
+    noc_thresholds: Sequence[float] = NOC_THRESHOLDS,
 ) -> ComparisonOutput:
     """Write every comparison table for one or more runs into ``out``.
 
@@ -124,23 +150,34 @@ def compare_runs(
         Bootstrap settings for every CI (default: 10,000 percentile resamples, 95 %, seed 0).
     both_empty_as_perfect : bool
         Score cases with both masks empty as Dice 1 / distance 0 instead of excluding them.
+    after_clicks : sequence of int
+        Interactive runs: the click counts k of the Dice-after-k-clicks table (clipped to each budget).
+    noc_thresholds : sequence of float
+        Interactive runs: the Dice values of the NoC table (0.85 for NoC@85).
 
     Returns
     -------
     ComparisonOutput
 
     Files written (each table as ``.csv``, ``.md`` and ``.tex``): ``summary``, ``summary_by_center`` (with
-    ``by_center``), ``cross_sequence``, ``paired``, ``published`` (with ``published``); ``per_case.csv`` (the
-    penalised per-case values every statistic used); ``baseline_results.parquet``/``.csv`` (the scored supervised
-    rows, with ``baseline_predictions``); ``comparison.json`` (the settings).
+    ``by_center``), ``cross_sequence``, ``paired``, ``published`` (with ``published``), and for interactive runs
+    ``clicks`` and ``noc``; ``per_case.csv`` (the penalised per-case values every statistic used) and for
+    interactive runs ``per_case_clicks.csv`` (every case's Dice after each click count);
+    ``baseline_results.parquet``/``.csv`` (the scored supervised rows, with ``baseline_predictions``);
+    ``comparison.json`` (the settings).
     """
     options = options or BootstrapOptions()
+    after_clicks = check_after_clicks(after_clicks)
+    noc_thresholds = check_noc_thresholds(noc_thresholds)
     out = Path(out)
     specs = [s if isinstance(s, BaselinePredictions) else parse_baseline_predictions(s) for s in baseline_predictions]
     published_table = read_published(published) if published is not None else None
     runs = load_runs(run_dirs)
     baseline_rows = score_baseline_predictions(runs, specs, tolerances_mm=_tolerances(runs.results))
-    rows = comparison_rows(runs, baseline_rows, both_empty_as_perfect=both_empty_as_perfect)
+    all_rows = comparison_rows(runs, baseline_rows, both_empty_as_perfect=both_empty_as_perfect)
+    interactive = is_interactive(all_rows)
+    rows = initial_rows(all_rows)
+    initial_note = " Interactive runs: initial prompts only (round 0); see clicks and noc." if interactive else ""
 
     out.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
@@ -159,13 +196,17 @@ def compare_runs(
         caption=(
             f"Per sequence and method: mean ± SD, median [IQR] and {level} bootstrap CI of the mean over cases "
             f"({options.method}, {options.n_resamples} resamples, seed {options.seed}); missed organs and failed "
-            "cases scored as the worst case."
+            f"cases scored as the worst case.{initial_note}"
         ),
     )
     if by_center:
         per_center = summary_table(rows, by=("sequence", "center"), options=options)
         files += render.write_table(
-            per_center, render.summary_display(per_center), out, "summary_by_center", caption="Per sequence and center."
+            per_center,
+            render.summary_display(per_center),
+            out,
+            "summary_by_center",
+            caption=f"Per sequence and center.{initial_note}",
         )
     cross = cross_sequence_table(summary)
     files += render.write_table(
@@ -173,7 +214,7 @@ def compare_runs(
         render.cross_sequence_display(cross),
         out,
         "cross_sequence",
-        caption=f"Dice by training sequence (rows) and test sequence (columns): mean [{level} CI].",
+        caption=f"Dice by training sequence (rows) and test sequence (columns): mean [{level} CI].{initial_note}",
     )
     paired = paired_table(rows, options=options)
     files += render.write_table(
@@ -183,9 +224,37 @@ def compare_runs(
         "paired",
         caption=(
             "Paired comparisons on common cases: mean difference A − B with bootstrap CI, Wilcoxon signed-rank p, "
-            "Holm-adjusted across the comparisons of each metric."
+            f"Holm-adjusted across the comparisons of each metric.{initial_note}"
         ),
     )
+    clicks = noc = None
+    if interactive:
+        curves = click_curves(all_rows)
+        clicks = clicks_table(curves, after_clicks=after_clicks, options=options)
+        files += render.write_table(
+            clicks,
+            render.clicks_display(clicks),
+            out,
+            "clicks",
+            caption=(
+                f"Dice after k simulated corrective clicks: mean [{level} bootstrap CI] over cases (seeds averaged "
+                "within a case; the value after k clicks is that of the last round with at most k clicks; k clipped "
+                "to the budget)."
+            ),
+        )
+        noc = noc_table(curves, thresholds=noc_thresholds, options=options)
+        files += render.write_table(
+            noc,
+            render.noc_display(noc),
+            out,
+            "noc",
+            caption=(
+                f"Number of clicks to reach a Dice (NoC): mean [{level} bootstrap CI] over cases; a case that never "
+                "reaches it scores the budget and is counted as not reached."
+            ),
+        )
+        curves.to_csv(out / "per_case_clicks.csv", index=False, float_format="%.10g")
+        files.append(out / "per_case_clicks.csv")
     if published_table is not None:
         files += render.write_table(
             published_table,
@@ -208,6 +277,12 @@ def compare_runs(
         "unit": "case (seeds averaged within a case before any statistic)",
         "holm_family": "all paired comparisons of one metric",
     }
+    if interactive:
+        settings["interactive"] = {
+            "after_clicks": list(after_clicks),
+            "noc_thresholds": list(noc_thresholds),
+            "initial_prompt_tables": "summary, cross_sequence, paired and per_case use round 0 only",
+        }
     (out / "comparison.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
     files.append(out / "comparison.json")
-    return ComparisonOutput(out, tuple(files), summary, cross, paired)
+    return ComparisonOutput(out, tuple(files), summary, cross, paired, clicks, noc)

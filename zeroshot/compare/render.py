@@ -18,10 +18,12 @@ import pandas as pd
 from zeroshot.compare.tables import KIND_SUPERVISED, higher_is_better, sequence_order
 
 __all__ = [
+    "clicks_display",
     "cross_sequence_display",
     "format_ci",
     "format_p",
     "format_value",
+    "noc_display",
     "paired_display",
     "published_display",
     "summary_display",
@@ -118,6 +120,59 @@ def cross_sequence_display(cross: pd.DataFrame) -> pd.DataFrame:
     wide = wide.reindex(sorted(wide.index, key=lambda key: order.index(key[0])))[tests]
     wide.columns = [f"test {c}" for c in wide.columns]
     return wide.reset_index().rename(columns={"train": "trained on"}).fillna(NOT_AVAILABLE)
+
+
+def _click_method(row: pd.Series) -> str:
+    return f"{row['model']} / {row['strategy']}"
+
+
+def clicks_display(clicks: pd.DataFrame) -> pd.DataFrame:
+    """Rows: sequence x method with its click budget; columns: ``after k``, cells ``mean [CI]`` of the metric.
+
+    A k beyond a method's budget is ``–`` (the table clips it to the budget, which has its own column).
+    """
+    if clicks.empty:
+        return pd.DataFrame()
+    metric = clicks["metric"].iloc[0]
+    frame = clicks.assign(
+        method=[_click_method(row) for _, row in clicks.iterrows()],
+        column=[f"after {k}" for k in clicks["clicks"]],
+        cell=[
+            f"{format_value(r['mean'], metric)} {format_ci(r['ci_low'], r['ci_high'], metric)}"
+            for _, r in clicks.iterrows()
+        ],
+    )
+    columns = list(dict.fromkeys(f"after {k}" for k in sorted(clicks["clicks"].unique())))
+    index = ["sequence", "method", "budget_clicks"]
+    wide = frame.pivot_table(index=index, columns="column", values="cell", aggfunc="first", sort=False)
+    first = frame.loc[frame["clicks"] == 0].set_index(index)["n_cases"]
+    wide = wide.reindex(columns=columns).fillna(NOT_AVAILABLE)
+    wide.insert(0, "n", first.reindex(wide.index).fillna(0).astype(int))
+    return wide.reset_index().rename(columns={"budget_clicks": "budget (clicks)"})
+
+
+def noc_display(noc: pd.DataFrame) -> pd.DataFrame:
+    """Rows: sequence x method; per threshold, NoC ``mean [CI]`` and the cases that never reach it, ``n (share)``."""
+    if noc.empty:
+        return pd.DataFrame()
+    lines: dict[tuple[str, str], dict[str, object]] = {}
+    for _, row in noc.iterrows():
+        key = (row["sequence"], _click_method(row))
+        line = lines.setdefault(
+            key, {"sequence": key[0], "method": key[1], "budget (clicks)": int(row["budget_clicks"])}
+        )
+        name = f"NoC@{row['threshold'] * 100:g}"
+        mean, low, high = (
+            NOT_AVAILABLE if math.isnan(row[c]) else f"{row[c]:.1f}" for c in ("mean", "ci_low", "ci_high")
+        )
+        line[name] = f"{mean} [{low}, {high}]" if low != NOT_AVAILABLE else mean
+        share = row["share_never_reached"]
+        line[f"not reached @{row['threshold'] * 100:g}"] = (
+            f"{int(row['n_never_reached'])} / {int(row['n_cases'])} ({share * 100:.0f} %)"
+            if not math.isnan(share)
+            else NOT_AVAILABLE
+        )
+    return pd.DataFrame(list(lines.values()))
 
 
 def paired_display(paired: pd.DataFrame) -> pd.DataFrame:
