@@ -16,7 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "seeded bootstrap CI over cases, with missed organs and failed cases scored as the worst case; "
             "a train x test sequence table with supervised models beside the zero-shot ones; paired comparisons "
             "on common cases (bootstrap CI of the difference, Wilcoxon signed-rank, Holm correction). "
-            "Seeds are averaged within a case first: the case is the unit."
+            "Seeds are averaged within a case first: the case is the unit. Interactive runs (zeroshot eval "
+            "--clicks) add Dice after k corrective clicks and the number of clicks to reach a Dice (NoC); the "
+            "other tables then use the initial prompts (round 0)."
         ),
     )
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="run directories (zeroshot eval --out)")
@@ -53,13 +55,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="score cases with both masks empty as Dice 1 / distance 0 (default: excluded and counted)",
     )
+    parser.add_argument(
+        "--after-clicks",
+        nargs="+",
+        type=int,
+        default=None,
+        metavar="K",
+        help=(
+            "interactive runs: report Dice after these numbers of corrective clicks, each clipped to the run's "
+            "budget (default 0 1 3 5 8)"
+        ),
+    )
+    parser.add_argument(
+        "--noc",
+        nargs="+",
+        type=float,
+        default=None,
+        metavar="DICE",
+        help=(
+            "interactive runs: report the clicks needed to reach these Dice values, capped at the budget, with the "
+            "cases that never reach them (default 0.85 0.90)"
+        ),
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Build the options, write the tables, list the files."""
-    from zeroshot.compare import BootstrapOptions, compare_runs
+    from zeroshot.compare import AFTER_CLICKS, NOC_THRESHOLDS, BootstrapOptions, compare_runs
     from zeroshot.errors import ConfigError
 
     try:
@@ -76,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
         by_center=args.by_center,
         options=options,
         both_empty_as_perfect=args.both_empty_as_perfect,
+        after_clicks=args.after_clicks if args.after_clicks is not None else AFTER_CLICKS,
+        noc_thresholds=args.noc if args.noc is not None else NOC_THRESHOLDS,
     )
     for path in output.files:
         print(path)

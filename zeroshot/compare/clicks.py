@@ -148,7 +148,7 @@ def _whole(values: pd.Series, column: str, table: pd.DataFrame) -> pd.Series:
     if bad.any():
         first = bad.idxmax()
         raise RunError(
-            f"column {column}: expected whole numbers >= 0, found {table.at[first, column]!r} "
+            f"column {column}: expected whole numbers >= 0, found {table.at[first, column]} "
             f"({_describe(table.loc[first])})"
         )
     return values.astype(np.int64)

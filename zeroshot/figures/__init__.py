@@ -3,9 +3,10 @@
 ``make_figures`` (what ``zeroshot figures`` calls) reads the runs, adds supervised rows scored by
 ``zeroshot compare`` when given its output folder, draws every figure the tables support and saves each as PDF
 and PNG. A figure the tables cannot support (no centers, no saved predictions, no ablation axis) is skipped with
-its reason. The plotting functions take tables, not files, so new figures (e.g. Dice after k clicks) compose
-from the same pieces: :func:`~zeroshot.compare.case_values`, :func:`~zeroshot.figures.data.mean_ci` and the
-style in :mod:`~zeroshot.figures.style`.
+its reason. The plotting functions take tables, not files, so new figures compose from the same pieces:
+:func:`~zeroshot.compare.case_values`, :func:`~zeroshot.figures.data.mean_ci` and the style in
+:mod:`~zeroshot.figures.style`. For interactive runs every figure but ``dice_vs_clicks`` shows the initial
+prompts (round 0).
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from zeroshot.compare import BASELINE_RESULTS, comparison_rows, load_runs, read_published
+from zeroshot.compare.clicks import NOC_THRESHOLDS, check_noc_thresholds, click_curves, initial_rows, is_interactive
 from zeroshot.compare.runs import RunError
 from zeroshot.compare.tables import BootstrapOptions, cross_sequence_table, summary_table
 from zeroshot.figures.ablation import plot_ablation
+from zeroshot.figures.clicks import plot_dice_vs_clicks
 from zeroshot.figures.comparison import plot_cross_sequence_heatmap, plot_zero_shot_vs_supervised
 from zeroshot.figures.data import FigureSkipped, main_strategy, strategy_settings
 from zeroshot.figures.decay import plot_decay
@@ -37,6 +40,7 @@ __all__ = [
     "plot_centers",
     "plot_cross_sequence_heatmap",
     "plot_decay",
+    "plot_dice_vs_clicks",
     "plot_distributions",
     "plot_overlays",
     "plot_zero_shot_vs_supervised",
@@ -51,6 +55,7 @@ FIGURES = (
     "centers",
     "propagation_decay",
     "overlays",
+    "dice_vs_clicks",
 )
 
 
@@ -78,6 +83,7 @@ def make_figures(
     published: str | Path | None = None,
     n_resamples: int = 2_000,
     seed: int = 0,
+    noc_thresholds: Sequence[float] = NOC_THRESHOLDS,
 ) -> FigureReport:
     """Draw and save every figure the runs support.
 
@@ -92,6 +98,8 @@ def make_figures(
         Published numbers CSV, drawn in their own panel of the zero-shot vs supervised figure.
     n_resamples, seed : int
         Bootstrap settings of every CI drawn.
+    noc_thresholds : sequence of float
+        Dice values marked in the Dice-vs-clicks figure (interactive runs).
 
     Raises
     ------
@@ -99,6 +107,7 @@ def make_figures(
         Unreadable runs, or a ``compare_dir`` without the scored baselines.
     """
     out = Path(out)
+    noc_thresholds = check_noc_thresholds(noc_thresholds)
     runs = load_runs(run_dirs)
     baseline_rows = None
     if compare_dir is not None:
@@ -109,16 +118,21 @@ def make_figures(
             )
         baseline_rows = pd.read_parquet(path)
     published_table = read_published(published) if published is not None else None
-    rows = comparison_rows(runs, baseline_rows)
+    all_rows = comparison_rows(runs, baseline_rows)
+    curves = click_curves(all_rows) if is_interactive(all_rows) else None
+    rows = initial_rows(all_rows)
+    slices = runs.slices
+    if slices is not None and "round" in slices.columns:
+        slices = slices.loc[slices["round"].isna() | (slices["round"] == 0)]
     options = BootstrapOptions(n_resamples=n_resamples, seed=seed)
     strategy = main_strategy(rows)
     summary = summary_table(rows, metrics=["dice"], options=options)
     settings = strategy_settings(runs.infos, sorted(rows["strategy"].unique()))
 
     def decay() -> Figure:
-        if runs.slices is None:
+        if slices is None:
             raise FigureSkipped("the runs have no slices.parquet")
-        return plot_decay(runs.slices, strategy=strategy, n_resamples=n_resamples, seed=seed)
+        return plot_decay(slices, strategy=strategy, n_resamples=n_resamples, seed=seed)
 
     drawers: dict[str, Callable[[], Figure]] = {
         "distributions": lambda: plot_distributions(rows, strategy=strategy),
@@ -128,6 +142,9 @@ def make_figures(
         "centers": lambda: plot_centers(rows, strategy=strategy, n_resamples=n_resamples, seed=seed),
         "propagation_decay": decay,
         "overlays": lambda: plot_overlays(select_overlay_cases(runs, rows, strategy=strategy)),
+        "dice_vs_clicks": lambda: plot_dice_vs_clicks(
+            curves, thresholds=noc_thresholds, n_resamples=n_resamples, seed=seed
+        ),
     }
     files: list[Path] = []
     skipped: list[tuple[str, str]] = []
