@@ -314,7 +314,7 @@ def test_compare_writes_click_tables(tmp_path):
     assert {"clicks.csv", "clicks.md", "clicks.tex", "noc.csv", "noc.md", "noc.tex", "per_case_clicks.csv"} <= names
     markdown = (tmp_path / "out" / "clicks.md").read_text()
     assert (
-        "| sequence | method | budget (clicks) | n | after 0 | after 1 | after 3 | after 4 | after 5 | after 8 |"
+        "| sequence | method | budget (clicks) | n | 0 clicks | 1 click | 3 clicks | 4 clicks | 5 clicks | 8 clicks |"
         in (markdown)
     )
     short = next(line for line in markdown.splitlines() if "| T1 | medsam2 / short |" in line)

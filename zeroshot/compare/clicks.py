@@ -184,7 +184,6 @@ def _curve_rows(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
         counts = pd.to_numeric(table["n_clicks"], errors="coerce")
         counts = counts.where(table["round"] != 0, counts.fillna(0))
         counts = counts.groupby(table["_curve"]).ffill()
-        table["n_clicks"] = counts
         table["n_clicks"] = _whole(counts, "n_clicks", table)
         opening = (table["round"] == 0) & (table["n_clicks"] != 0)
         if opening.any():

@@ -126,8 +126,12 @@ def _click_method(row: pd.Series) -> str:
     return f"{row['model']} / {row['strategy']}"
 
 
+def _clicks_heading(k: int) -> str:
+    return f"{k} click" if k == 1 else f"{k} clicks"
+
+
 def clicks_display(clicks: pd.DataFrame) -> pd.DataFrame:
-    """Rows: sequence x method with its click budget; columns: ``after k``, cells ``mean [CI]`` of the metric.
+    """Rows: sequence x method with its click budget; columns: ``k clicks``, cells ``mean [CI]`` of the metric.
 
     A k beyond a method's budget is ``–`` (the table clips it to the budget, which has its own column).
     """
@@ -136,13 +140,13 @@ def clicks_display(clicks: pd.DataFrame) -> pd.DataFrame:
     metric = clicks["metric"].iloc[0]
     frame = clicks.assign(
         method=[_click_method(row) for _, row in clicks.iterrows()],
-        column=[f"after {k}" for k in clicks["clicks"]],
+        column=[_clicks_heading(k) for k in clicks["clicks"]],
         cell=[
             f"{format_value(r['mean'], metric)} {format_ci(r['ci_low'], r['ci_high'], metric)}"
             for _, r in clicks.iterrows()
         ],
     )
-    columns = list(dict.fromkeys(f"after {k}" for k in sorted(clicks["clicks"].unique())))
+    columns = [_clicks_heading(k) for k in sorted(clicks["clicks"].unique())]
     index = ["sequence", "method", "budget_clicks"]
     wide = frame.pivot_table(index=index, columns="column", values="cell", aggfunc="first", sort=False)
     first = frame.loc[frame["clicks"] == 0].set_index(index)["n_cases"]
