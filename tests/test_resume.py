@@ -56,6 +56,8 @@ def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_results(tmp_path):
 
     resumed = subprocess.run(eval_command(manifest, strategies, killed), check=True, env=env, capture_output=True)
     assert f"{total - len(present)} row(s) computed now" in resumed.stdout.decode()
+    statuses = [i["status"] for i in json.loads((killed / "run.json").read_text())["invocations"]]
+    assert statuses[0].startswith("died") and statuses[1] == "finished"
     expected = pd.read_parquet(reference / "results.parquet")
     got = pd.read_parquet(killed / "results.parquet")
     assert len(got) == total

@@ -264,13 +264,17 @@ def _open_manifest(config: EvalConfig, current: dict[str, Any], recorded: dict[s
         models={},
         status="running",
     )
+    earlier = [dict(i) for i in (recorded.get("invocations", []) if recorded else [])]
+    for previous in earlier:
+        if previous.get("status") == "running":  # we hold the lock, so that process is gone
+            previous["status"] = "died (killed or crashed; its finished rows were kept)"
     return {
         "format": MANIFEST_FORMAT,
         "tool": "zeroshot",
         "created": recorded.get("created") if recorded else invocation["started"],
         "config_sha256": config_sha256(identity),
         "identity": identity,
-        "invocations": [*(recorded.get("invocations", []) if recorded else []), invocation],
+        "invocations": [*earlier, invocation],
     }
 
 

@@ -122,14 +122,13 @@ def read_json(path: str | Path) -> Any:
 
 
 def _json_default(value: Any) -> Any:
-    # numpy scalars and arrays, paths and tuples appear in describe() dicts and rows; keep JSON plain.
+    # numpy scalars and arrays, paths and sets appear in describe() dicts and segmentation infos. Anything else is
+    # recorded as its text: a days-long run must not stop because a model reported an odd object in its info.
     if hasattr(value, "tolist"):
         return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
     if isinstance(value, set | frozenset):
-        return sorted(value)
-    raise TypeError(f"cannot write {type(value).__name__} to JSON: {value!r}")
+        return sorted(value, key=str)
+    return str(value)
 
 
 class RunDir:
