@@ -1,12 +1,18 @@
 """A volume prepared for a SAM2 video predictor: prompts in, masks propagated through the slices out.
 
-Two engines give the same masks:
+Three engines give the same masks (up to floating-point noise):
 
 ``"fast"`` (default)
     every slice is encoded up front in batches and its features kept
-    (:class:`~zeroshot.segmenters.sam2_state.FeatureCache`); propagation then runs only memory attention, the
-    mask decoder and the memory encoder, in a loop that keeps the low-resolution logits on the device and
-    resizes them once at the end.
+    (:class:`~zeroshot.segmenters.sam2_state.FeatureCache`); under the ``reset`` policy the forward and the
+    reverse pass (and, in :meth:`Sam2Session.segment_many`, the passes of every prompt set) then propagate in
+    lockstep as one batch (:mod:`zeroshot.segmenters.sam2_lockstep`): memory attention, the mask decoder and
+    the memory encoder run once per step for all passes, from a schedule computed before the loop, with no
+    host synchronisation inside it. The conditioning (key) slices go through SAM2's own code. Under the
+    ``continuous`` policy the passes depend on each other, so ``fast`` runs them as ``fast-serial`` does and
+    says so in ``info["lockstep_fallback"]``.
+``"fast-serial"``
+    the cached features, but SAM2's per-slice ``_run_single_frame_inference``, one pass after the other.
 ``"reference"``
     SAM2's own ``propagate_in_video``, which encodes each slice when it reaches it (again in every pass).
 
@@ -28,6 +34,7 @@ then optionally post-processed on the CPU (:mod:`zeroshot.segmenters.postprocess
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -40,6 +47,7 @@ from zeroshot.prompts.types import POSITIVE, SlicePrompt, VolumePrompts
 from zeroshot.segmenters.base import Segmentation
 from zeroshot.segmenters.postprocess import postprocess_mask
 from zeroshot.segmenters.preprocessing import SliceStack
+from zeroshot.segmenters.sam2_lockstep import Stream, run_lockstep
 from zeroshot.segmenters.sam2_state import FeatureCache, Sam2InferenceState
 from zeroshot.volume import Volume
 
@@ -132,7 +140,7 @@ class Sam2Session:
         slices = SliceStack(
             volume.array, image_size=segmenter.image_size, preprocessing=segmenter.preprocessing, device=device
         )
-        if segmenter.engine == "fast":
+        if segmenter.engine != "reference":
             feature_storage = torch.device("cpu") if segmenter.offload_video_to_cpu else device
             cache: Any = FeatureCache(depth, compute_device=device, storage_device=feature_storage)
         else:
@@ -184,44 +192,149 @@ class Sam2Session:
         SegmenterError
             If the session was closed.
         """
+        return self.segment_many([prompts])[0]
+
+    def segment_many(self, prompt_sets: Sequence[VolumePrompts]) -> list[Segmentation]:
+        """Segment the volume under several prompt sets at once; the same results as one :meth:`segment` each.
+
+        With the ``fast`` engine and the ``reset`` policy every pass of every prompt set propagates in one
+        lockstep batch (:mod:`zeroshot.segmenters.sam2_lockstep`), so K prompt sets take about as many
+        sequential steps as one. Otherwise the prompt sets run one after the other. ``info["propagate_s"]`` and
+        ``info["slices_per_s"]`` then describe the whole call (``info["prompt_sets_in_call"]`` says how many).
+
+        Raises
+        ------
+        PromptError
+            If a prompt does not fit the volume (nothing is segmented then).
+        SegmenterError
+            If the session was closed.
+        """
         if self._state is None:
             raise SegmenterError("this SAM2 session was closed; prepare the volume again")
-        for slice_prompt in prompts.slices:
-            slice_prompt.validate_for(self.volume.shape)
+        prompt_sets = list(prompt_sets)
+        for prompts in prompt_sets:
+            for slice_prompt in prompts.slices:
+                slice_prompt.validate_for(self.volume.shape)
+        if not prompt_sets:
+            return []
         seg = self._segmenter
         started = time.perf_counter()
         encoded_before = seg.encoded_slices
-        key_slices = prompts.key_slices
-        plan = [("forward", key_slices[0])]
-        if key_slices[-1] > 0:
-            plan.append(("reverse", key_slices[-1]))
-        logits = torch.full(self.volume.shape, _NO_SCORE, dtype=torch.float32)
-        passes = []
+        fallback = self._lockstep_fallback()
         with torch.inference_mode(), seg.autocast():
-            for number, (direction, start) in enumerate(plan):
-                fresh = number == 0 or seg.propagation == "reset"
-                if fresh:
-                    seg.model.reset_state(self._state)
-                    self._add_prompts(prompts.slices)
-                reverse = direction == "reverse"
-                if seg.engine == "fast":
-                    frames, pass_logits = self._propagate_fast(start, reverse=reverse)
-                else:
-                    frames, pass_logits = self._propagate_reference(start, reverse=reverse)
-                logits[frames] = torch.maximum(logits[frames], pass_logits)
-                passes.append(_Pass(direction, start, len(frames)))
+            if fallback is None:
+                runs = self._propagate_lockstep(prompt_sets)
+            else:
+                runs = [self._propagate_serial(prompts) for prompts in prompt_sets]
             seg.model.reset_state(self._state)
         propagated_s = time.perf_counter() - started
-        logits_np = logits.numpy()
-        raw = logits_np > seg.logit_threshold
+        frames_run = sum(p.slices for _, passes in runs for p in passes)
+        shared = {
+            "lockstep": fallback is None,
+            "prompt_sets_in_call": len(prompt_sets),
+            "encoder_slices_segment": seg.encoded_slices - encoded_before,
+            "propagate_s": round(propagated_s, 4),
+            "slices_per_s": round(frames_run / propagated_s, 3) if propagated_s > 0 else None,
+        }
+        if fallback is not None and seg.engine == "fast":
+            shared["lockstep_fallback"] = fallback
+        return [
+            self._finish(prompts, logits, passes, shared, started)
+            for prompts, (logits, passes) in zip(prompt_sets, runs, strict=True)
+        ]
+
+    def _lockstep_fallback(self) -> str | None:
+        """Why the lockstep engine cannot run (``None`` when it can)."""
+        seg = self._segmenter
+        if seg.engine != "fast":
+            return f"engine {seg.engine!r}"
+        if seg.propagation != "reset":
+            return "continuous policy: the reverse pass attends to the forward pass's memories, so passes run in turn"
+        if seg.model.num_maskmem == 0 or seg.model.non_overlap_masks_for_mem_enc:
+            return "model without memory, or with non-overlapping memory masks across the batch"
+        return None
+
+    def _plan(self, prompts: VolumePrompts) -> list[tuple[Literal["forward", "reverse"], int]]:
+        """The passes of a prompt set: forward from the first key slice, reverse from the last (unless slice 0)."""
+        key_slices = prompts.key_slices
+        plan: list[tuple[Literal["forward", "reverse"], int]] = [("forward", key_slices[0])]
+        if key_slices[-1] > 0:
+            plan.append(("reverse", key_slices[-1]))
+        return plan
+
+    def _propagate_serial(self, prompts: VolumePrompts) -> tuple[torch.Tensor, list[_Pass]]:
+        """One prompt set, pass after pass, with SAM2's per-slice loop (``fast-serial``, ``reference``)."""
+        seg = self._segmenter
+        logits = torch.full(self.volume.shape, _NO_SCORE, dtype=torch.float32)
+        passes = []
+        for number, (direction, start) in enumerate(self._plan(prompts)):
+            if number == 0 or seg.propagation == "reset":
+                seg.model.reset_state(self._state)
+                self._add_prompts(prompts.slices)
+            reverse = direction == "reverse"
+            if seg.engine == "reference":
+                frames, pass_logits = self._propagate_reference(start, reverse=reverse)
+            else:
+                frames, pass_logits = self._propagate_fast(start, reverse=reverse)
+            logits[frames] = torch.maximum(logits[frames], pass_logits)
+            passes.append(_Pass(direction, start, len(frames)))
+        return logits, passes
+
+    def _propagate_lockstep(self, prompt_sets: list[VolumePrompts]) -> list[tuple[torch.Tensor, list[_Pass]]]:
+        """Every pass of every prompt set as one lockstep batch; the conditioning slices come from SAM2 itself."""
+        model, state = self._segmenter.model, self._state
+        assert state is not None
+        depth = self.volume.num_slices
+        streams: list[Stream] = []
+        cond_outputs = []
+        owners: list[tuple[int, _Pass]] = []
+        for number, prompts in enumerate(prompt_sets):
+            model.reset_state(state)
+            self._add_prompts(prompts.slices)
+            model.propagate_in_video_preflight(state)
+            cond = dict(state.output_dict_per_obj[state.obj_id_to_idx[_OBJ_ID]]["cond_frame_outputs"])
+            for direction, start in self._plan(prompts):
+                order = tuple(self._order(start, reverse=direction == "reverse"))
+                streams.append(Stream(order=order, cond_slices=tuple(cond), reverse=direction == "reverse"))
+                cond_outputs.append(cond)
+                owners.append((number, _Pass(direction, start, len(order))))
+        low_res = run_lockstep(
+            model,
+            state.cached_features,
+            streams,
+            cond_outputs,
+            num_slices=depth,
+            device=state.device,
+            storage_device=state.storage_device,
+        )
+        runs = [(torch.full(self.volume.shape, _NO_SCORE, dtype=torch.float32), []) for _ in prompt_sets]
+        for stream_number, (stream, (owner, done)) in enumerate(zip(streams, owners, strict=True)):
+            rows = torch.tensor(stream.order, device=low_res.device) + stream_number * depth
+            logits, passes = runs[owner]
+            frames = list(stream.order)
+            pass_logits = self._to_input_grid(low_res.index_select(0, rows)[:, None])
+            logits[frames] = torch.maximum(logits[frames], pass_logits)
+            passes.append(done)
+        return runs
+
+    def _finish(
+        self,
+        prompts: VolumePrompts,
+        logits: torch.Tensor,
+        passes: list[_Pass],
+        shared: dict[str, Any],
+        started: float,
+    ) -> Segmentation:
+        """Threshold, post-process and describe one prompt set's union logits ``(Z, Y, X)`` (on the CPU)."""
+        seg = self._segmenter
+        raw = logits.numpy() > seg.logit_threshold
         mask = postprocess_mask(raw, fill_holes=seg.fill_holes, largest_component=seg.largest_component)
         probabilities = torch.sigmoid(logits).numpy() if seg.return_probabilities else None
-        frames_run = sum(p.slices for p in passes)
         info = {
             "model": seg.name,
             "engine": seg.engine,
             "propagation": seg.propagation,
-            "key_slices": list(key_slices),
+            "key_slices": list(prompts.key_slices),
             "passes": [{"direction": p.direction, "start": p.start, "slices": p.slices} for p in passes],
             "logit_threshold": seg.logit_threshold,
             "fill_holes": seg.fill_holes,
@@ -232,11 +345,9 @@ class Sam2Session:
             "image_size": seg.image_size,
             "intensity_window": [self.intensity_window.low, self.intensity_window.high],
             "encoder_slices_total": self.encoder_slices_total,
-            "encoder_slices_segment": seg.encoded_slices - encoded_before,
             "prepare_s": round(self.prepare_s, 4),
-            "propagate_s": round(propagated_s, 4),
+            **shared,
             "segment_s": round(time.perf_counter() - started, 4),
-            "slices_per_s": round(frames_run / propagated_s, 3) if propagated_s > 0 else None,
         }
         return Segmentation(mask=mask, probabilities=probabilities, info=info)
 

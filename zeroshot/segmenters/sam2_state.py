@@ -24,9 +24,11 @@ class FeatureCache:
     """Image-encoder features of every slice of a volume, looked up by slice index.
 
     Implements the one method (``get``) that ``SAM2VideoPredictor._get_image_feature`` calls on its
-    ``cached_features`` entry. Features are stored on ``storage_device`` (the compute device, or host memory
-    when offloading) and moved to ``compute_device`` on lookup. The positional encodings do not depend on the
-    image, so one copy serves every slice.
+    ``cached_features`` entry, and :meth:`gather` for the lockstep engine, which reads the features of several
+    slices in one indexing operation. Each feature level is one ``(N, C, H, W)`` tensor on ``storage_device``
+    (the compute device, or pinned host memory when offloading), allocated on the first batch; lookups move the
+    rows to ``compute_device``. The positional encodings do not depend on the image, so one copy serves every
+    slice.
 
     Parameters
     ----------
@@ -38,7 +40,8 @@ class FeatureCache:
         self.num_slices = int(num_slices)
         self.compute_device = torch.device(compute_device)
         self.storage_device = torch.device(storage_device)
-        self._fpn: list[list[torch.Tensor] | None] = [None] * self.num_slices
+        self._levels: list[torch.Tensor] = []
+        self._filled = torch.zeros(self.num_slices, dtype=torch.bool)
         self._pos_enc: list[torch.Tensor] | None = None
         # The predictor expands the cached input image to the batch size and then discards it: an empty
         # placeholder saves holding a (3, S, S) image per slice.
@@ -46,31 +49,37 @@ class FeatureCache:
         self.lookups = 0
 
     def __len__(self) -> int:
-        return sum(f is not None for f in self._fpn)
+        return int(self._filled.sum())
 
     def __contains__(self, index: object) -> bool:
-        return isinstance(index, int) and 0 <= index < self.num_slices and self._fpn[index] is not None
+        return isinstance(index, int) and 0 <= index < self.num_slices and bool(self._filled[index])
 
     @property
     def complete(self) -> bool:
         """Whether every slice has its features."""
         return len(self) == self.num_slices
 
+    @property
+    def pos_enc(self) -> list[torch.Tensor]:
+        """Positional encodings of the feature levels, ``(1, C, H, W)`` each, on the compute device."""
+        return list(self._pos_enc or [])
+
     def add_batch(self, start: int, backbone_out: dict[str, list[torch.Tensor]]) -> None:
         """Store the output of ``SAM2Base.forward_image`` on a batch of consecutive slices from ``start``."""
         fpn = backbone_out["backbone_fpn"]
         if self._pos_enc is None:
             self._pos_enc = [p[:1].to(self.compute_device, copy=True) for p in backbone_out["vision_pos_enc"]]
-        pin = self.storage_device.type == "cpu" and self.compute_device.type == "cuda"
-        for offset in range(fpn[0].shape[0]):
-            level_feats = []
+        if not self._levels:
+            pin = self.storage_device.type == "cpu" and self.compute_device.type == "cuda"
             for level in fpn:
-                feat = level[offset : offset + 1]
-                if feat.device != self.storage_device:
-                    feat = feat.to(self.storage_device)
-                    feat = feat.pin_memory() if pin else feat
-                level_feats.append(feat)
-            self._fpn[start + offset] = level_feats
+                storage = torch.empty(
+                    (self.num_slices, *level.shape[1:]), dtype=level.dtype, device=self.storage_device
+                )
+                self._levels.append(storage.pin_memory() if pin else storage)
+        count = fpn[0].shape[0]
+        for storage, level in zip(self._levels, fpn, strict=True):
+            storage[start : start + count].copy_(level)
+        self._filled[start : start + count] = True
 
     def get(self, index: int, default: Any = None) -> tuple[torch.Tensor, dict[str, list[torch.Tensor]]]:
         """Return ``(placeholder image, backbone_out)`` for slice ``index``, as the predictor expects.
@@ -78,18 +87,27 @@ class FeatureCache:
         Raises
         ------
         KeyError
-            If the slice was never encoded: the fast engine encodes every slice up front, so a miss is a bug
+            If the slice was never encoded: the fast engines encode every slice up front, so a miss is a bug
             and must not silently fall back to per-slice encoding.
         """
         if index not in self:
             raise KeyError(f"slice {index} has no cached image features (cache holds {len(self)} slices)")
         self.lookups += 1
-        fpn = [f.to(self.compute_device, non_blocking=True) for f in self._fpn[index]]  # type: ignore[union-attr]
-        return self._image, {"backbone_fpn": fpn, "vision_pos_enc": list(self._pos_enc or [])}
+        fpn = [level[index : index + 1].to(self.compute_device, non_blocking=True) for level in self._levels]
+        return self._image, {"backbone_fpn": fpn, "vision_pos_enc": self.pos_enc}
+
+    def gather(self, indices: torch.Tensor) -> list[torch.Tensor]:
+        """Features of the slices ``indices`` (a long tensor on the storage device), ``(B, C, H, W)`` per level.
+
+        The caller guarantees that every slice was encoded (:attr:`complete`); no check here, as a check would
+        read the indices back to the host on every propagation step.
+        """
+        self.lookups += int(indices.shape[0])
+        return [level.index_select(0, indices).to(self.compute_device, non_blocking=True) for level in self._levels]
 
     def nbytes(self) -> int:
         """Bytes held by the cached features (positional encodings included)."""
-        total = sum(t.numel() * t.element_size() for feats in self._fpn if feats for t in feats)
+        total = sum(t.numel() * t.element_size() for t in self._levels)
         return total + sum(t.numel() * t.element_size() for t in self._pos_enc or [])
 
 

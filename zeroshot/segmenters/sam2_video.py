@@ -5,7 +5,7 @@ and SAM2's memory carries the mask through the volume in both directions. A :cla
 model; ``prepare(volume)`` gives a :class:`Sam2Session` that can be segmented under any number of prompt sets
 (ablations, corrective-click rounds) without running the image encoder again.
 
-Engines (``fast``, ``reference``) and propagation policies (``reset``, ``continuous``) are described in
+Engines (``fast``, ``fast-serial``, ``reference``) and propagation policies (``reset``, ``continuous``) are described in
 :mod:`zeroshot.segmenters.sam2_session`.
 
 Masks are ``logits > logit_threshold`` at the input slice size (SAM2 resizes its ``S/4`` logits bilinearly),
@@ -36,7 +36,8 @@ from zeroshot.volume import Volume
 
 __all__ = ["PRESETS", "Sam2Segmenter", "resolve_config", "resolve_device"]
 
-Engine = Literal["fast", "reference"]
+Engine = Literal["fast", "fast-serial", "reference"]
+ENGINES = ("fast", "fast-serial", "reference")
 Propagation = Literal["reset", "continuous"]
 Precision = Literal["auto", "bfloat16", "float32"]
 
@@ -130,8 +131,8 @@ class Sam2Segmenter:
     device : {"auto", "cpu", "cuda", "cuda:N"}
     precision : {"auto", "bfloat16", "float32"}
         ``auto``: bfloat16 autocast on CUDA, float32 on the CPU. bfloat16 requires CUDA.
-    engine : {"fast", "reference"}
-        See the module docstring. Both give the same masks up to floating-point noise.
+    engine : {"fast", "fast-serial", "reference"}
+        See :mod:`zeroshot.segmenters.sam2_session`. All give the same masks up to floating-point noise.
     propagation : {"reset", "continuous"}
         See the module docstring.
     logit_threshold : float
@@ -143,9 +144,9 @@ class Sam2Segmenter:
     preprocessing : Preprocessing or None
         Intensity window, resize and normalisation; ``None`` is MedSAM2's MRI recipe in float precision.
     encoder_batch_size : int
-        Slices per image-encoder batch (fast engine).
+        Slices per image-encoder batch (fast engines).
     offload_video_to_cpu : bool
-        Keep the slices' image features in host memory (fast engine) and move each to the device when needed.
+        Keep the slices' image features in host memory (fast engines) and move each to the device when needed.
         Slices themselves are never stored: they are prepared on demand.
     offload_state_to_cpu : bool
         Keep per-slice memories in host memory (SAM2's option of the same name).
@@ -186,8 +187,8 @@ class Sam2Segmenter:
         seed: int = 0,
         name: str | None = None,
     ) -> None:
-        if engine not in ("fast", "reference"):
-            raise SegmenterError(f"engine must be 'fast' or 'reference', got {engine!r}")
+        if engine not in ENGINES:
+            raise SegmenterError(f"engine must be one of {', '.join(map(repr, ENGINES))}; got {engine!r}")
         if propagation not in ("reset", "continuous"):
             raise SegmenterError(f"propagation must be 'reset' or 'continuous', got {propagation!r}")
         if precision not in ("auto", "bfloat16", "float32"):
@@ -242,7 +243,7 @@ class Sam2Segmenter:
         return cls(**{"name": preset, **PRESETS[preset], **options})
 
     def prepare(self, volume: Volume) -> Sam2Session:
-        """Preprocess ``volume`` and (fast engine) encode all its slices; see :class:`Sam2Session`."""
+        """Preprocess ``volume`` and (fast engines) encode all its slices; see :class:`Sam2Session`."""
         return Sam2Session(self, volume)
 
     def describe(self) -> dict[str, Any]:
