@@ -23,6 +23,7 @@ from zeroshot.phantom import make_phantom_case
 from zeroshot.prompts.types import NEGATIVE, POSITIVE, SlicePrompt, VolumePrompts
 from zeroshot.segmenters.base import Segmentation, Segmenter, Session
 from zeroshot.segmenters.postprocess import fill_holes_per_slice, keep_largest_component, postprocess_mask
+from zeroshot.segmenters.sam2_lockstep import MemoryRules, Stream, plan_lockstep
 from zeroshot.segmenters.sam2_session import box_to_model, points_to_model
 from zeroshot.segmenters.sam2_video import PRESETS, Sam2Segmenter, resolve_config, resolve_device
 from zeroshot.volume import volume_from_array
@@ -84,6 +85,17 @@ def fast():
 @pytest.fixture(scope="module")
 def reference():
     return Sam2Segmenter(image_size=SIZE, device="cpu", engine="reference")
+
+
+@pytest.fixture(scope="module")
+def serial():
+    return Sam2Segmenter(image_size=SIZE, device="cpu", engine="fast-serial")
+
+
+@pytest.fixture(scope="module")
+def serial_session(serial, volume):
+    with serial.prepare(volume) as prepared:
+        yield prepared
 
 
 @pytest.fixture(scope="module")
@@ -225,17 +237,93 @@ def test_prompt_outside_the_volume_raises(session):
 # --- engines and policies -------------------------------------------------------------------------------------------
 
 
-def test_fast_engine_agrees_with_reference(session, reference_session, box_prompts):
-    for prompt_set in (box_prompts, prompts(SlicePrompt(z=2, mask=ellipse()), SlicePrompt(z=9, mask=ellipse()))):
-        fast_result = session.segment(prompt_set)
-        ref_result = reference_session.segment(prompt_set)
-        assert dice(fast_result.mask, ref_result.mask) >= 0.999
-        np.testing.assert_allclose(fast_result.probabilities, ref_result.probabilities, atol=1e-4)
-        # logits (where not saturated) agree as closely
-        p_fast = np.clip(fast_result.probabilities.astype(np.float64), 1e-6, 1 - 1e-6)
-        p_ref = np.clip(ref_result.probabilities.astype(np.float64), 1e-6, 1 - 1e-6)
-        logit_diff = np.abs(np.log(p_fast / (1 - p_fast)) - np.log(p_ref / (1 - p_ref)))
-        assert logit_diff.max() < 1e-2
+def assert_agree(result: Segmentation, expected: Segmentation) -> None:
+    """Float32 agreement: masks (Dice), probabilities within 1e-4, unsaturated logits within 1e-2."""
+    assert result.info["passes"] == expected.info["passes"]
+    assert dice(result.mask, expected.mask) >= 0.999
+    np.testing.assert_allclose(result.probabilities, expected.probabilities, atol=1e-4)
+    p_a = np.clip(result.probabilities.astype(np.float64), 1e-6, 1 - 1e-6)
+    p_b = np.clip(expected.probabilities.astype(np.float64), 1e-6, 1 - 1e-6)
+    assert np.abs(np.log(p_a / (1 - p_a)) - np.log(p_b / (1 - p_b))).max() < 1e-2
+
+
+AGREEMENT_PROMPTS = {
+    "box": lambda box, key: prompts(SlicePrompt(z=key, box=box)),
+    "points": lambda box, key: prompts(SlicePrompt(z=key, points=((30, 24), (5, 5)), labels=(POSITIVE, NEGATIVE))),
+    "mask": lambda box, key: prompts(SlicePrompt(z=key, mask=ellipse())),
+    "three-keys": lambda box, key: prompts(
+        SlicePrompt(z=2, mask=ellipse()), SlicePrompt(z=6, box=box), SlicePrompt(z=11, mask=ellipse(radii=(8, 9)))
+    ),
+    "first-slice": lambda box, key: prompts(SlicePrompt(z=0, box=box)),
+    "last-slice": lambda box, key: prompts(SlicePrompt(z=SHAPE[0] - 1, mask=ellipse())),
+}
+
+
+@pytest.mark.parametrize("kind", list(AGREEMENT_PROMPTS))
+def test_engines_agree_with_reference(session, serial_session, reference_session, box_prompts, key, kind):
+    """Lockstep (``fast``), ``fast-serial`` and SAM2's own propagation give the same probabilities in float32."""
+    prompt_set = AGREEMENT_PROMPTS[kind](box_prompts.slices[0].box, key)
+    expected = reference_session.segment(prompt_set)
+    lockstep = session.segment(prompt_set)
+    assert lockstep.info["lockstep"] and lockstep.info["engine"] == "fast"
+    assert_agree(lockstep, expected)
+    serial_result = serial_session.segment(prompt_set)
+    assert not serial_result.info["lockstep"] and "lockstep_fallback" not in serial_result.info
+    assert_agree(serial_result, expected)
+
+
+def test_segment_many_equals_separate_calls(session, box_prompts, key):
+    box = box_prompts.slices[0].box
+    kinds = ("box", "three-keys", "first-slice", "last-slice")  # different key slices and pass lengths
+    prompt_sets = [AGREEMENT_PROMPTS[kind](box, key) for kind in kinds]
+    together = session.segment_many(prompt_sets)
+    assert len(together) == len(prompt_sets)
+    for prompt_set, result in zip(prompt_sets, together, strict=True):
+        alone = session.segment(prompt_set)
+        assert result.info["prompt_sets_in_call"] == len(prompt_sets) and alone.info["prompt_sets_in_call"] == 1
+        assert result.info["key_slices"] == list(prompt_set.key_slices)
+        assert result.info["encoder_slices_segment"] == 0 and result.info["encoder_slices_total"] == SHAPE[0]
+        assert_agree(result, alone)
+    assert session.segment_many([]) == []
+
+
+def test_segment_many_validates_every_prompt_set_first(session, box_prompts):
+    with pytest.raises(PromptError, match="outside the volume's 14 slices"):
+        session.segment_many([box_prompts, prompts(SlicePrompt(z=20, box=(1, 1, 5, 5)))])
+
+
+def test_lockstep_plan_batches_the_two_passes(fast):
+    """One key slice in the middle: forward and reverse share every step until the shorter pass ends."""
+    rules = MemoryRules.of(fast.model)
+    assert (rules.num_maskmem, rules.max_obj_ptrs, rules.stride) == (7, 16, 1)
+    forward = Stream(order=tuple(range(5, 14)), cond_slices=(5,), reverse=False)
+    reverse = Stream(order=tuple(range(5, -1, -1)), cond_slices=(5,), reverse=True)
+    plan = plan_lockstep([forward, reverse], 14, rules)
+    assert len(plan) == 9 and plan[0] == []  # step 0: the key slice itself comes from the prompt
+    for step in range(1, 6):
+        (group,) = plan[step]
+        assert group.streams == (0, 1) and group.slices == (5 + step, 5 - step)
+        # the key slice plus the slices produced so far (at most num_maskmem - 1 of them)
+        assert [len(row) for row in group.memory_slots] == [1 + min(step - 1, 6)] * 2
+        assert group.memory_tpos[0][0] == 6  # conditioning frames take the last temporal encoding
+        assert group.pointer_distance[0][0] == step and group.pointer_distance[1][0] == step
+    assert [g.streams for g in plan[6]] == [(0,)]
+    # slot = stream * 14 + slice: at slice 2 the reverse stream reads its key slice, then its own slices 4 and 3
+    # (SAM2's order: conditioning frames, then the farthest memory first)
+    assert plan[3][0].memory_slots[1] == (14 + 5, 14 + 4, 14 + 3)
+    assert plan[3][0].memory_tpos[1] == (6, 1, 0)
+
+
+def test_lockstep_plan_skips_conditioning_slices_and_splits_shapes(fast):
+    rules = MemoryRules.of(fast.model)
+    two_keys = Stream(order=tuple(range(2, 14)), cond_slices=(2, 4), reverse=False)
+    one_key = Stream(order=tuple(range(2, 14)), cond_slices=(2,), reverse=False)
+    plan = plan_lockstep([two_keys, one_key], 14, rules)
+    assert [g.streams for g in plan[2]] == [(1,)]  # slice 4 is a key slice of stream 0: nothing to compute
+    # slice 3: stream 0 attends to both key slices, stream 1 to one; different shapes, separate batches
+    assert [(g.streams, len(g.memory_slots[0])) for g in plan[1]] == [((0,), 2), ((1,), 1)]
+    # a key slice ahead of the current slice gives a memory but no object pointer (pointers only from the past)
+    assert plan[1][0].pointer_slots == ((2,),)
 
 
 def test_continuous_policy_reuses_forward_memories(volume, box_prompts, session):
@@ -245,9 +333,12 @@ def test_continuous_policy_reuses_forward_memories(volume, box_prompts, session)
     reset = session.segment(box_prompts)
     assert result.info["propagation"] == "continuous"
     assert [p["direction"] for p in result.info["passes"]] == ["forward", "reverse"]
-    # the forward pass is the same; the reverse pass attends to forward memories, so some logits differ
+    # the passes depend on each other: the fast engine runs them in turn and says why
+    assert not result.info["lockstep"] and "continuous policy" in result.info["lockstep_fallback"]
+    # the forward pass is the same (batched with the reverse pass under reset: equal to float noise); the reverse
+    # pass attends to forward memories, so some logits differ
     key = box_prompts.key_slices[0]
-    np.testing.assert_array_equal(result.probabilities[key + 1 :], reset.probabilities[key + 1 :])
+    np.testing.assert_allclose(result.probabilities[key + 1 :], reset.probabilities[key + 1 :], atol=1e-5)
     assert not np.array_equal(result.probabilities[:key], reset.probabilities[:key])
 
 
@@ -369,7 +460,7 @@ def test_cuda_without_cuda_raises():
         ({"device": "tpu"}, "device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'tpu'"),
         ({"device": "cpu", "precision": "bfloat16"}, "precision='bfloat16' needs a CUDA device"),
         ({"device": "cpu", "precision": "half"}, "precision must be"),
-        ({"device": "cpu", "engine": "turbo"}, "engine must be 'fast' or 'reference'"),
+        ({"device": "cpu", "engine": "turbo"}, "engine must be one of 'fast', 'fast-serial', 'reference'; got 'turbo'"),
         ({"device": "cpu", "propagation": "forward"}, "propagation must be 'reset' or 'continuous'"),
         ({"device": "cpu", "image_size": 100}, "image_size must be a multiple of 32"),
         ({"device": "cpu", "image_size": 32}, "at least 64"),
