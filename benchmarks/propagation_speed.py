@@ -1,9 +1,11 @@
-"""Speed of SAM2 propagation through a volume: the reference engine against the fast engine, side by side.
+"""Speed of SAM2 propagation through a volume: every engine side by side (reference, fast-serial, fast).
 
-Builds one model configuration twice (a checkpoint if given, otherwise random weights from the real config:
-speed does not depend on the weights), segments the same phantom volume under the same box prompt with both
-engines, and prints for each: end-to-end slices/s (prepare + segment, one prompt set), propagation-only
-slices/s, peak memory, and the agreement of the two masks (Dice, largest probability difference).
+Builds one model configuration per engine (a checkpoint if given, otherwise random weights from the real
+config: speed does not depend on the weights), segments the same phantom volume under the same box prompt, and
+prints for each: end-to-end slices/s (prepare + segment, one prompt set), propagation-only slices/s, the ratio
+to the reference engine, peak GPU memory, and the agreement with the reference masks (Dice, largest
+probability difference). ``--many K`` also times ``Session.segment_many`` on K box prompts on different key
+slices against K separate ``segment`` calls on the same session (engine ``fast``), per prompt set.
 
     python benchmarks/propagation_speed.py --config sam2.1_hiera_t --image-size 512 --slices 64 --device cuda
 """
@@ -37,7 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", default=None, help="SAM2-format .pt (default: random weights)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per engine (the median is reported)")
     parser.add_argument("--encoder-batch-size", type=int, default=8, help="slices per encoder batch (fast)")
-    parser.add_argument("--engines", default="reference,fast", help="comma-separated engines to run")
+    parser.add_argument("--engines", default="reference,fast-serial,fast", help="comma-separated engines to run")
+    parser.add_argument("--many", type=int, default=0, help="also time segment_many on this many prompt sets")
     parser.add_argument("--offload", action="store_true", help="offload video features and state to the CPU")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
@@ -103,37 +106,96 @@ def main(argv: list[str] | None = None) -> int:
         f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, median of {args.repeats}"
     )
     columns = ("prepare s", "segment s", "e2e sl/s", "seg sl/s", "encoded", "peak MiB")
-    print(f"{'engine':<10} " + " ".join(f"{c:>10}" for c in columns))
+    print(f"{'engine':<12} " + " ".join(f"{c:>10}" for c in columns))
     for engine, r in results.items():
         peak = f"{r['peak_gpu_mib']:.0f}" if r["peak_gpu_mib"] is not None else "-"
         print(
-            f"{engine:<10} {r['prepare_s']:>10.3f} {r['segment_s']:>10.3f} {r['slices_per_s_end_to_end']:>10.2f} "
+            f"{engine:<12} {r['prepare_s']:>10.3f} {r['segment_s']:>10.3f} {r['slices_per_s_end_to_end']:>10.2f} "
             f"{r['slices_per_s_segment']:>10.2f} {r['encoder_slices']:>10d} {peak:>10}"
         )
     summary: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "describe": describe, "engines": results}
     summary["process_peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"process peak RSS {summary['process_peak_rss_mib']:.0f} MiB")
-    if {"reference", "fast"} <= results.keys():
-        a, b = masks["reference"], masks["fast"]
-        total = int(a.sum()) + int(b.sum())
-        dice = 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
-        max_dp = float(np.abs(probs["reference"] - probs["fast"]).max())
-        ratio = results["fast"]["slices_per_s_end_to_end"] / results["reference"]["slices_per_s_end_to_end"]
-        summary.update(dice_fast_vs_reference=dice, max_abs_prob_diff=max_dp, speedup_end_to_end=ratio)
-        print(f"fast / reference end-to-end speed: {ratio:.2f}x")
-        print(f"agreement: Dice {dice:.6f}, max |delta probability| {max_dp:.2e}, voxels {a.sum()} vs {b.sum()}")
+    if "reference" in results:
+        base = results["reference"]["slices_per_s_end_to_end"]
+        for engine in results:
+            a, b = masks["reference"], masks[engine]
+            total = int(a.sum()) + int(b.sum())
+            dice = 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
+            max_dp = float(np.abs(probs["reference"] - probs[engine]).max())
+            ratio = results[engine]["slices_per_s_end_to_end"] / base
+            results[engine].update(dice_vs_reference=dice, max_abs_prob_diff=max_dp, speedup_end_to_end=ratio)
+            print(
+                f"{engine:<12} / reference: {ratio:5.2f}x end to end; agreement Dice {dice:.6f}, "
+                f"max |delta probability| {max_dp:.2e}, voxels {b.sum()} vs {a.sum()}"
+            )
+    if args.many > 0:
+        summary["segment_many"] = _time_many(args, volume, case.label)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary, indent=2, default=str))
     return 0
 
 
-def _box_prompt(label: np.ndarray) -> VolumePrompts:
+def _time_many(args: argparse.Namespace, volume, label: np.ndarray) -> dict:
+    """K prompt sets in one ``segment_many`` call against K ``segment`` calls, on one prepared session."""
+    segmenter = Sam2Segmenter(
+        config=args.config,
+        checkpoint=args.checkpoint,
+        image_size=args.image_size,
+        device=args.device,
+        precision=args.precision,
+        engine="fast",
+        encoder_batch_size=args.encoder_batch_size,
+    )
     zs = np.flatnonzero(label.any(axis=(1, 2)))
-    z = int(zs[len(zs) // 2])
+    picks = np.linspace(zs[len(zs) // 4], zs[(3 * len(zs)) // 4], args.many).round().astype(int)
+    prompt_sets = [_box_prompt(label, int(z)) for z in picks]
+    _warm_up(segmenter, volume, prompt_sets[0])
+    device = segmenter.device
+    with segmenter.prepare(volume) as session:
+        session.segment_many(prompt_sets[:2])  # untimed: batch sizes not seen in the warm-up
+        separate_s, many_s = [], []
+        for _ in range(max(1, args.repeats)):
+            _sync(device)
+            t0 = time.perf_counter()
+            separate = [session.segment(p) for p in prompt_sets]
+            _sync(device)
+            t1 = time.perf_counter()
+            together = session.segment_many(prompt_sets)
+            _sync(device)
+            separate_s.append(t1 - t0)
+            many_s.append(time.perf_counter() - t1)
+    worst = min(_dice(a.mask, b.mask) for a, b in zip(separate, together, strict=True))
+    sep, many = float(np.median(separate_s)), float(np.median(many_s))
+    k = len(prompt_sets)
+    print(
+        f"segment_many, K={k} prompt sets (key slices {picks.tolist()}), engine fast: "
+        f"{many / k:.3f} s per prompt set vs {sep / k:.3f} s in separate calls ({sep / many:.2f}x); "
+        f"lowest Dice many vs separate {worst:.6f}"
+    )
+    return {
+        "k": k,
+        "key_slices": picks.tolist(),
+        "many_s": many,
+        "separate_s": sep,
+        "speedup": sep / many,
+        "min_dice_many_vs_separate": worst,
+    }
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
+
+
+def _box_prompt(label: np.ndarray, z: int | None = None) -> VolumePrompts:
+    if z is None:
+        zs = np.flatnonzero(label.any(axis=(1, 2)))
+        z = int(zs[len(zs) // 2])
     ys, xs = np.nonzero(label[z])
     box = (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
-    return VolumePrompts("phantom_000", "box-mid", 0, "gt", (SlicePrompt(z=z, box=box),), oracle={"gt_prompt": True})
+    return VolumePrompts("phantom_000", f"box-{z}", 0, "gt", (SlicePrompt(z=z, box=box),), oracle={"gt_prompt": True})
 
 
 def _warm_up(segmenter: Sam2Segmenter, volume, prompts: VolumePrompts) -> None:

@@ -55,21 +55,37 @@ def tube():
 
 
 @pytest.mark.parametrize("precision", ["bfloat16", "float32"])
-def test_fast_engine_agrees_with_reference_on_cuda(tube, precision):
+def test_fast_engines_agree_with_reference_on_cuda(tube, precision):
     volume, prompts = tube
     results = {}
-    for engine in ("reference", "fast"):
+    for engine in ("reference", "fast-serial", "fast"):
         segmenter = Sam2Segmenter(image_size=512, device="cuda", precision=precision, engine=engine)
         assert segmenter.describe()["precision"] == precision
         results[engine], _ = run(segmenter, volume, prompts)
-    ref, fast = results["reference"], results["fast"]
-    agreement = dice(ref.mask, fast.mask)
-    max_dp = float(np.abs(ref.probabilities - fast.probabilities).max())
-    print(f"{precision}: Dice fast vs reference {agreement:.6f}, max |dp| {max_dp:.2e}")
-    # bfloat16: batched and per-slice encoding round differently; float32 agrees to noise (cuDNN may use TF32).
-    assert agreement >= (0.99 if precision == "bfloat16" else 0.999)
-    assert fast.info["encoder_slices_total"] == volume.num_slices
+    ref = results["reference"]
+    assert results["fast"].info["lockstep"]
+    for engine in ("fast-serial", "fast"):
+        result = results[engine]
+        agreement = dice(ref.mask, result.mask)
+        max_dp = float(np.abs(ref.probabilities - result.probabilities).max())
+        print(f"{precision}: Dice {engine} vs reference {agreement:.6f}, max |dp| {max_dp:.2e}")
+        # bfloat16: batched and per-slice encoding round differently; float32 agrees to noise (cuDNN may use TF32).
+        assert agreement >= (0.99 if precision == "bfloat16" else 0.999)
+        assert result.info["encoder_slices_total"] == volume.num_slices
     assert ref.info["encoder_slices_total"] > volume.num_slices
+
+
+def test_segment_many_agrees_with_separate_calls_on_cuda(tube):
+    volume, prompts = tube
+    box = prompts.slices[0].box
+    sets = [VolumePrompts("tube", f"box-{z}", 0, "synthetic", (SlicePrompt(z=z, box=box),)) for z in (4, 12, 16, 20)]
+    with Sam2Segmenter(image_size=512, device="cuda").prepare(volume) as session:
+        together = session.segment_many(sets)
+        separate = [session.segment(p) for p in sets]
+    scores = [dice(a.mask, b.mask) for a, b in zip(together, separate, strict=True)]
+    print(f"bfloat16 segment_many vs separate calls: Dice {[round(s, 6) for s in scores]}")
+    assert min(scores) >= 0.99
+    assert all(r.info["lockstep"] and r.info["prompt_sets_in_call"] == 4 for r in together)
 
 
 def test_cuda_float32_agrees_with_cpu(tube):
