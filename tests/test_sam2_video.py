@@ -547,3 +547,29 @@ def test_fill_holes_is_per_slice():
     np.testing.assert_array_equal(postprocess_mask(mask, fill_holes=True), filled)
     np.testing.assert_array_equal(postprocess_mask(mask), before)  # off by default
     np.testing.assert_array_equal(mask, before)  # input untouched
+
+
+# --- the GPU check script -------------------------------------------------------------------------------------------
+
+
+def test_gpu_check_script_parses_and_its_benchmarks_take_their_arguments():
+    """``benchmarks/gpu_check.sh`` runs once on a GPU machine: a syntax error or a bad option would waste it."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    script = root / "benchmarks" / "gpu_check.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    sys.path.insert(0, str(root / "benchmarks"))
+    try:
+        import propagation_speed
+    finally:
+        sys.path.remove(str(root / "benchmarks"))
+    text = script.read_text().replace("\\\n", " ")
+    bench_lines = [line.split()[3:] for line in text.splitlines() if line.startswith("bench bench-")]
+    assert len(bench_lines) >= 3
+    for args in bench_lines:
+        parsed = propagation_speed.parse_args(args)
+        assert set(parsed.engines.split(",")) <= {"reference", "fast-serial", "fast"}
+    assert any("--many" in args for args in bench_lines)
+    steps = [line for line in text.splitlines() if line.startswith(("step ", "bench "))]
+    assert all(line.split()[2].isdigit() for line in steps)  # every step has a time limit

@@ -212,13 +212,13 @@ def _previous_memory_slice(z: int, t_rel: int, stride: int, *, reverse: bool) ->
 
 @dataclass(frozen=True)
 class _GroupIndices:
-    """A group's index tensors on the compute device (and the slot indices on the storage device)."""
+    """A group's index tensors on the compute device, the state's storage device and (slices) the host."""
 
     size: int
     memories: int
     pointers: int
     slices: torch.Tensor
-    slices_storage: torch.Tensor
+    slices_host: torch.Tensor
     out_slots: torch.Tensor
     out_slots_storage: torch.Tensor
     memory_slots: torch.Tensor
@@ -260,7 +260,7 @@ def _upload(plan: list[list[LockstepGroup]], num_slices: int, *, device: torch.d
                     memories=m,
                     pointers=p,
                     slices=on_device[offsets[0] : offsets[1]],
-                    slices_storage=on_storage[offsets[0] : offsets[1]],
+                    slices_host=host[offsets[0] : offsets[1]],
                     out_slots=on_device[offsets[1] : offsets[2]],
                     out_slots_storage=on_storage[offsets[1] : offsets[2]],
                     memory_slots=on_storage[offsets[2] : offsets[3]],
@@ -339,7 +339,9 @@ def run_lockstep(
     for step_groups in indices:
         for g in step_groups:
             b, m, p = g.size, g.memories, g.pointers
-            levels = cache.gather(g.slices_storage)[-feature_levels:]
+            levels = cache.gather(g.slices if cache.storage_device.type == device.type else g.slices_host)[
+                -feature_levels:
+            ]
             top = levels[-1].flatten(2).permute(2, 0, 1)  # (HW, B, C)
             memory = memory_bank.index_select(0, g.memory_slots).to(device, non_blocking=True)
             memory = memory.reshape(b, m * height * width, mem_dim).transpose(0, 1)
