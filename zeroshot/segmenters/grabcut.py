@@ -17,6 +17,10 @@ GrabCut starts with the previous mask as probable foreground and the rest of the
 Propagation stops where the mask vanishes, at the volume's end, or at the next key slice (whose own prompt takes
 over there). The result is the union of all propagations.
 
+A slice whose prompt has only negative points (a corrective click that removes a leak, :mod:`zeroshot.interactive`)
+is no key slice: nothing there says where the structure is. Propagation passes through it with those points'
+disks fixed as background.
+
 GrabCut sees the slice as 8-bit intensities windowed exactly like the model input (the volume's percentile
 window, :func:`~zeroshot.segmenters.preprocessing.intensity_window`), repeated to three channels. It runs on the
 box plus ``context_mm`` of surroundings, resampled so that the box's longer side is ``working_size_px``:
@@ -223,21 +227,23 @@ class GrabCutSession:
         PromptError
             If a prompt does not fit the volume.
         SegmenterError
-            If a key slice has only negative points (nothing says where the structure is).
+            If every prompted slice has only negative points (nothing says where the structure is).
         """
         shape = self.volume.shape
         for prompt in prompts.slices:
             prompt.validate_for(shape)
-            if prompt.box is None and prompt.mask is None and POSITIVE not in prompt.labels:
-                raise SegmenterError(
-                    f"case {prompts.case_id}, slice {prompt.z}: grabcut needs a box, a mask or a positive point; "
-                    "the prompt has only negative points"
-                )
+        anchored = [p for p in prompts.slices if _says_where(p)]
+        if not anchored:
+            raise SegmenterError(
+                f"case {prompts.case_id}: grabcut needs a box, a mask or a positive point on some slice; the prompts "
+                f"have only negative points (slices {', '.join(str(p.z) for p in prompts.slices)})"
+            )
+        background = {p.z: p for p in prompts.slices if not _says_where(p)}
         mask = np.zeros(shape, dtype=bool)
-        keys = prompts.key_slices
+        keys = [p.z for p in anchored]
         calls = 0
         reach: dict[str, list[int]] = {}
-        for index, prompt in enumerate(prompts.slices):
+        for index, prompt in enumerate(anchored):
             key_mask = self._segment_key_slice(prompt)
             calls += 1
             mask[prompt.z] |= key_mask
@@ -248,7 +254,7 @@ class GrabCutSession:
                 previous, z = key_mask, prompt.z
                 while previous.any() and z + step != stop:
                     z += step
-                    previous = self._propagate(z, previous)
+                    previous = self._propagate(z, previous, background.get(z))
                     calls += 1
                     mask[z] |= previous
                 last["up" if step == 1 else "down"] = z
@@ -256,6 +262,7 @@ class GrabCutSession:
         info = {
             "method": "grabcut",
             "key_slices": list(keys),
+            "background_seed_slices": sorted(background),
             "reach": reach,
             "grabcut_calls": calls,
             "propagation": "both directions from each key slice until the mask vanishes or the next key slice",
@@ -295,7 +302,7 @@ class GrabCutSession:
             init[disk] = cv2.GC_FGD if label == POSITIVE else cv2.GC_BGD
         return self._grabcut(prompt.z, init, box)
 
-    def _propagate(self, z: int, previous: np.ndarray) -> np.ndarray:
+    def _propagate(self, z: int, previous: np.ndarray, background: SlicePrompt | None = None) -> np.ndarray:
         box = bounding_box(previous)
         assert box is not None  # the caller stops at an empty mask
         box = self._grow(box, self.segmenter.margin_mm)
@@ -303,6 +310,11 @@ class GrabCutSession:
         x0, y0, x1, y1 = box
         init[y0 : y1 + 1, x0 : x1 + 1] = cv2.GC_PR_BGD
         init[previous] = cv2.GC_PR_FGD
+        if background is not None:  # negative points only (see the module docstring)
+            spacing_yx = (self.volume.spacing_mm[1], self.volume.spacing_mm[2])
+            radius_mm = self.segmenter.seed_radius_mm
+            for x, y in background.points:
+                init[disk_mask(previous.shape, (y, x), radius_mm=radius_mm, spacing_yx_mm=spacing_yx)] = cv2.GC_BGD
         return self._grabcut(z, init, box)
 
     def _grabcut(self, z: int, init: np.ndarray, box: Box) -> np.ndarray:
@@ -326,6 +338,11 @@ class GrabCutSession:
         grow_x = int(np.ceil(margin_mm / self.volume.spacing_mm[2] - 1e-9))
         x0, y0, x1, y1 = box
         return max(0, x0 - grow_x), max(0, y0 - grow_y), min(width - 1, x1 + grow_x), min(height - 1, y1 + grow_y)
+
+
+def _says_where(prompt: SlicePrompt) -> bool:
+    """Whether a slice prompt says where the structure is (a box, a mask or a positive point): a key slice."""
+    return prompt.box is not None or prompt.mask is not None or POSITIVE in prompt.labels
 
 
 def _points_box(points_yx: list[tuple[int, int]]) -> Box:
