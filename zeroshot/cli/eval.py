@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from zeroshot.interactive import ClickSettings
 
 EPILOG = """\
 Run directory: run.json (provenance and identity), prompts/, rows/ (one file per case x model x strategy x seed,
@@ -14,12 +18,21 @@ The same command again resumes: finished rows are skipped, and a run that is com
 configuration that would change results (a strategy's settings, a model's checkpoint or image size, a case file,
 tolerances) is refused; new cases, models, strategies or seeds extend the run. --new-run moves the old run aside.
 
+Interactive evaluation (--clicks N): a simulated user corrects each prediction for N rounds (default rule: one
+click per round at the deepest point of the largest error region, on the slice with the most error). The image
+encoder runs once per case; each round re-propagates with every click so far. One row per round (0 = the
+strategy's prompts alone) with `round`, `n_clicks` and `clicks` (every click so far: round, z, x, y, label), so a
+curve replays exactly. A killed run resumes at the round where it stopped; a larger N extends every curve, a
+changed click rule is refused. `zeroshot compare` reports Dice after k clicks and NoC; `zeroshot figures` draws
+the curves.
+
 Job arrays: `--shard $I/$N --out runs/x/shard-$I`, then `zeroshot merge runs/x/shard-* --out runs/x/all`.
 Ray: `--executor ray` (pip install 'zeroshot[ray]'; RAY_ADDRESS selects a cluster, else a local one starts).
 
 Examples:
   zeroshot eval --data crosspan/ --sequence T2 --split test --model sam2.1_hiera_t --model medsam2 \\
       --strategy box-mid --strategy prompts/box-mid-jitter10.yaml --seeds 0 1 2 --out runs/t2-zeroshot
+  zeroshot eval --data crosspan/ --sequence T1 --model medsam2 --strategy box-mid --clicks 8 --out runs/t1-clicks
 """
 
 
@@ -55,6 +68,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     what.add_argument("--seeds", type=int, nargs="+", default=[0], help="prompt seeds (default 0)")
     what.add_argument("--image-size", type=int, help="model input size in pixels (default: each model's own)")
     what.add_argument("--tolerance-mm", type=float, nargs="+", default=[2.0], help="NSD tolerances in mm (default 2)")
+    clicks = parser.add_argument_group("corrective clicks (interactive evaluation)")
+    clicks.add_argument(
+        "--clicks",
+        type=int,
+        metavar="N",
+        help="simulate N rounds of corrective clicks after the initial prompts (one row per round)",
+    )
+    clicks.add_argument(
+        "--click-slice",
+        choices=("largest-error", "key-slice"),
+        help="click on the slice with the most error (default) or only on the prompted key slices",
+    )
+    clicks.add_argument(
+        "--clicks-per-round",
+        choices=("one", "both"),
+        help="one click on the larger error region (default), or one positive and one negative",
+    )
+    clicks.add_argument(
+        "--feed-mask",
+        action="store_true",
+        default=None,
+        help="also give the previous round's mask of each clicked slice as a mask prompt",
+    )
     out = parser.add_argument_group("output")
     out.add_argument("--out", type=Path, required=True, help="run directory (created; resumed if it exists)")
     out.add_argument("--save-pred", action="store_true", help="write predictions as NIfTI overlaying the input")
@@ -80,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     from zeroshot.runner.summary import format_summary
 
     workers = args.workers if args.workers is not None else (0 if args.executor == "ray" else 1)
+    clicks = click_settings(args)
     config = EvalConfig(
         data=args.data,
         out=args.out,
@@ -103,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
         new_run=args.new_run,
         retry_failed=args.retry_failed,
         coarse_dir=args.coarse,
+        clicks=clicks,
     )
     summary = run_eval(config, progress=False if args.no_progress else None)
     print(format_summary(summary))
@@ -111,3 +149,27 @@ def run(args: argparse.Namespace) -> int:
         if config.strict:
             return 1
     return 0
+
+
+def click_settings(args: argparse.Namespace) -> ClickSettings | None:
+    """The click settings the options ask for; ``None`` without ``--clicks``.
+
+    Raises
+    ------
+    ConfigError
+        If a click option is given without ``--clicks``, or ``--clicks`` is below 1.
+    """
+    from zeroshot.errors import ConfigError
+    from zeroshot.interactive import ClickSettings
+
+    options = {"slice_rule": args.click_slice, "per_round": args.clicks_per_round, "feed_mask": args.feed_mask}
+    given = {name: value for name, value in options.items() if value is not None}
+    if args.clicks is None:
+        if given:
+            flags = {"slice_rule": "--click-slice", "per_round": "--clicks-per-round", "feed_mask": "--feed-mask"}
+            named = ", ".join(flags[name] for name in given)
+            raise ConfigError(f"{named}: only with --clicks N (the number of correction rounds)")
+        return None
+    if args.clicks < 1:
+        raise ConfigError(f"--clicks: expected 1 or more rounds, got {args.clicks} (leave it out for no clicks)")
+    return ClickSettings(rounds=args.clicks, **given)

@@ -9,6 +9,9 @@ with the current configuration component by component:
 * a component present in both with a different identity (an edited strategy YAML, another checkpoint, a changed
   image, other tolerances) is refused, naming every difference, unless ``--new-run`` starts over;
 * new cases, models, strategies or seeds *extend* the run: their rows are added beside the existing ones;
+* in an interactive run (``--clicks``) the click rule (slice rule, clicks per round, mask feedback) is a shared
+  setting, while more rounds extend every curve from where it ends (``identity["click_rounds"]`` records the
+  largest budget asked for); a run with clicks and one without never share a directory;
 * what cannot change results is not part of the identity: the data folder's path (files are identified by
   content), the worker count, the executor, the shard, ``--save-pred``, and the device index (``cuda:1`` is
   ``cuda``; ``cpu`` versus ``cuda`` *is* part of it, since kernels and dtypes differ).
@@ -35,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from zeroshot.errors import ConfigError
+from zeroshot.interactive import ClickSettings
 
 __all__ = [
     "MANIFEST_FORMAT",
@@ -169,6 +173,10 @@ class EvalConfig:
         source is ``coarse``; their SHA-256 joins each case's identity.
     model_options : mapping
         Extra keyword options for every model's builder.
+    clicks : ClickSettings or None
+        Simulate corrective clicks (:mod:`zeroshot.interactive`): one row per case x model x strategy x seed x
+        round, rounds 0 (the strategy's prompts alone) to ``clicks.rounds``. ``None``: one row per case x model x
+        strategy x seed, as without clicks.
     """
 
     data: Path
@@ -194,6 +202,7 @@ class EvalConfig:
     retry_failed: bool = False
     coarse_dir: Path | None = None
     model_options: Mapping[str, Any] = field(default_factory=dict)
+    clicks: ClickSettings | None = None
 
     def __post_init__(self) -> None:
         _require_unique_nonempty(self.models, "--model")
@@ -211,12 +220,19 @@ class EvalConfig:
             raise ConfigError(f"--workers: expected 0 or more, got {self.workers}")
 
     def fixed_identity(self) -> dict[str, Any]:
-        """The settings every row of a run shares and that change its results."""
-        return {
+        """The settings every row of a run shares and that change its results.
+
+        An interactive run adds ``clicks``: the click rule without the number of rounds (a longer curve has the
+        same earlier rounds, so more rounds extend a run instead of conflicting with it).
+        """
+        fixed: dict[str, Any] = {
             "label": int(self.label),
             "tolerances_mm": [float(t) for t in self.tolerances_mm],
             "image_size": self.image_size,
         }
+        if self.clicks is not None:
+            fixed["clicks"] = {k: v for k, v in self.clicks.to_dict().items() if k != "rounds"}
+        return fixed
 
     def selection(self) -> dict[str, Any]:
         """The case selection as asked (recorded with each invocation)."""
@@ -342,6 +358,9 @@ def union_identity(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> d
         merged[section] = {**current.get(section, {}), **recorded.get(section, {})}
         merged[section] = dict(sorted(merged[section].items()))
     merged["seeds"] = sorted(set(recorded.get("seeds", [])) | set(current.get("seeds", [])))
+    rounds = [i["click_rounds"] for i in (recorded, current) if i.get("click_rounds") is not None]
+    if rounds:
+        merged["click_rounds"] = max(rounds)
     return merged
 
 

@@ -5,12 +5,19 @@ case files, open the run directory (refusing a conflicting configuration, see :m
 list the rows still missing, and for each model with missing rows build it once and let the executor make them.
 The tables are rebuilt from the row files at the end. A second call with the same arguments finds every row
 present, builds no model and only rebuilds the tables.
+
+With corrective clicks (``EvalConfig.clicks``) each case x model x strategy x seed is a *curve* of rows, rounds 0
+to ``rounds``. A curve whose rows stop early (a killed run, or a budget raised since) resumes after its last row
+of the unbroken run from round 0: the clicks recorded in that row rebuild its state
+(:func:`zeroshot.interactive.replay`), and the rounds after it are computed without touching any row already
+written. A curve that ended with a failed round is finished (``retry_failed`` computes that round again).
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import json
 import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +29,7 @@ import pandas as pd
 
 from zeroshot.datasets import Case, discover, select
 from zeroshot.errors import ConfigError, ZeroshotError
+from zeroshot.interactive import clicks_from_records
 from zeroshot.runner.config import (
     MANIFEST_FORMAT,
     EvalConfig,
@@ -39,8 +47,9 @@ from zeroshot.runner.config import (
 from zeroshot.runner.executors import CaseJob, Executor, LocalExecutor, RunContext
 from zeroshot.runner.rundir import RowKey, RunDir, read_json
 from zeroshot.runner.tables import RunTables, write_tables
+from zeroshot.runner.work import CurveStart
 
-__all__ = ["RunSummary", "load_strategies_for_run", "plan_jobs", "run_eval", "select_cases"]
+__all__ = ["RunSummary", "load_strategies_for_run", "plan_curves", "plan_jobs", "run_eval", "select_cases"]
 
 #: Threads that hash case files (hashing releases the GIL; reading is I/O bound).
 HASH_THREADS = 4
@@ -55,7 +64,7 @@ class RunSummary:
     out : Path
         The run directory.
     rows_selected : int
-        Rows of this call's selection (cases x models x strategies x seeds).
+        Rows of this call's selection (cases x models x strategies x seeds, x rounds + 1 with clicks).
     rows_computed : int
         Rows made by this call.
     rows_failed : int
@@ -119,6 +128,76 @@ def plan_jobs(
     return jobs
 
 
+def plan_curves(
+    cases: Sequence[Case],
+    model: str,
+    strategies: Sequence[str],
+    seeds: Sequence[int],
+    row_files: Sequence[tuple[RowKey, Path]],
+    *,
+    rounds: int,
+    retry_failed: bool = False,
+) -> list[CaseJob]:
+    """The case jobs of one model in an interactive run: the click curves with rounds still to make.
+
+    ``row_files`` are the run's rows (:meth:`RunDir.row_files`). A curve is finished when its rows run unbroken
+    from round 0 to ``rounds``, or to a failed round (unless ``retry_failed``). Any other curve with rows
+    resumes after the last row of that unbroken run (:class:`~zeroshot.runner.work.CurveStart`, with the clicks
+    that row recorded); rows after a gap are kept.
+
+    Raises
+    ------
+    ConfigError
+        If a row that a curve resumes from has no readable clicks (a row file not written by zeroshot).
+    """
+    written: dict[RowKey, dict[int, Path]] = {}
+    for key, path in row_files:
+        if key.round is not None and key.model == model:
+            written.setdefault(key.curve, {})[key.round] = path
+    jobs = []
+    for case in cases:
+        keys, starts = [], {}
+        for strategy in strategies:
+            for seed in seeds:
+                key = RowKey(case.sequence, case.case_id, model, strategy, seed)
+                present = written.get(key, {})
+                last = -1
+                while last + 1 in present:
+                    last += 1
+                if last < 0:
+                    keys.append(key)
+                    continue
+                row = read_json(present[last])["row"]
+                if row.get("failed"):
+                    if not retry_failed:
+                        continue
+                    last -= 1  # make the failed round again, from the round before it
+                    if last < 0:
+                        keys.append(key)
+                        continue
+                    row = read_json(present[last])["row"]
+                if last >= rounds:
+                    continue
+                keys.append(key)
+                starts[key] = CurveStart(
+                    last, _recorded_clicks(row, present[last]), frozenset(r for r in present if r > last + 1)
+                )
+        if keys:
+            jobs.append(CaseJob(case, tuple(keys), starts))
+    return jobs
+
+
+def _recorded_clicks(row: Mapping[str, Any], path: Path) -> tuple[Any, ...]:
+    try:
+        records = json.loads(row["clicks"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: no readable 'clicks' column ({exc}); cannot resume this click curve") from exc
+    try:
+        return clicks_from_records(records)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
 def run_eval(
     config: EvalConfig,
     *,
@@ -157,6 +236,8 @@ def run_eval(
     uses_coarse = any(getattr(s.source, "kind", None) == "coarse" for s in strategies.values())
     current["cases"] = fingerprint_cases(cases, coarse_dir=config.coarse_dir if uses_coarse else None)
     current["seeds"] = sorted(config.seeds)
+    if config.clicks is not None:
+        current["click_rounds"] = config.clicks.rounds
     build = build or _registry_builder(config)
     executor = executor or _executor_for(config)
     rundir = RunDir(config.out)
@@ -200,10 +281,25 @@ def _run_locked(
         invocation["models"][name] = dict(description)
         rundir.write_manifest(manifest)
 
-    done = rundir.done_keys()
-    if config.retry_failed:
-        done -= _failed_keys(rundir)
-    plans = {m: plan_jobs(cases, m, list(strategies), config.seeds, done) for m in config.models}
+    if config.clicks is None:
+        done = rundir.done_keys()
+        if config.retry_failed:
+            done -= _failed_keys(rundir)
+        plans = {m: plan_jobs(cases, m, list(strategies), config.seeds, done) for m in config.models}
+    else:
+        row_files = rundir.row_files()
+        plans = {
+            m: plan_curves(
+                cases,
+                m,
+                list(strategies),
+                config.seeds,
+                row_files,
+                rounds=config.clicks.rounds,
+                retry_failed=config.retry_failed,
+            )
+            for m in config.models
+        }
     context = RunContext(
         rundir=rundir,
         strategies=strategies,
@@ -213,6 +309,7 @@ def _run_locked(
         build=build,
         record_model=record_model,
         coarse_dir=config.coarse_dir,
+        clicks=config.clicks,
     )
     bar = _ProgressBar(sum(len(jobs) for jobs in plans.values()), enabled=progress)
     status = "finished"
@@ -241,9 +338,12 @@ def _run_locked(
             & results["model"].isin(config.models)
             & results["strategy"].isin(list(strategies))
             & results["seed"].isin(config.seeds)
+            & (results["round"] <= config.clicks.rounds if config.clicks is not None else True)
         ]
         failed = int(mine["failed"].sum())
     rows_selected = len(cases) * len(config.models) * len(strategies) * len(config.seeds)
+    if config.clicks is not None:
+        rows_selected *= config.clicks.rounds + 1
     return RunSummary(Path(config.out), rows_selected, bar.rows, failed, tables)
 
 
@@ -261,6 +361,7 @@ def _open_manifest(config: EvalConfig, current: dict[str, Any], recorded: dict[s
         workers=config.workers,
         save_pred=config.save_pred,
         retry_failed=config.retry_failed,
+        clicks=config.clicks.to_dict() if config.clicks is not None else None,
         models={},
         status="running",
     )

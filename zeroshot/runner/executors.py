@@ -16,15 +16,17 @@ import multiprocessing
 import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from zeroshot.datasets import Case
+from zeroshot.interactive import ClickSettings
 from zeroshot.runner.rundir import RowKey, RunDir
 from zeroshot.runner.scoring import score_prediction
 from zeroshot.runner.work import (
     CaseInputs,
+    CurveStart,
     Prediction,
     finish_row,
     predict_case,
@@ -38,10 +40,20 @@ __all__ = ["CaseJob", "Executor", "LocalExecutor", "Prefetcher", "Progress", "Ro
 
 @dataclass(frozen=True, eq=False)
 class CaseJob:
-    """The rows still to make for one case and one model."""
+    """The rows still to make for one case and one model.
+
+    Attributes
+    ----------
+    case : Case
+    keys : tuple of RowKey
+        The rows to make; in an interactive run, the click curves (keys with ``round=None``).
+    starts : mapping of RowKey to CurveStart
+        Interactive runs: the curves that resume after a round already written.
+    """
 
     case: Case
     keys: tuple[RowKey, ...]
+    starts: Mapping[RowKey, CurveStart] = field(default_factory=dict)
 
     @property
     def tasks(self) -> tuple[tuple[str, int], ...]:
@@ -68,6 +80,8 @@ class RunContext:
         it; raises :class:`~zeroshot.errors.ConfigError` on a conflict (before any row of the model is made).
     coarse_dir : Path or None
         Coarse masks for strategies whose source is ``coarse``.
+    clicks : ClickSettings or None
+        Simulated corrective clicks (an interactive run), or ``None``.
     """
 
     rundir: RunDir
@@ -78,6 +92,7 @@ class RunContext:
     build: Callable[[str], Any]
     record_model: Callable[[str, Mapping[str, Any]], None]
     coarse_dir: Path | None = None
+    clicks: ClickSettings | None = None
 
 
 class Progress(Protocol):
@@ -122,7 +137,8 @@ class LocalExecutor:
                 RowScorer(context, workers=self.workers, on_row=progress.row) as scorer,
             ):
                 for job, inputs in prefetcher:
-                    for prediction in predict_case(segmenter, inputs, job.keys):
+                    predictions = predict_case(segmenter, inputs, job.keys, clicks=context.clicks, starts=job.starts)
+                    for prediction in predictions:
                         scorer.submit(prediction, inputs)
                     progress.case_done()
         finally:

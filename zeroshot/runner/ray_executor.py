@@ -57,7 +57,8 @@ class CaseWorker:
             job.case, job.tasks, context.strategies, context.rundir, label=context.label, coarse_dir=context.coarse_dir
         )
         with RowScorer(context, workers=0, on_row=records.append) as scorer:
-            for prediction in predict_case(self._segmenter, inputs, job.keys):
+            predictions = predict_case(self._segmenter, inputs, job.keys, clicks=context.clicks, starts=job.starts)
+            for prediction in predictions:
                 scorer.submit(prediction, inputs)
         return records
 

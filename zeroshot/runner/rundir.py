@@ -5,8 +5,9 @@ A run directory holds::
     run.json                                   provenance and the identity of everything computed (see config.py)
     run.lock                                   held (flock) while a process writes to the run
     prompts/<seq>/<case>/<strategy>/seed<k>.json          prompts, shared by every model
-    predictions/<seq>/<case>/<model>/<strategy>/seed<k>.nii.gz   with --save-pred; overlays the input image
+    predictions/<seq>/<case>/<model>/<strategy>/seed<k>[/round<r>].nii.gz   with --save-pred; overlays the input
     rows/<seq>/<case>/<model>/<strategy>/seed<k>.json     one result row and its per-slice table
+    rows/<seq>/<case>/<model>/<strategy>/seed<k>/round<r>.json   the same per round of an interactive run
     logs/errors.log                            tracebacks of failed rows
     results.csv, results.parquet, failures.csv, slices.parquet   consolidated at the end of a run (tables.py)
 
@@ -18,7 +19,9 @@ tables are derived from them and can be rebuilt at any time (``zeroshot merge``)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
+import functools
 import json
 import os
 import socket
@@ -41,13 +44,17 @@ PROMPTS = "prompts"
 PREDICTIONS = "predictions"
 LOGS = "logs"
 _SEED_PREFIX = "seed"
+_ROUND_PREFIX = "round"
 
 
-@dataclass(frozen=True, order=True)
+@functools.total_ordering
+@dataclass(frozen=True)
 class RowKey:
-    """The identity of one result row: one case under one model, prompt strategy and seed.
+    """The identity of one result row: one case under one model, prompt strategy and seed (and click round).
 
-    Sorting keys sorts rows the way result tables list them.
+    ``round`` is ``None`` in a run without corrective clicks; in an interactive run (``zeroshot eval --clicks``)
+    it is the round of the row (0: the initial prompts alone), and a key with ``round=None`` names the whole
+    curve. Sorting keys sorts rows the way result tables list them (a curve before its rounds).
     """
 
     sequence: str
@@ -55,21 +62,52 @@ class RowKey:
     model: str
     strategy: str
     seed: int
+    round: int | None = None
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, RowKey):
+            return NotImplemented
+        return self._order() < other._order()
+
+    def _order(self) -> tuple[str, str, str, str, int, int]:
+        return (
+            self.sequence,
+            self.case_id,
+            self.model,
+            self.strategy,
+            self.seed,
+            -1 if self.round is None else self.round,
+        )
 
     @property
     def case_key(self) -> str:
         """``sequence/case_id``, as :attr:`zeroshot.datasets.Case.key`."""
         return f"{self.sequence}/{self.case_id}"
 
+    @property
+    def curve(self) -> RowKey:
+        """The key of the whole click curve this row belongs to (``round=None``)."""
+        return dataclasses.replace(self, round=None)
+
+    def at_round(self, round_index: int) -> RowKey:
+        """The key of round ``round_index`` of this key's curve."""
+        return dataclasses.replace(self, round=round_index)
+
+    def describe(self) -> str:
+        """The key in words, for messages and logs."""
+        text = f"{self.case_key} model={self.model} strategy={self.strategy} seed={self.seed}"
+        return text if self.round is None else f"{text} round={self.round}"
+
     def parts(self) -> tuple[str, ...]:
         """Path components of the row below ``rows/`` (without the ``.json`` suffix)."""
-        return (
+        parts = (
             path_component(self.sequence),
             path_component(self.case_id),
             path_component(self.model),
             path_component(self.strategy),
             f"{_SEED_PREFIX}{self.seed}",
         )
+        return parts if self.round is None else (*parts, f"{_ROUND_PREFIX}{self.round}")
 
 
 def path_component(name: str) -> str:
@@ -184,7 +222,7 @@ class RunDir:
         rows = self.root / ROWS
         if not rows.is_dir():
             return []
-        found = [(key, p) for p in rows.glob("*/*/*/*/*.json") if (key := self._key_from_path(p)) is not None]
+        found = [(key, p) for p in rows.rglob("*.json") if (key := self._key_from_path(p)) is not None]
         return sorted(found)
 
     def done_keys(self) -> set[RowKey]:
@@ -220,7 +258,7 @@ class RunDir:
         path = self.root / LOGS / "errors.log"
         path.parent.mkdir(parents=True, exist_ok=True)
         text = "".join(traceback.format_exception(error))
-        header = f"--- {key.sequence}/{key.case_id} model={key.model} strategy={key.strategy} seed={key.seed}\n"
+        header = f"--- {key.describe()}\n"
         with open(path, "a") as handle:
             handle.write(header + text)
 
@@ -254,10 +292,27 @@ class RunDir:
             handle.close()
 
     def _key_from_path(self, path: Path) -> RowKey | None:
-        if path.name.startswith(".") or not path.name.startswith(_SEED_PREFIX):
+        """The key of a row file, or ``None`` for anything else (a hidden temporary, a stray file)."""
+        try:
+            parts = path.relative_to(self.root / ROWS).parts
+        except ValueError:
             return None
-        seed_text = path.name[len(_SEED_PREFIX) : -len(".json")]
-        if not seed_text.isdigit():
+        if parts[-1].startswith(".") or not parts[-1].endswith(".json"):
             return None
-        strategy, model, case_id, sequence = (unquote(p.name) for p in (path.parents[i] for i in range(4)))
-        return RowKey(sequence, case_id, model, strategy, int(seed_text))
+        *names, leaf = (*parts[:-1], parts[-1][: -len(".json")])
+        round_index = None
+        if len(names) == 5:  # .../seed<k>/round<r>.json
+            round_index = _number_after(_ROUND_PREFIX, leaf)
+            *names, leaf = names
+            if round_index is None:
+                return None
+        seed = _number_after(_SEED_PREFIX, leaf)
+        if len(names) != 4 or seed is None:
+            return None
+        sequence, case_id, model, strategy = (unquote(name) for name in names)
+        return RowKey(sequence, case_id, model, strategy, seed, round_index)
+
+
+def _number_after(prefix: str, name: str) -> int | None:
+    text = name[len(prefix) :] if name.startswith(prefix) else ""
+    return int(text) if text.isascii() and text.isdigit() else None

@@ -1,9 +1,10 @@
 """The consolidated tables of a run, rebuilt from its row files.
 
 ``results.csv`` / ``results.parquet`` hold one row per case x model x strategy x seed (sorted by sequence, case,
-model, strategy, seed); ``failures.csv`` the failed rows with their reasons; ``slices.parquet`` one row per slice of
-every scored row. Raw metric values are kept (``inf`` for a missed organ, NaN for both masks empty or a failed
-row); penalties belong to aggregates (:func:`zeroshot.metrics.apply_penalties`).
+model, strategy, seed), and per click round in an interactive run (columns ``round``, ``n_clicks``, ``clicks``);
+``failures.csv`` the failed rows with their reasons; ``slices.parquet`` one row per slice of every scored row (with
+its ``round`` in an interactive run). Raw metric values are kept (``inf`` for a missed organ, NaN for both masks
+empty or a failed row); penalties belong to aggregates (:func:`zeroshot.metrics.apply_penalties`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ __all__ = ["IDENTITY_COLUMNS", "RunTables", "read_row_tables", "write_tables"]
 
 #: Columns that identify a result row.
 IDENTITY_COLUMNS = ("case_id", "sequence", "model", "strategy", "seed")
+#: The column that adds the click round to the identity of a row of an interactive run.
+ROUND = "round"
 FAILURE_COLUMNS = ("case_id", "sequence", "center", "split", "model", "strategy", "seed", "error")
 
 
@@ -31,7 +34,7 @@ class RunTables:
     Attributes
     ----------
     results : DataFrame
-        One row per case x model x strategy x seed.
+        One row per case x model x strategy x seed (x round, in an interactive run).
     slices : DataFrame
         One row per slice of every scored row.
     """
@@ -44,13 +47,16 @@ class RunTables:
         """The failed rows with their reasons."""
         if self.results.empty:
             return pd.DataFrame(columns=list(FAILURE_COLUMNS))
-        return self.results.loc[self.results["failed"].astype(bool), list(FAILURE_COLUMNS)].reset_index(drop=True)
+        columns = list(FAILURE_COLUMNS)
+        if ROUND in self.results:
+            columns.insert(columns.index("seed") + 1, ROUND)
+        return self.results.loc[self.results["failed"].astype(bool), columns].reset_index(drop=True)
 
 
 def read_row_tables(row_files: Iterable[Path]) -> RunTables:
     """Build the tables from row files (as :meth:`RunDir.row_paths` lists them, in row order)."""
     rows = []
-    slice_columns: dict[str, list] = {name: [] for name in (*IDENTITY_COLUMNS, *SLICE_COLUMNS)}
+    slice_columns: dict[str, list] = {name: [] for name in (*IDENTITY_COLUMNS, ROUND, *SLICE_COLUMNS)}
     for path in row_files:
         record = read_json(path)
         row = record["row"]
@@ -59,13 +65,15 @@ def read_row_tables(row_files: Iterable[Path]) -> RunTables:
         count = len(slices.get("z", ()))
         if not count:
             continue
-        for name in IDENTITY_COLUMNS:
-            slice_columns[name].extend([row[name]] * count)
+        for name in (*IDENTITY_COLUMNS, ROUND):
+            slice_columns[name].extend([row.get(name)] * count)
         for name in SLICE_COLUMNS:
             slice_columns[name].extend(slices[name])
     results = pd.DataFrame(rows)
     if not results.empty:
-        results["seed"] = results["seed"].astype("int64")
+        for column in ("seed", ROUND, "n_clicks"):
+            if column in results:
+                results[column] = results[column].astype("int64")
         for flag in ("failed", "empty_gt", "empty_pred", "offloaded"):
             if flag in results:
                 results[flag] = results[flag].astype(bool)
@@ -73,9 +81,13 @@ def read_row_tables(row_files: Iterable[Path]) -> RunTables:
             if column.startswith("oracle_"):
                 results[column] = results[column].fillna(False).astype(bool)
         results["error"] = results["error"].fillna("").astype(str)
+    if all(value is None for value in slice_columns[ROUND]):
+        del slice_columns[ROUND]  # a run without clicks
     slices_frame = pd.DataFrame(slice_columns)
     if not slices_frame.empty:
-        slices_frame["seed"] = slices_frame["seed"].astype("int64")
+        for column in ("seed", ROUND):
+            if column in slices_frame:
+                slices_frame[column] = slices_frame[column].astype("int64")
     return RunTables(results=results, slices=slices_frame)
 
 

@@ -1,12 +1,12 @@
 """The work of one case: read it, prompt it, segment it under every strategy and seed, and make its rows.
 
 The stages are separate functions so that each executor can place them where they run best (the local executor
-reads the next case in a thread and scores in worker processes; a Ray actor runs them in turn) and so that the
-interactive loop (corrective clicks) can reuse them:
+reads the next case in a thread and scores in worker processes; a Ray actor runs them in turn):
 
 * :func:`read_case` -- volume, label and the prompts of every (strategy, seed), cached in the run directory;
 * :func:`predict_case` -- one :class:`~zeroshot.segmenters.Session` per case and model, every prompt set
-  segmented in it (the image encoder runs once per case, not once per strategy and seed);
+  segmented in it (the image encoder runs once per case, not once per strategy and seed); in an interactive run
+  every round of every click curve too (:mod:`zeroshot.interactive`), each round a prediction of its own;
 * :func:`finish_row` -- the row record from a prediction and its scores, written atomically.
 
 Anything a case raises becomes a failed row naming the reason; the run goes on. A CUDA out-of-memory error is
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import json
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -29,6 +30,7 @@ import numpy as np
 
 from zeroshot.datasets import Case
 from zeroshot.errors import SegmenterError
+from zeroshot.interactive import Click, ClickSettings, replay, simulate
 from zeroshot.prompts.types import VolumePrompts
 from zeroshot.runner.rundir import RowKey, RunDir, write_atomic
 from zeroshot.runner.scoring import Scores, failed_metric_columns
@@ -38,6 +40,7 @@ __all__ = [
     "ORACLE_COLUMNS",
     "TIMING_COLUMNS",
     "CaseInputs",
+    "CurveStart",
     "Prediction",
     "finish_row",
     "predict_case",
@@ -92,9 +95,12 @@ class Prediction:
     info : mapping
         The segmentation's ``info`` (recorded in the row as JSON).
     seconds_prepare, seconds_segment : float
-        Time to prepare the session (shared by every row of the case) and to segment this row.
+        Time to prepare the session (shared by every row of the case) and to segment this row (in an interactive
+        run: to choose the round's clicks and segment).
     offloaded : bool
         Whether this row ran on the offloading variant after running out of GPU memory.
+    clicks : tuple of Click
+        Interactive runs: every click made up to this row's round (for a failed round, those before it).
     """
 
     key: RowKey
@@ -105,6 +111,7 @@ class Prediction:
     seconds_prepare: float = float("nan")
     seconds_segment: float = float("nan")
     offloaded: bool = False
+    clicks: tuple[Click, ...] = ()
 
 
 def read_case(
@@ -169,7 +176,13 @@ def _prompts_for(
 
 
 def predict_case(
-    segmenter: Any, inputs: CaseInputs, keys: Sequence[RowKey], *, seconds_prepare: list[float] | None = None
+    segmenter: Any,
+    inputs: CaseInputs,
+    keys: Sequence[RowKey],
+    *,
+    seconds_prepare: list[float] | None = None,
+    clicks: ClickSettings | None = None,
+    starts: Mapping[RowKey, CurveStart] | None = None,
 ) -> Iterator[Prediction]:
     """Segment one case under every row key given, in one session (one image encoding).
 
@@ -179,72 +192,190 @@ def predict_case(
     inputs : CaseInputs
         From :func:`read_case` with the same (strategy, seed) tasks as ``keys``.
     keys : sequence of RowKey
-        The rows to make, all of this case and this segmenter's model.
+        The rows to make, all of this case and this segmenter's model; with ``clicks``, the curves to make
+        (keys with ``round=None``).
     seconds_prepare : list or None
         If given, the time of each ``prepare`` call is appended (for benchmarks).
+    clicks : ClickSettings or None
+        Make each key's curve of simulated corrective clicks (:func:`zeroshot.interactive.simulate`) in the same
+        session: one prediction per round, round 0 from the strategy's prompts alone.
+    starts : mapping of RowKey to CurveStart or None
+        With ``clicks``: curves that resume after a round already written (rebuilt from its recorded clicks by
+        :func:`zeroshot.interactive.replay`); absent curves start at round 0.
 
     Yields
     ------
     Prediction
-        One per key, in order; failed rows carry their exception.
+        One per key (per key and round with ``clicks``), in order; failed rows carry their exception. A curve
+        stops at its first failed round.
     """
+    starts = starts or {}
     if inputs.error is not None or inputs.volume is None:
         error = inputs.error or SegmenterError(f"case {inputs.case.key}: no volume")
         for key in keys:
-            yield Prediction(key, None, None, error=error)
+            yield _failed(key, None, error, clicks=clicks, start=starts.get(key))
         return
-    current = segmenter
-    session = None
-    prepare_error: BaseException | None = None
-    prepare_time = float("nan")
-    offloaded = False
+    source = _SessionSource(segmenter, inputs.volume, seconds_prepare)
     try:
         for key in keys:
             prompts = inputs.prompts.get((key.strategy, key.seed))
             if prompts is None or isinstance(prompts, BaseException):
                 missing = SegmenterError(f"no prompts for strategy {key.strategy!r}, seed {key.seed}")
-                yield Prediction(key, None, None, error=prompts or missing)
-                continue
-            if prepare_error is not None:
-                yield Prediction(key, None, prompts, error=prepare_error, offloaded=offloaded)
-                continue
-            for attempt in (1, 2):
-                stage = "prepare"
-                try:
-                    if session is None:
-                        start = time.perf_counter()
-                        session = current.prepare(inputs.volume)
-                        prepare_time = time.perf_counter() - start
-                        if seconds_prepare is not None:
-                            seconds_prepare.append(prepare_time)
-                    stage = "segment"
-                    start = time.perf_counter()
-                    segmentation = session.segment(prompts)
-                    segment_time = time.perf_counter() - start
-                    mask = _checked_mask(segmentation.mask, inputs.volume, current)
-                    yield Prediction(
-                        key,
-                        mask,
-                        prompts,
-                        info=dict(segmentation.info),
-                        seconds_prepare=prepare_time,
-                        seconds_segment=segment_time,
-                        offloaded=offloaded,
-                    )
-                    break
-                except Exception as exc:
-                    retry = offload_variant(current) if attempt == 1 and is_out_of_memory(exc) else None
-                    if retry is not None:
-                        session = _close(session)
-                        release_device_memory()
-                        current, offloaded = retry, True
-                        continue
-                    if stage == "prepare":
-                        prepare_error = exc
-                    yield Prediction(key, None, prompts, error=exc, offloaded=offloaded)
-                    break
+                yield _failed(key, None, prompts or missing, clicks=clicks, start=starts.get(key))
+            elif clicks is None:
+                yield _predict_once(source, key, prompts)
+            else:
+                yield from _predict_curve(source, key, prompts, inputs.gt, clicks, starts.get(key))
     finally:
-        _close(session)
+        source.close()
+
+
+@dataclass(frozen=True)
+class CurveStart:
+    """Where an interactive curve resumes: after round ``round``, whose row recorded ``clicks`` (all so far).
+
+    Attributes
+    ----------
+    round : int
+        The last round of the curve's unbroken run of rows from round 0.
+    clicks : tuple of Click
+        The clicks of that round's row.
+    written : frozenset of int
+        Later rounds whose rows exist already (rows scored out of order can leave a gap when a run is killed):
+        they are recomputed on the way, never written again.
+    """
+
+    round: int
+    clicks: tuple[Click, ...] = ()
+    written: frozenset[int] = frozenset()
+
+
+class _SessionSource:
+    """The session of one case, prepared on first use; after a CUDA out-of-memory error, the offloading variant's.
+
+    A ``prepare`` that failed for another reason is not tried again: every later row of the case fails with it.
+    """
+
+    def __init__(self, segmenter: Any, volume: Volume, seconds_prepare: list[float] | None) -> None:
+        self.segmenter = segmenter
+        self.volume = volume
+        self.offloaded = False
+        self.seconds_prepare = float("nan")
+        self._log = seconds_prepare
+        self._session: Any = None
+        self._error: BaseException | None = None
+
+    def session(self) -> Any:
+        if self._session is None:
+            if self._error is not None:
+                raise self._error
+            start = time.perf_counter()
+            try:
+                self._session = self.segmenter.prepare(self.volume)
+            except Exception as exc:
+                self._error = exc
+                raise
+            self.seconds_prepare = time.perf_counter() - start
+            if self._log is not None:
+                self._log.append(self.seconds_prepare)
+        return self._session
+
+    def fall_back(self, error: BaseException) -> bool:
+        """Switch to the offloading variant after an out-of-memory ``error`` (once per case); whether it did."""
+        variant = None if self.offloaded or not is_out_of_memory(error) else offload_variant(self.segmenter)
+        if variant is None:
+            return False
+        self.close()
+        release_device_memory()
+        self.segmenter, self.offloaded, self._error = variant, True, None
+        return True
+
+    def close(self) -> None:
+        _close(self._session)
+        self._session = None
+
+
+def _predict_once(source: _SessionSource, key: RowKey, prompts: VolumePrompts) -> Prediction:
+    while True:
+        try:
+            session = source.session()
+            start = time.perf_counter()
+            segmentation = session.segment(prompts)
+            seconds = time.perf_counter() - start
+            mask = _checked_mask(segmentation.mask, source.volume, source.segmenter)
+        except Exception as exc:
+            if source.fall_back(exc):
+                continue
+            return Prediction(key, None, prompts, error=exc, offloaded=source.offloaded)
+        return Prediction(
+            key,
+            mask,
+            prompts,
+            info=dict(segmentation.info),
+            seconds_prepare=source.seconds_prepare,
+            seconds_segment=seconds,
+            offloaded=source.offloaded,
+        )
+
+
+def _predict_curve(
+    source: _SessionSource,
+    key: RowKey,
+    prompts: VolumePrompts,
+    gt: np.ndarray,
+    settings: ClickSettings,
+    start: CurveStart | None,
+) -> Iterator[Prediction]:
+    """The rounds of one click curve from ``start`` on; after an out-of-memory retry it resumes where it failed."""
+    written = start.written if start is not None else frozenset()
+    done, clicks = (start.round, start.clicks) if start is not None else (-1, ())
+    while True:
+        try:
+            session = source.session()
+            resume = None
+            if done >= 0:
+                resume = replay(session, prompts, clicks, settings=settings, round_index=done)
+            began = time.perf_counter()
+            for state in simulate(session, gt, prompts, settings=settings, start=resume):
+                seconds = time.perf_counter() - began
+                mask = _checked_mask(state.segmentation.mask, source.volume, source.segmenter)
+                done, clicks = state.round, state.clicks
+                if state.round not in written:
+                    yield Prediction(
+                        key.at_round(state.round),
+                        mask,
+                        state.prompts,
+                        info=dict(state.segmentation.info),
+                        seconds_prepare=source.seconds_prepare,
+                        seconds_segment=seconds,
+                        offloaded=source.offloaded,
+                        clicks=state.clicks,
+                    )
+                began = time.perf_counter()
+            return
+        except Exception as exc:
+            if source.fall_back(exc):
+                continue
+            yield Prediction(
+                key.at_round(done + 1), None, prompts, error=exc, offloaded=source.offloaded, clicks=clicks
+            )
+            return
+
+
+def _failed(
+    key: RowKey,
+    prompts: VolumePrompts | None,
+    error: BaseException,
+    *,
+    clicks: ClickSettings | None,
+    start: CurveStart | None,
+) -> Prediction:
+    """The failed row of a key; for a curve, its first round still to make."""
+    if clicks is None:
+        return Prediction(key, None, prompts, error=error)
+    if start is None:
+        return Prediction(key.at_round(0), None, prompts, error=error, clicks=())
+    return Prediction(key.at_round(start.round + 1), None, prompts, error=error, clicks=start.clicks)
 
 
 def _checked_mask(mask: Any, volume: Volume, segmenter: Any) -> np.ndarray:
@@ -330,6 +461,13 @@ def finish_row(
     -------
     dict
         ``{"row": {...}, "slices": {...}}`` as written to the row file.
+
+    Notes
+    -----
+    A row of an interactive run (a key with a ``round``) also has ``round``, ``n_clicks`` (clicks so far) and
+    ``clicks`` (JSON list of ``{round, z, x, y, label}`` so far) after the identity columns. Its ``key_slices``
+    are the slices prompted in that round (the strategy's and the clicked ones), which the per-slice distances
+    are measured from.
     """
     key, case = prediction.key, inputs.case
     error = prediction.error if prediction.error is not None else scores if isinstance(scores, BaseException) else None
@@ -342,6 +480,10 @@ def finish_row(
         "strategy": key.strategy,
         "seed": key.seed,
     }
+    if key.round is not None:
+        row["round"] = key.round
+        row["n_clicks"] = len(prediction.clicks)
+        row["clicks"] = json.dumps([click.as_record() for click in prediction.clicks])
     if error is None and isinstance(scores, Scores):
         row.update(scores.metrics)
         slices = scores.slices

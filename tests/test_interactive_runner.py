@@ -1,0 +1,439 @@
+"""Interactive evaluation in the runner (``zeroshot eval --clicks``): one row per round, exact resume, one encoding.
+
+GrabCut (weight-free, at a small working size) and random-weight SAM2 at 128 px run the machinery on tiny phantom
+volumes; none of these Dice values is accuracy.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from test_runner import SHAPE, comparable, write_strategies, write_tiny_dataset
+
+from zeroshot.cli import main
+from zeroshot.errors import ConfigError
+from zeroshot.interactive import ClickSettings, clicks_from_records
+from zeroshot.runner import EvalConfig, RowKey, RunDir, run_eval
+from zeroshot.runner.evaluate import load_strategies_for_run, plan_curves, select_cases
+from zeroshot.runner.executors import CaseJob, RunContext
+from zeroshot.runner.ray_executor import CaseWorker
+from zeroshot.runner.summary import format_summary
+from zeroshot.segmenters.grabcut import GrabCutSegmenter
+
+TESTS = Path(__file__).resolve().parent
+FAST_GRABCUT = {"working_size_px": 96, "iterations": 2}
+CURVE = ["case_id", "sequence", "model", "strategy", "seed"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return write_tiny_dataset(tmp_path_factory.mktemp("data"), subjects=1)
+
+
+@pytest.fixture(scope="module")
+def strategy(tmp_path_factory) -> Path:
+    return write_strategies(tmp_path_factory.mktemp("strategies"))[0]
+
+
+class Counting:
+    """Builds fast GrabCut segmenters and counts their ``prepare`` and ``segment`` calls.
+
+    ``fail_at`` makes the n-th segment call (1-based, counted over the whole run) raise ``error``.
+    """
+
+    def __init__(self, fail_at: int | None = None, error: BaseException | None = None) -> None:
+        self.prepares = 0
+        self.segments = 0
+        self.fail_at = fail_at
+        self.error = error or RuntimeError("decoder exploded")
+
+    def build(self, name: str):
+        counter = self
+
+        class Segmenter:
+            def __init__(self, offload: bool = False) -> None:
+                self.name = name
+                self.inner = GrabCutSegmenter(**FAST_GRABCUT)
+                self.offload_video_to_cpu = self.offload_state_to_cpu = offload
+
+            def prepare(self, volume):
+                counter.prepares += 1
+                session = self.inner.prepare(volume)
+
+                class Session:
+                    volume = session.volume
+
+                    def segment(self, prompts):
+                        counter.segments += 1
+                        if counter.segments == counter.fail_at:
+                            raise counter.error
+                        return session.segment(prompts)
+
+                    def close(self):
+                        pass
+
+                return Session()
+
+            def describe(self):
+                return {**self.inner.describe(), "name": name}
+
+        return Segmenter()
+
+
+def config_for(dataset: Path, strategy: Path, out: Path, **overrides) -> EvalConfig:
+    options = {
+        "data": dataset,
+        "out": out,
+        "models": ("grabcut",),
+        "strategies": (str(strategy),),
+        "seeds": (0,),
+        "sequences": ("T2",),
+        "workers": 0,
+        "clicks": ClickSettings(rounds=3),
+    }
+    options.update(overrides)
+    return EvalConfig(**options)
+
+
+def row_bytes(out: Path) -> dict[Path, bytes]:
+    return {path: path.read_bytes() for path in RunDir(out).row_paths()}
+
+
+# ------------------------------------------------------------------------------------------------------ row keys
+def test_row_keys_of_rounds_have_their_own_files_and_sort_after_their_curve():
+    rundir = RunDir("/runs/x")
+    curve = RowKey("T2", "case-1", "random:sam2@128", "box-mid", 3)
+    path = rundir.row_path(curve.at_round(12))
+    assert path == Path("/runs/x/rows/T2/case-1/random%3Asam2%40128/box-mid/seed3/round12.json")
+    assert rundir._key_from_path(path) == curve.at_round(12)
+    assert rundir._key_from_path(rundir.row_path(curve)) == curve  # a run without clicks keeps seed<k>.json
+    assert rundir._key_from_path(path.with_name("roundx.json")) is None
+    assert rundir._key_from_path(path.with_name(".round1.json.123.tmp")) is None
+    assert sorted([curve.at_round(10), curve.at_round(2), curve, curve.at_round(0)]) == [
+        curve,
+        curve.at_round(0),
+        curve.at_round(2),
+        curve.at_round(10),
+    ]
+    assert curve.at_round(4).curve == curve
+    assert curve.at_round(4).describe().endswith("seed=3 round=4")
+
+
+# ------------------------------------------------------------------------------------------------- a whole run
+def test_interactive_run_writes_every_round_with_its_clicks(dataset, strategy, tmp_path):
+    counter = Counting()
+    out = tmp_path / "run"
+    summary = run_eval(config_for(dataset, strategy, out, sequences=("T2", "OOP")), progress=False, build=counter.build)
+    results = summary.results
+    assert summary.rows_selected == summary.rows_computed == len(results) == 2 * 4
+    assert counter.prepares == 2, "one session (one image encoding) per case for the whole curve"
+    assert results.columns[:10].tolist() == [*CURVE[:2], "center", "split", *CURVE[2:], "round", "n_clicks", "clicks"]
+    assert results["round"].dtype == np.int64 and results["n_clicks"].dtype == np.int64
+    assert not results["failed"].any()
+    for _, curve in results.groupby(CURVE):
+        curve = curve.sort_values("round")
+        assert curve["round"].tolist() == [0, 1, 2, 3]
+        clicks = [json.loads(text) for text in curve["clicks"]]
+        assert [len(c) for c in clicks] == curve["n_clicks"].tolist()
+        assert curve["n_clicks"].iloc[0] == 0 and curve["n_clicks"].is_monotonic_increasing
+        for before, after in itertools.pairwise(clicks):
+            assert after[: len(before)] == before, "clicks accumulate"
+        assert all(c["round"] <= r for r, cs in zip(curve["round"], clicks, strict=True) for c in cs)
+        assert clicks_from_records(clicks[-1])  # the recorded form reads back
+    # Round 0 equals the row of the same run without clicks.
+    plain = run_eval(
+        config_for(dataset, strategy, tmp_path / "plain", sequences=("T2", "OOP"), clicks=None),
+        progress=False,
+        build=counter.build,
+    ).results
+    assert "round" not in plain.columns
+    initial = results[results["round"] == 0].drop(columns=["round", "n_clicks", "clicks"])
+    pd.testing.assert_frame_equal(comparable(initial), comparable(plain))
+    slices = pd.read_parquet(out / "slices.parquet")
+    assert sorted(slices["round"].unique()) == [0, 1, 2, 3] and len(slices) == len(results) * SHAPE[0]
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["identity"]["fixed"]["clicks"] == {
+        "slice_rule": "largest-error",
+        "per_round": "one",
+        "feed_mask": False,
+    }
+    assert manifest["identity"]["click_rounds"] == 3 and manifest["invocations"][-1]["clicks"]["rounds"] == 3
+    text = format_summary(summary)
+    assert "curves" in text and "(round 3)" in text
+
+
+def test_rounds_after_a_perfect_prediction_are_flat_and_skip_the_model(tmp_path):
+    """A user with nothing left to correct makes no click; the curve still has every round (and rows say so)."""
+    folder = tmp_path / "strategies"
+    folder.mkdir()
+    every = folder / "mask-all.yaml"
+    every.write_text("prompt: {type: mask}\nkey_slices: {rule: every}\n")
+    manifest = write_tiny_dataset(tmp_path / "data", subjects=1)
+    config = config_for(manifest, every, tmp_path / "run", models=("box-fill",), clicks=ClickSettings(rounds=2))
+    results = run_eval(config, progress=False).results
+    assert results["round"].tolist() == [0, 1, 2]
+    assert results["n_clicks"].tolist() == [0, 0, 0] and (results["dice"] == 1.0).all()
+
+
+def test_more_rounds_extend_each_curve_without_touching_its_rows(dataset, strategy, tmp_path):
+    counter = Counting()
+    out = tmp_path / "run"
+    run_eval(config_for(dataset, strategy, out, clicks=ClickSettings(rounds=2)), progress=False, build=counter.build)
+    before = row_bytes(out)
+    segments = counter.segments
+    summary = run_eval(config_for(dataset, strategy, out), progress=False, build=counter.build)
+    assert summary.rows_computed == 1 and counter.segments - segments == 2  # replay round 2, then round 3
+    assert {p: row_bytes(out)[p] for p in before} == before
+    whole = run_eval(config_for(dataset, strategy, tmp_path / "whole"), progress=False, build=counter.build).results
+    pd.testing.assert_frame_equal(comparable(summary.results), comparable(whole))
+    assert json.loads((out / "run.json").read_text())["identity"]["click_rounds"] == 3
+    # Fewer rounds than written: nothing to do, the longer curves stay.
+    shorter = run_eval(config_for(dataset, strategy, out, clicks=ClickSettings(rounds=1)), progress=False)
+    assert shorter.rows_computed == 0 and len(shorter.results) == 4
+
+
+def test_a_missing_middle_row_is_made_again_and_later_rows_are_kept(dataset, strategy, tmp_path):
+    out = tmp_path / "run"
+    first = run_eval(config_for(dataset, strategy, out), progress=False, build=Counting().build).results
+    before = row_bytes(out)
+    rows = RunDir(out).row_files()
+    gap = next(path for key, path in rows if key.round == 2)
+    gap.unlink()
+    again = run_eval(config_for(dataset, strategy, out), progress=False, build=Counting().build)
+    assert again.rows_computed == 1
+    after = row_bytes(out)
+    assert {p: after[p] for p in before if p != gap} == {p: b for p, b in before.items() if p != gap}
+    pd.testing.assert_frame_equal(comparable(again.results), comparable(first))
+
+
+@pytest.mark.parametrize(
+    ("changed", "message"),
+    [
+        ({"clicks": ClickSettings(rounds=3, per_round="both")}, r"settings: clicks\.per_round: \"one\" -> \"both\""),
+        ({"clicks": ClickSettings(rounds=3, feed_mask=True)}, r"settings: clicks\.feed_mask: false -> true"),
+        ({"clicks": None}, r"settings: clicks: \{.*\} -> \(absent\)"),
+    ],
+)
+def test_a_changed_click_rule_is_refused(dataset, strategy, tmp_path, changed, message):
+    out = tmp_path / "run"
+    run_eval(config_for(dataset, strategy, out, clicks=ClickSettings(rounds=1)), progress=False, build=Counting().build)
+    with pytest.raises(ConfigError, match=message):
+        run_eval(config_for(dataset, strategy, out, **changed), progress=False)
+
+
+def test_a_run_without_clicks_is_not_extended_with_clicks(dataset, strategy, tmp_path):
+    out = tmp_path / "run"
+    run_eval(config_for(dataset, strategy, out, clicks=None), progress=False, build=Counting().build)
+    with pytest.raises(ConfigError, match=r"settings: clicks: \(absent\) -> \{"):
+        run_eval(config_for(dataset, strategy, out), progress=False)
+
+
+# ---------------------------------------------------------------------------------------------------- failures
+def test_a_failed_round_ends_its_curve_and_retry_makes_it_again(dataset, strategy, tmp_path):
+    out = tmp_path / "run"
+    broken = Counting(fail_at=3)  # round 0 and 1 segment, round 2 fails
+    results = run_eval(config_for(dataset, strategy, out), progress=False, build=broken.build).results
+    assert results["round"].tolist() == [0, 1, 2]
+    assert results["failed"].tolist() == [False, False, True]
+    failed = results.iloc[2]
+    assert "decoder exploded" in failed["error"] and np.isnan(failed["dice"])
+    assert failed["n_clicks"] == 1 and len(json.loads(failed["clicks"])) == 1  # the clicks before the failure
+    assert pd.read_csv(out / "failures.csv")["round"].tolist() == [2]
+    assert "round=2" in (out / "logs" / "errors.log").read_text()
+    before = row_bytes(out)
+    assert run_eval(config_for(dataset, strategy, out), progress=False).rows_computed == 0  # failed = finished
+    retried = run_eval(config_for(dataset, strategy, out, retry_failed=True), progress=False, build=Counting().build)
+    assert retried.rows_computed == 2 and not retried.results["failed"].any()
+    after = row_bytes(out)
+    assert all(after[p] == b for p, b in before.items() if "round2" not in p.name)
+
+
+def test_unreadable_case_fails_round_zero_only(strategy, tmp_path):
+    manifest = write_tiny_dataset(tmp_path / "data", subjects=1)
+    (tmp_path / "data" / "T2_phantom_000_0000.nii.gz").write_bytes(b"not a nifti file")
+    results = run_eval(config_for(manifest, strategy, tmp_path / "run"), progress=False, build=Counting().build).results
+    assert results[["round", "n_clicks", "clicks", "failed"]].values.tolist() == [[0, 0, "[]", True]]
+
+
+def test_out_of_memory_mid_curve_resumes_on_the_offloading_variant(dataset, strategy, tmp_path):
+    oom = Counting(fail_at=3, error=torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
+    results = run_eval(config_for(dataset, strategy, tmp_path / "run"), progress=False, build=oom.build).results
+    assert not results["failed"].any() and results["offloaded"].tolist() == [False, False, True, True]
+    assert oom.prepares == 2
+    whole = run_eval(config_for(dataset, strategy, tmp_path / "whole"), progress=False, build=Counting().build)
+    pd.testing.assert_frame_equal(
+        comparable(results).drop(columns="offloaded"), comparable(whole.results).drop(columns="offloaded")
+    )
+
+
+def test_a_resumed_row_without_clicks_is_named(dataset, strategy, tmp_path):
+    out = tmp_path / "run"
+    run_eval(config_for(dataset, strategy, out, clicks=ClickSettings(rounds=1)), progress=False, build=Counting().build)
+    rows = RunDir(out).row_files()
+    path = rows[-1][1]
+    record = json.loads(path.read_text())
+    del record["row"]["clicks"]
+    path.write_text(json.dumps(record))
+    cases = select_cases(config_for(dataset, strategy, out))
+    with pytest.raises(ConfigError, match=r"round1\.json: no readable 'clicks' column"):
+        plan_curves(cases, "grabcut", ["box-mid"], [0], rows, rounds=3)
+
+
+# ---------------------------------------------------------------------------------------------- executors, kill
+def test_the_ray_case_worker_makes_the_same_curve(dataset, strategy, tmp_path):
+    out = tmp_path / "run"
+    local = run_eval(config_for(dataset, strategy, out), progress=False, build=Counting().build).results
+    other = RunDir(tmp_path / "worker")
+    config = config_for(dataset, strategy, other.root)
+    context = RunContext(
+        rundir=other,
+        strategies=load_strategies_for_run(config.strategies),
+        label=1,
+        tolerances_mm=(2.0,),
+        save_pred=False,
+        build=Counting().build,
+        record_model=lambda *_: None,
+        clicks=config.clicks,
+    )
+    (case,) = select_cases(config)
+    records = CaseWorker(context, "grabcut").run(CaseJob(case, (RowKey("T2", case.case_id, "grabcut", "box-mid", 0),)))
+    assert [r["row"]["round"] for r in records] == [0, 1, 2, 3]
+    got = pd.DataFrame([r["row"] for r in records])
+    assert got["clicks"].tolist() == local["clicks"].tolist()
+    assert np.allclose(got["dice"], local["dice"])
+
+
+KILL_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_interactive_runner import Counting, config_for
+from zeroshot.interactive import ClickSettings
+from zeroshot.runner import run_eval
+
+if __name__ == "__main__":
+    workers = int(sys.argv[4])  # not part of a run's identity
+    config = config_for(*sys.argv[1:4], sequences=("T2", "OOP"), workers=workers, clicks=ClickSettings(rounds=4))
+    run_eval(config, progress=False, build=Counting().build)
+"""
+
+
+def _partial_curves(out: Path) -> int:
+    rounds: dict[RowKey, set[int]] = {}
+    for key in RunDir(out).done_keys():
+        rounds.setdefault(key.curve, set()).add(key.round)
+    return sum(1 for r in rounds.values() if 0 < len(r) < 5)
+
+
+def test_kill_9_mid_curve_then_resume_gives_the_uninterrupted_curves(dataset, strategy, tmp_path):
+    script = tmp_path / "run_clicks.py"
+    script.write_text(KILL_SCRIPT.format(tests=str(TESTS)))
+    killed = tmp_path / "killed"
+    command = [sys.executable, str(script), str(dataset), str(strategy), str(killed)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # Scoring in a worker process writes rows as scores arrive (possibly out of order): the harder case to resume.
+    process = subprocess.Popen([*command, "1"], env=env, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if len(RunDir(killed).done_keys()) >= 3 and _partial_curves(killed):
+            break
+        time.sleep(0.002)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    if process.returncode != -signal.SIGKILL:
+        pytest.fail(f"the run ended (status {process.returncode}) before it could be killed; make it longer")
+    assert _partial_curves(killed), "the kill must land mid-curve"
+    before = row_bytes(killed)
+    assert 3 <= len(before) < 10
+
+    subprocess.run([*command, "0"], check=True, env=env, capture_output=True)
+    after = row_bytes(killed)
+    assert len(after) == 2 * 5
+    assert {p: after[p] for p in before} == before, "rows written before the kill are never rewritten"
+    reference = tmp_path / "reference"
+    config = config_for(dataset, strategy, reference, sequences=("T2", "OOP"), clicks=ClickSettings(rounds=4))
+    expected = run_eval(config, progress=False, build=Counting().build).results
+    got = pd.read_parquet(killed / "results.parquet")
+    pd.testing.assert_frame_equal(comparable(got), comparable(expected))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(killed / "slices.parquet").sort_values([*CURVE, "round", "z"]).reset_index(drop=True),
+        pd.read_parquet(reference / "slices.parquet").sort_values([*CURVE, "round", "z"]).reset_index(drop=True),
+    )
+    statuses = [i["status"] for i in json.loads((killed / "run.json").read_text())["invocations"]]
+    assert statuses[0].startswith("died") and statuses[-1] == "finished"
+
+
+# ------------------------------------------------------------------------------------------------------- SAM2
+def test_sam2_encodes_each_volume_once_for_the_whole_curve(dataset, strategy, tmp_path):
+    """Random-weight SAM2.1-tiny at 128 px: every round reuses the session's image features."""
+    pytest.importorskip("sam2")
+    config = config_for(
+        dataset,
+        strategy,
+        tmp_path / "run",
+        models=("random:sam2.1_hiera_t@128",),
+        device="cpu",
+        clicks=ClickSettings(rounds=3, per_round="both", feed_mask=True),
+    )
+    results = run_eval(config, progress=False).results
+    assert results["round"].tolist() == [0, 1, 2, 3] and not results["failed"].any()
+    infos = [json.loads(path.read_text())["info"] for path in RunDir(tmp_path / "run").row_paths()]
+    assert [info["encoder_slices_total"] for info in infos] == [SHAPE[0]] * 4
+
+
+# --------------------------------------------------------------------------------------------------------- CLI
+def test_eval_cli_clicks_writes_curves_and_refuses_loose_click_options(dataset, strategy, tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["eval", "--data", str(dataset), "--strategy", str(strategy), "--model", "grabcut", "--sequence", "T2"]
+    base += ["--out", str(out), "--no-progress", "--workers", "0"]
+    assert main([*base, "--clicks", "2", "--click-slice", "key-slice", "--clicks-per-round", "both"]) == 0
+    printed = capsys.readouterr().out
+    assert "3 row(s) computed now" in printed and "round 0 -> last round" in printed
+    results = pd.read_parquet(out / "results.parquet")
+    assert results["round"].tolist() == [0, 1, 2]
+    clicks = [c for text in results["clicks"] for c in json.loads(text)]
+    key_slice = int(results["key_slices"].iloc[0])
+    assert clicks and all(c["z"] == key_slice for c in clicks), "key-slice rule clicks on the key slice only"
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["identity"]["fixed"]["clicks"]["slice_rule"] == "key-slice"
+    assert main([*base, "--clicks", "2", "--feed-mask"]) == 2
+    assert "clicks.feed_mask: false -> true" in capsys.readouterr().err
+    assert main([*base, "--click-slice", "key-slice", "--feed-mask"]) == 2
+    assert "--click-slice, --feed-mask: only with --clicks N" in capsys.readouterr().err
+    assert main([*base, "--clicks", "0"]) == 2
+    assert "--clicks: expected 1 or more rounds, got 0" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------- grabcut and clicks
+def test_grabcut_takes_negative_clicks_off_key_slices_as_background_seeds():
+    from zeroshot.prompts import SlicePrompt, VolumePrompts
+    from zeroshot.volume import volume_from_array
+
+    # A bright disk on slices 2..7 of a noisy volume; a box on slice 4 propagates through all of them.
+    yy, xx = np.mgrid[:48, :48]
+    label = np.zeros((10, 48, 48), dtype=bool)
+    label[2:8] = (yy - 24) ** 2 + (xx - 24) ** 2 <= 7**2
+    image = np.where(label, 200.0, 100.0) + np.random.default_rng(0).normal(0, 8, label.shape)
+    session = GrabCutSegmenter(**FAST_GRABCUT).prepare(volume_from_array(image, (3.0, 1.0, 1.0)))
+    box = SlicePrompt(z=4, box=(17, 17, 31, 31))
+    plain = session.segment(VolumePrompts("c", "s", 0, "gt", (box,))).mask
+    assert plain[6, 24, 24], "propagation reaches slice 6"
+    negative = SlicePrompt(z=6, points=((24, 24),), labels=(0,))
+    result = session.segment(VolumePrompts("c", "s", 0, "gt", (box, negative)))
+    assert not result.mask[6, 24, 24], "the negative click is background where propagation passes"
+    assert result.info["key_slices"] == [4] and result.info["background_seed_slices"] == [6]
+    assert np.array_equal(result.mask[:6], plain[:6]), "slices before the click are unchanged"
+    # A mask with a negative point on one slice: the mask seeds GrabCut, the point fixes a background disk.
+    both = SlicePrompt(z=4, mask=label[4], points=((24, 24),), labels=(0,))
+    seeded = session.segment(VolumePrompts("c", "s", 0, "gt", (both,))).mask
+    assert not seeded[4, 24, 24] and seeded[4, 24, 18]
