@@ -395,12 +395,14 @@ def test_sam2_encodes_each_volume_once_for_the_whole_curve(dataset, strategy, tm
 def test_eval_cli_clicks_writes_curves_and_refuses_loose_click_options(dataset, strategy, tmp_path, capsys):
     out = tmp_path / "run"
     base = ["eval", "--data", str(dataset), "--strategy", str(strategy), "--model", "grabcut", "--sequence", "T2"]
-    base += ["--out", str(out), "--no-progress", "--workers", "0"]
+    base += ["--out", str(out), "--no-progress", "--workers", "0", "--save-pred"]
     assert main([*base, "--clicks", "2", "--click-slice", "key-slice", "--clicks-per-round", "both"]) == 0
     printed = capsys.readouterr().out
     assert "3 row(s) computed now" in printed and "round 0 -> last round" in printed
     results = pd.read_parquet(out / "results.parquet")
     assert results["round"].tolist() == [0, 1, 2]
+    assert [Path(p).name for p in results["prediction"]] == ["round0.nii.gz", "round1.nii.gz", "round2.nii.gz"]
+    assert all((out / p).is_file() for p in results["prediction"])
     clicks = [c for text in results["clicks"] for c in json.loads(text)]
     key_slice = int(results["key_slices"].iloc[0])
     assert clicks and all(c["z"] == key_slice for c in clicks), "key-slice rule clicks on the key slice only"

@@ -92,7 +92,10 @@ def select_overlay_cases(runs: RunTables, rows: pd.DataFrame, *, strategy: str) 
     found = []
     for row in candidates.itertuples(index=False):
         run = RunDir(runs.roots[int(row.run)])
-        path = run.prediction_path(RowKey(row.sequence, row.case_id, row.model, row.strategy, int(row.seed)))
+        key = RowKey(row.sequence, row.case_id, row.model, row.strategy, int(row.seed))
+        path = run.prediction_path(key)
+        if not path.is_file():  # an interactive run saves one per round; round 0 is the initial prompts'
+            path = run.prediction_path(key.at_round(0))
         if path.is_file():
             found.append((row, path, run))
     if not found:

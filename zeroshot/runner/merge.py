@@ -72,8 +72,8 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path) -> RunTables:
         for key, _ in run.row_files():
             if key in owner:
                 raise ConfigError(
-                    f"merge: row {key.case_key} model={key.model} strategy={key.strategy} seed={key.seed} is in "
-                    f"both {owner[key]} and {run.root}; each row must come from one run"
+                    f"merge: row {key.describe()} is in both {owner[key]} and {run.root}; each row must come from "
+                    "one run"
                 )
             owner[key] = run.root
 
