@@ -23,7 +23,7 @@ from zeroshot.phantom import make_phantom_case
 from zeroshot.prompts.types import NEGATIVE, POSITIVE, SlicePrompt, VolumePrompts
 from zeroshot.segmenters.base import Segmentation, Segmenter, Session
 from zeroshot.segmenters.postprocess import fill_holes_per_slice, keep_largest_component, postprocess_mask
-from zeroshot.segmenters.sam2_lockstep import MemoryRules, Stream, plan_lockstep
+from zeroshot.segmenters.sam2_lockstep import MemoryRules, Stream, _LeanStep, plan_lockstep
 from zeroshot.segmenters.sam2_session import box_to_model, points_to_model
 from zeroshot.segmenters.sam2_video import PRESETS, Sam2Segmenter, resolve_config, resolve_device
 from zeroshot.volume import volume_from_array
@@ -270,6 +270,16 @@ def test_engines_agree_with_reference(session, serial_session, reference_session
     serial_result = serial_session.segment(prompt_set)
     assert not serial_result.info["lockstep"] and "lockstep_fallback" not in serial_result.info
     assert_agree(serial_result, expected)
+
+
+def test_lockstep_with_sam2_modules_agrees_with_reference(session, reference_session, box_prompts, key, monkeypatch):
+    """The restated step (``_LeanStep``) serves SAM2.1; a model it does not restate runs SAM2's own modules."""
+    assert _LeanStep.supports(session._segmenter.model)
+    prompt_set = AGREEMENT_PROMPTS["three-keys"](box_prompts.slices[0].box, key)
+    monkeypatch.setattr(_LeanStep, "supports", staticmethod(lambda model: False))
+    result = session.segment(prompt_set)
+    assert result.info["lockstep"]
+    assert_agree(result, reference_session.segment(prompt_set))
 
 
 def test_segment_many_equals_separate_calls(session, box_prompts, key):
