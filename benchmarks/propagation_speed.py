@@ -38,7 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--precision", default="auto", help="auto, bfloat16 or float32")
     parser.add_argument("--checkpoint", default=None, help="SAM2-format .pt (default: random weights)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per engine (the median is reported)")
-    parser.add_argument("--encoder-batch-size", type=int, default=8, help="slices per encoder batch (fast)")
+    parser.add_argument(
+        "--encoder-batch-size", type=int, default=None, help="slices per encoder batch (fast; default: the segmenter's)"
+    )
     parser.add_argument("--engines", default="reference,fast-serial,fast", help="comma-separated engines to run")
     parser.add_argument("--many", type=int, default=0, help="also time segment_many on this many prompt sets")
     parser.add_argument("--offload", action="store_true", help="offload video features and state to the CPU")

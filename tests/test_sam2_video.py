@@ -379,6 +379,13 @@ def test_describe_records_the_resolved_configuration(fast):
     assert record["resolved_config"]["model"]["memory_attention"]["layer"]["self_attention"]["feat_sizes"] == [8, 8]
     assert record["precision"] == "float32" and record["device"] == "cpu"
     assert record["image_size"] == SIZE and record["parameters"] > 30_000_000
+    assert record["encoder_batch_size"] == 32  # the largest automatic batch
+
+
+@pytest.mark.parametrize(("image_size", "batch"), [(512, 32), (1024, 8), (1024 + 512, 3)])
+def test_automatic_encoder_batch_holds_the_pixels_of_8_slices_at_1024(image_size, batch):
+    assert Sam2Segmenter(image_size=image_size, device="cpu").encoder_batch_size == batch
+    assert Sam2Segmenter(image_size=image_size, device="cpu", encoder_batch_size=5).encoder_batch_size == 5
 
 
 def test_random_weights_are_seeded_and_leave_global_rng_alone(fast):

@@ -143,8 +143,9 @@ class Sam2Segmenter:
         Fill holes in each slice of the mask (on the CPU, identical on every device).
     preprocessing : Preprocessing or None
         Intensity window, resize and normalisation; ``None`` is MedSAM2's MRI recipe in float precision.
-    encoder_batch_size : int
-        Slices per image-encoder batch (fast engines).
+    encoder_batch_size : int or None
+        Slices per image-encoder batch (fast engines). ``None``: as many slices as hold the pixels of 8 slices at
+        1024 px, at most 32 (32 at 512 px, 8 at 1024): fewer, larger batches at the same activation memory.
     offload_video_to_cpu : bool
         Keep the slices' image features in host memory (fast engines) and move each to the device when needed.
         Slices themselves are never stored: they are prepared on demand.
@@ -180,7 +181,7 @@ class Sam2Segmenter:
         largest_component: bool = False,
         fill_holes: bool = False,
         preprocessing: Preprocessing | None = None,
-        encoder_batch_size: int = 8,
+        encoder_batch_size: int | None = None,
         offload_video_to_cpu: bool = False,
         offload_state_to_cpu: bool = False,
         probabilities: bool = True,
@@ -195,7 +196,7 @@ class Sam2Segmenter:
             raise SegmenterError(f"precision must be 'auto', 'bfloat16' or 'float32', got {precision!r}")
         if image_size is not None and (int(image_size) != image_size or image_size < 64 or image_size % 32):
             raise SegmenterError(f"image_size must be a multiple of 32 and at least 64, got {image_size!r}")
-        if int(encoder_batch_size) < 1:
+        if encoder_batch_size is not None and int(encoder_batch_size) < 1:
             raise SegmenterError(f"encoder_batch_size must be at least 1, got {encoder_batch_size!r}")
         if not np.isfinite(logit_threshold):
             raise SegmenterError(f"logit_threshold must be finite, got {logit_threshold!r}")
@@ -212,7 +213,6 @@ class Sam2Segmenter:
         self.largest_component = bool(largest_component)
         self.fill_holes = bool(fill_holes)
         self.preprocessing = preprocessing or Preprocessing()
-        self.encoder_batch_size = int(encoder_batch_size)
         self.offload_video_to_cpu = bool(offload_video_to_cpu)
         self.offload_state_to_cpu = bool(offload_state_to_cpu)
         self.return_probabilities = bool(probabilities)
@@ -232,6 +232,9 @@ class Sam2Segmenter:
         self.checkpoint_sha256 = self._load_checkpoint() if self.checkpoint is not None else None
         self.model.to(self.device).eval()
         self.image_size = int(self.model.image_size)
+        if encoder_batch_size is None:
+            encoder_batch_size = min(32, max(1, (8 * 1024 * 1024) // (self.image_size * self.image_size)))
+        self.encoder_batch_size = int(encoder_batch_size)
         self.encoded_slices = 0
         self.model.image_encoder.register_forward_hook(self._count_encoded)
 
