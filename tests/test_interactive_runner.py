@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_runner import SHAPE, comparable, write_strategies, write_tiny_dataset
+from test_runner import SHAPE, write_strategies, write_tiny_dataset
 
 from zeroshot.cli import main
 from zeroshot.errors import ConfigError
 from zeroshot.interactive import ClickSettings, clicks_from_records
-from zeroshot.runner import EvalConfig, RowKey, RunDir, run_eval
+from zeroshot.runner import TIMING_COLUMNS, EvalConfig, RowKey, RunDir, run_eval
 from zeroshot.runner.evaluate import load_strategies_for_run, plan_curves, select_cases
 from zeroshot.runner.executors import CaseJob, RunContext
 from zeroshot.runner.ray_executor import CaseWorker
@@ -104,6 +104,12 @@ def config_for(dataset: Path, strategy: Path, out: Path, **overrides) -> EvalCon
     }
     options.update(overrides)
     return EvalConfig(**options)
+
+
+def comparable(results: pd.DataFrame) -> pd.DataFrame:
+    """A results table without timing columns, sorted by row identity (and round), for row-for-row comparison."""
+    order = [*CURVE, *(["round"] if "round" in results.columns else [])]
+    return results.drop(columns=list(TIMING_COLUMNS)).sort_values(order).reset_index(drop=True)
 
 
 def row_bytes(out: Path) -> dict[Path, bytes]:
@@ -237,6 +243,21 @@ def test_a_run_without_clicks_is_not_extended_with_clicks(dataset, strategy, tmp
     run_eval(config_for(dataset, strategy, out, clicks=None), progress=False, build=Counting().build)
     with pytest.raises(ConfigError, match=r"settings: clicks: \(absent\) -> \{"):
         run_eval(config_for(dataset, strategy, out), progress=False)
+
+
+def test_shards_of_an_interactive_run_merge_into_the_whole(dataset, strategy, tmp_path):
+    from zeroshot.runner import Shard, merge_runs
+
+    both = {"sequences": ("T2", "OOP")}
+    whole = run_eval(config_for(dataset, strategy, tmp_path / "whole", **both), progress=False, build=Counting().build)
+    for index in range(2):
+        shard = config_for(dataset, strategy, tmp_path / f"shard{index}", shard=Shard(index, 2), **both)
+        run_eval(shard, progress=False, build=Counting().build)
+    merged = merge_runs([tmp_path / "shard0", tmp_path / "shard1"], tmp_path / "merged")
+    pd.testing.assert_frame_equal(comparable(merged.results), comparable(whole.results))
+    assert json.loads((tmp_path / "merged" / "run.json").read_text())["identity"]["click_rounds"] == 3
+    with pytest.raises(ConfigError, match=r"row .* round=0 is in both"):
+        merge_runs([tmp_path / "whole", tmp_path / "shard0"], tmp_path / "dup")
 
 
 # ---------------------------------------------------------------------------------------------------- failures
