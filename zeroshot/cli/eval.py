@@ -11,8 +11,8 @@ if TYPE_CHECKING:
     from zeroshot.interactive import ClickSettings
 
 EPILOG = """\
-Run directory: run.json (provenance and identity), prompts/, rows/ (one file per case x model x strategy x seed,
-written atomically), predictions/ (--save-pred), results.csv/.parquet, failures.csv, slices.parquet.
+Run directory: run.json (provenance and identity), prompts/, rows/ (one file per case x model x strategy x seed
+[x round], written atomically), predictions/ (--save-pred), results.csv/.parquet, failures.csv, slices.parquet.
 
 The same command again resumes: finished rows are skipped, and a run that is complete builds no model. A changed
 configuration that would change results (a strategy's settings, a model's checkpoint or image size, a case file,

@@ -167,6 +167,8 @@ def plan_curves(
                 if last < 0:
                     keys.append(key)
                     continue
+                if last >= rounds and not retry_failed:
+                    continue  # complete (a completed run reads no row file)
                 row = read_json(present[last])["row"]
                 if row.get("failed"):
                     if not retry_failed:
