@@ -30,7 +30,7 @@ Job arrays: `--shard $I/$N --out runs/x/shard-$I`, then `zeroshot merge runs/x/s
 Ray: `--executor ray` (pip install 'zeroshot[ray]'; RAY_ADDRESS selects a cluster, else a local one starts).
 
 Examples:
-  zeroshot eval --data crosspan/ --sequence T2 --split test --model sam2.1_hiera_t --model medsam2 \\
+  zeroshot eval --data crosspan/ --sequence T2 --split test --model sam2.1-tiny --model medsam2 \\
       --strategy box-mid --strategy prompts/box-mid-jitter10.yaml --seeds 0 1 2 --out runs/t2-zeroshot
   zeroshot eval --data crosspan/ --sequence T1 --model medsam2 --strategy box-mid --clicks 8 --out runs/t1-clicks
 """
