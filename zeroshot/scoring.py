@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from zeroshot import __version__
+from zeroshot.atomic import write_atomic
 from zeroshot.errors import ConfigError, DatasetError, MetricsError, ZeroshotError
 from zeroshot.metrics import DEFAULT_TOLERANCES_MM, CaseMetrics, metric_columns, score_case
 from zeroshot.volume import AFFINE_TOLERANCE, Volume, read_volume
@@ -275,22 +275,8 @@ def score_folder(
         "zeroshot": __version__,
     }
     files = (
-        _write_atomic(out / "results.csv", table.to_csv(index=False).encode()),
-        _write_atomic(out / "results.parquet", table.to_parquet(index=False)),
-        _write_atomic(out / "score.json", (json.dumps(record, indent=2) + "\n").encode()),
+        write_atomic(out / "results.csv", table.to_csv(index=False).encode()),
+        write_atomic(out / "results.parquet", table.to_parquet(index=False)),
+        write_atomic(out / "score.json", (json.dumps(record, indent=2) + "\n").encode()),
     )
     return FolderScores(table=table, files=files, unmatched_predictions=tuple(unmatched))
-
-
-def _write_atomic(path: Path, data: bytes) -> Path:
-    """Write through a hidden temporary file in the same folder and rename: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import nibabel as nib
 import numpy as np
 from nibabel import orientations as ornt
 
+from zeroshot.atomic import write_atomic
 from zeroshot.errors import VolumeError
 
 __all__ = [
@@ -271,14 +271,7 @@ def save_nifti(image: nib.Nifti1Image, path: str | Path) -> Path:
     data = image.to_bytes()
     if path.name.endswith(".gz"):
         data = gzip.compress(data, compresslevel=1, mtime=0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomic(path, data)
 
 
 def _load(path: Path) -> tuple[nib.Nifti1Image, np.ndarray]:

@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import pickle
-import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from zeroshot.atomic import write_atomic
 from zeroshot.checkpoints.listing import CheckpointEntry, find_entry
 from zeroshot.errors import CheckpointError
 
@@ -151,22 +151,7 @@ def _read_lock() -> dict[str, dict[str, Any]]:
 
 def _write_lock(records: Mapping[str, Any]) -> None:
     text = json.dumps({"format": _LOCK_FORMAT, "entries": dict(sorted(records.items()))}, indent=2) + "\n"
-    write_atomically(lock_path(), text.encode())
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename, so readers see old or new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(lock_path(), text.encode())
 
 
 @contextlib.contextmanager
@@ -257,7 +242,7 @@ def checkpoint_status(entry: CheckpointEntry, *, rehash: bool = True) -> Checkpo
 def write_stamp(path: Path, sha256: str) -> None:
     """Remember that ``path`` hashed to ``sha256`` at its current size and modification time."""
     stamp = {"sha256": sha256, "fingerprint": _fingerprint(path)}
-    write_atomically(_stamp_path(path), json.dumps(stamp).encode())
+    write_atomic(_stamp_path(path), json.dumps(stamp).encode())
 
 
 def _stamped_sha256(path: Path) -> str | None:

@@ -26,6 +26,7 @@ from urllib.request import url2pathname
 from tqdm import tqdm
 
 from zeroshot import __version__
+from zeroshot.atomic import write_atomic
 from zeroshot.checkpoints.cache import (
     ResolvedCheckpoint,
     cached_path,
@@ -36,7 +37,6 @@ from zeroshot.checkpoints.cache import (
     record_sha256,
     resolve_checkpoint,
     sha256_of,
-    write_atomically,
     write_stamp,
 )
 from zeroshot.checkpoints.listing import CheckpointEntry, HubLocation, find_entry
@@ -196,7 +196,7 @@ def _http_attempt(url: str, part: Path, *, desc: str, progress: bool, timeout_s:
         if response.status != 206:  # the server sent the whole file (no range support, or it changed)
             offset = 0
         validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
-        write_atomically(_meta_path(part), json.dumps({"url": url, "validator": validator}).encode())
+        write_atomic(_meta_path(part), json.dumps({"url": url, "validator": validator}).encode())
         with (
             open(part, "ab" if offset else "wb") as stream,
             tqdm(

@@ -25,6 +25,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from zeroshot.atomic import write_atomic
 from zeroshot.errors import PromptError
 from zeroshot.prompts.types import SlicePrompt, VolumePrompts
 
@@ -148,7 +149,7 @@ def write_prompt_masks(prompts: VolumePrompts, mask_dir: str | Path) -> list[Pat
             ok, encoded = cv2.imencode(".png", s.mask.astype(np.uint8) * 255)
             if not ok:  # pragma: no cover - OpenCV encodes any 2D uint8 array
                 raise PromptError(f"{path}: could not encode the mask of case {prompts.case_id}, slice {s.z}")
-            _write_atomic(path, encoded.tobytes())
+            write_atomic(path, encoded.tobytes())
         written.append(path)
     return written
 
@@ -239,9 +240,3 @@ def _int_list(value: object, length: int, key: str, where: str) -> tuple[int, ..
     if not isinstance(value, list) or len(value) != length:
         raise PromptError(f"{where}: {key}: expected a list of {length} integers, got {value!r}")
     return tuple(_typed(v, int, key, where) for v in value)
-
-
-def _write_atomic(path: Path, payload: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)

@@ -25,7 +25,6 @@ import functools
 import json
 import os
 import socket
-import threading
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
+from zeroshot.atomic import write_atomic
 from zeroshot.errors import ConfigError
 
 __all__ = ["RowKey", "RunDir", "read_json", "write_atomic", "write_json"]
@@ -120,29 +120,6 @@ def path_component(name: str) -> str:
     if encoded.startswith("."):
         encoded = "%2E" + encoded[1:]
     return encoded
-
-
-def write_atomic(path: str | Path, data: str | bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename.
-
-    The temporary name is hidden (leading dot) and unique per process and thread, so concurrent writers of
-    different files never collide and a reader never sees a partial file. The data is flushed to disk
-    (``fsync``) before the rename, so the file survives a crash of the machine, not only of the process.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-    payload = data.encode() if isinstance(data, str) else data
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    return path
 
 
 def write_json(path: str | Path, document: Any) -> Path:

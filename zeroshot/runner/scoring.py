@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Scores", "failed_metric_columns", "score_prediction", "slice_table"]
+__all__ = ["Scores", "score_prediction", "slice_table"]
 
 #: Columns of the per-slice table besides the row identity, in order.
 SLICE_COLUMNS = (
@@ -109,12 +109,3 @@ def slice_table(
         "pred_area_mm2": (pred_area * pixel_mm2).tolist(),
         "slice_dice": dice.astype(float).tolist(),
     }
-
-
-def failed_metric_columns(tolerances_mm: Sequence[float], *, d_max_mm: float = float("nan")) -> dict[str, Any]:
-    """The metric columns of a failed row: every metric NaN, flags false (``failed`` says what happened)."""
-    from zeroshot.metrics import metric_columns
-
-    columns: dict[str, Any] = dict.fromkeys(metric_columns(tuple(tolerances_mm)), float("nan"))
-    columns.update(d_max_mm=d_max_mm, empty_gt=False, empty_pred=False)
-    return columns

@@ -33,7 +33,8 @@ from zeroshot.errors import SegmenterError
 from zeroshot.interactive import Click, ClickSettings, replay, simulate
 from zeroshot.prompts.types import VolumePrompts
 from zeroshot.runner.rundir import RowKey, RunDir, write_atomic
-from zeroshot.runner.scoring import Scores, failed_metric_columns
+from zeroshot.runner.scoring import Scores
+from zeroshot.scoring import failed_row
 from zeroshot.volume import Volume, read_label, read_volume, write_mask
 
 __all__ = [
@@ -489,7 +490,7 @@ def finish_row(
         slices = scores.slices
     else:
         d_max = inputs.volume.diagonal_mm if inputs.volume is not None else float("nan")
-        row.update(failed_metric_columns(tolerances_mm, d_max_mm=d_max))
+        row.update(failed_row(tolerances_mm, d_max_mm=d_max))
         slices = {}
     row["failed"] = error is not None
     row["error"] = _error_text(error) if error is not None else ""
