@@ -103,6 +103,8 @@ def plot_ablation(
                 ax.set_xlabel({"jitter": "jitter (% of box size)", "key slices": "key slices", "prompt type": ""}[axis])
             if c == 0:
                 ax.set_ylabel(f"{sequence}\n{metric} (mean, 95 % CI)")
-    axes[0][-1].legend(loc="lower left")
+    # One legend for the whole figure, outside the panels, so it never hides a point.
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=max(len(labels), 1))
     figure.suptitle("Prompt ablations")
     return figure
