@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from zeroshot.compare.tables import KIND_SUPERVISED, case_values
 from zeroshot.figures.data import FigureSkipped, StrategySettings, mean_ci, sequences_of
-from zeroshot.figures.style import DOUBLE_COLUMN_IN, model_colors, new_figure, styled
+from zeroshot.figures.style import DOUBLE_COLUMN_IN, legend_below, model_colors, new_figure, styled
 
 __all__ = ["ablation_axes", "plot_ablation"]
 
@@ -103,8 +103,6 @@ def plot_ablation(
                 ax.set_xlabel({"jitter": "jitter (% of box size)", "key slices": "key slices", "prompt type": ""}[axis])
             if c == 0:
                 ax.set_ylabel(f"{sequence}\n{metric} (mean, 95 % CI)")
-    # One legend for the whole figure, outside the panels, so it never hides a point.
-    handles, labels = axes[0][-1].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="outside lower center", ncols=max(len(labels), 1))
+    legend_below(figure, axes[0][-1])
     figure.suptitle("Prompt ablations")
     return figure

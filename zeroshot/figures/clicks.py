@@ -11,7 +11,7 @@ from matplotlib.ticker import MaxNLocator
 
 from zeroshot.compare.clicks import NOC_THRESHOLDS
 from zeroshot.figures.data import FigureSkipped, mean_ci, sequences_of
-from zeroshot.figures.style import DOUBLE_COLUMN_IN, model_colors, new_figure, styled
+from zeroshot.figures.style import DOUBLE_COLUMN_IN, legend_below, model_colors, new_figure, styled
 
 __all__ = ["LINE_STYLES", "click_curve_summary", "plot_dice_vs_clicks"]
 
@@ -107,7 +107,7 @@ def plot_dice_vs_clicks(
         ax.grid(axis="y")
     name = "Dice" if metric == "dice" else metric
     axes[0][0].set_ylabel(f"{name} (mean, 95 % CI)")
-    axes[0][-1].legend(loc="lower right")
+    legend_below(figure, axes[0][-1])
     marks = f" (dotted: {name} {', '.join(f'{t:g}' for t in thresholds)})" if thresholds else ""
     figure.suptitle(f"{name} after simulated corrective clicks{marks}")
     return figure

@@ -7,7 +7,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from zeroshot.figures.data import FigureSkipped, mean_ci, sequences_of
-from zeroshot.figures.style import DOUBLE_COLUMN_IN, model_colors, new_figure, styled
+from zeroshot.figures.style import DOUBLE_COLUMN_IN, legend_below, model_colors, new_figure, styled
 
 __all__ = ["decay_curve", "plot_decay"]
 
@@ -87,6 +87,6 @@ def plot_decay(
         ax.set_xlim(left=0)
         ax.grid(axis="y")
     axes[0][0].set_ylabel("slice Dice (mean, 95 % CI)")
-    axes[0][-1].legend(loc="upper right")
+    legend_below(figure, axes[0][-1])
     figure.suptitle(f"Propagation decay, strategy {strategy} (bins of {bin_mm:g} mm)")
     return figure

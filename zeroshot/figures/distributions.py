@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from zeroshot.compare.tables import KIND_SUPERVISED, case_values
 from zeroshot.figures.data import FigureSkipped, main_strategy, mean_ci, sequences_of
-from zeroshot.figures.style import DOUBLE_COLUMN_IN, SUPERVISED_COLOR, model_colors, new_figure, styled
+from zeroshot.figures.style import DOUBLE_COLUMN_IN, SUPERVISED_COLOR, legend_below, model_colors, new_figure, styled
 
 __all__ = ["METRIC_LABELS", "plot_centers", "plot_distributions"]
 
@@ -119,6 +119,6 @@ def plot_centers(
         ax.set_ylim(-0.03, 1.03)
         ax.grid(axis="y")
     axes[0][0].set_ylabel(f"{METRIC_LABELS.get(metric, metric)} (mean, 95 % CI)")
-    axes[0][-1].legend(loc="lower right")
+    legend_below(figure, axes[0][-1])
     figure.suptitle(f"Per-center {METRIC_LABELS.get(metric, metric)}, strategy {strategy}")
     return figure

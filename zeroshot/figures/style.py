@@ -105,3 +105,10 @@ def save_figure(figure: Figure, out: Path, stem: str) -> tuple[Path, Path]:
             figure.savefig(temporary, format=path.suffix[1:], metadata=metadata)
             os.replace(temporary, path)
     return paths
+
+
+def legend_below(figure: Figure, source: object) -> None:
+    """One legend for the whole figure, below the panels, built from ``source``'s artists (it never hides data)."""
+    handles, labels = source.get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, labels, loc="outside lower center", ncols=len(labels))
