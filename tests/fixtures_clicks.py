@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from fixtures_runs import D_MAX_MM, SEQUENCE_COST
+from fixtures_runs import D_MAX_MM, SEQUENCE_COST, metrics_from_dice
 
 OFFSETS = (-0.195, -0.095, 0.005, 0.105, 0.205, 0.355)
 MODEL_COST = {"medsam2": 0.0, "sam2.1-tiny": 0.10}
@@ -68,13 +68,7 @@ def interactive_row(
         "round": round_index,
         "n_clicks": n_clicks,
         "clicks": json.dumps(clicks[:n_clicks]),
-        "dice": dice,
-        "iou": dice / (2 - dice),
-        "nsd_2mm": min(1.0, dice + 0.05),
-        "hd95_mm": 30.0 * (1 - dice),
-        "hd_mm": 45.0 * (1 - dice),
-        "assd_mm": 8.0 * (1 - dice),
-        "masd_mm": 8.0 * (1 - dice),
+        **metrics_from_dice(dice),
         "vol_gt_ml": 60.0,
         "vol_pred_ml": 60.0,
         "rel_vol_err": 0.0,

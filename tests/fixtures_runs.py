@@ -64,6 +64,19 @@ def expected_case_mean(model: str, strategy: str, sequence: str, index: int) -> 
     return float(np.mean(values))
 
 
+def metrics_from_dice(dice: float) -> dict:
+    """Overlap and distance columns that follow from a fabricated Dice (the other fixtures reuse this)."""
+    return {
+        "dice": dice,
+        "iou": dice / (2 - dice),
+        "nsd_2mm": min(1.0, dice + 0.05),
+        "hd95_mm": 30.0 * (1 - dice),
+        "hd_mm": 45.0 * (1 - dice),
+        "assd_mm": 8.0 * (1 - dice),
+        "masd_mm": 8.0 * (1 - dice),
+    }
+
+
 def _row(case, index: int, model: str, strategy: str, seed: int) -> dict:
     key = (model, strategy, case.sequence, index, seed)
     base = {
@@ -118,13 +131,7 @@ def _row(case, index: int, model: str, strategy: str, seed: int) -> dict:
     dice = dice_formula(model, strategy, case.sequence, index, seed)
     return {
         **base,
-        "dice": dice,
-        "iou": dice / (2 - dice),
-        "nsd_2mm": min(1.0, dice + 0.05),
-        "hd95_mm": 30.0 * (1 - dice),
-        "hd_mm": 45.0 * (1 - dice),
-        "assd_mm": 8.0 * (1 - dice),
-        "masd_mm": 8.0 * (1 - dice),
+        **metrics_from_dice(dice),
         "vol_gt_ml": 60.0,
         "vol_pred_ml": 60.0 * (1 + (0.5 - dice) / 4),
         "rel_vol_err": (0.5 - dice) / 4,

@@ -31,6 +31,7 @@ import torch
 from zeroshot.checkpoints import load_checkpoint, sha256_of
 from zeroshot.errors import SegmenterError
 from zeroshot.segmenters.preprocessing import Preprocessing
+from zeroshot.segmenters.runtime import autocast_for, count_encoded_slices, resolve_device, resolve_precision
 from zeroshot.segmenters.sam2_session import Sam2Session
 from zeroshot.volume import Volume
 
@@ -88,28 +89,6 @@ def resolve_config(config: str) -> str:
             return candidate
     known = sorted(p.stem for d in CONFIG_DIRS for p in (root / d).glob("*.yaml"))
     raise SegmenterError(f"unknown SAM2 config {config!r}; known names: {', '.join(known)}")
-
-
-def resolve_device(device: str) -> torch.device:
-    """Turn ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` into a device, checking that it exists.
-
-    Raises
-    ------
-    SegmenterError
-        For CUDA without a usable CUDA device, or any other device string.
-    """
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cpu":
-        return torch.device("cpu")
-    if device == "cuda" or device.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise SegmenterError(f"device={device!r} was requested but CUDA is not available; use 'cpu' or 'auto'")
-        resolved = torch.device(device)
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise SegmenterError(f"device={device!r}: only {torch.cuda.device_count()} CUDA device(s) present")
-        return resolved
-    raise SegmenterError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
 
 
 class Sam2Segmenter:
@@ -192,8 +171,6 @@ class Sam2Segmenter:
             raise SegmenterError(f"engine must be one of {', '.join(map(repr, ENGINES))}; got {engine!r}")
         if propagation not in ("reset", "continuous"):
             raise SegmenterError(f"propagation must be 'reset' or 'continuous', got {propagation!r}")
-        if precision not in ("auto", "bfloat16", "float32"):
-            raise SegmenterError(f"precision must be 'auto', 'bfloat16' or 'float32', got {precision!r}")
         if image_size is not None and (int(image_size) != image_size or image_size < 64 or image_size % 32):
             raise SegmenterError(f"image_size must be a multiple of 32 and at least 64, got {image_size!r}")
         if encoder_batch_size is not None and int(encoder_batch_size) < 1:
@@ -202,11 +179,7 @@ class Sam2Segmenter:
             raise SegmenterError(f"logit_threshold must be finite, got {logit_threshold!r}")
         self.config = resolve_config(config)
         self.device = resolve_device(device)
-        if precision == "auto":
-            precision = "bfloat16" if self.device.type == "cuda" else "float32"
-        if precision == "bfloat16" and self.device.type != "cuda":
-            raise SegmenterError("precision='bfloat16' needs a CUDA device; the CPU runs in float32")
-        self.precision: str = precision
+        self.precision: str = resolve_precision(precision, self.device)
         self.engine: str = engine
         self.propagation: str = propagation
         self.logit_threshold = float(logit_threshold)
@@ -235,8 +208,7 @@ class Sam2Segmenter:
         if encoder_batch_size is None:
             encoder_batch_size = min(32, max(1, (8 * 1024 * 1024) // (self.image_size * self.image_size)))
         self.encoder_batch_size = int(encoder_batch_size)
-        self.encoded_slices = 0
-        self.model.image_encoder.register_forward_hook(self._count_encoded)
+        count_encoded_slices(self, self.model.image_encoder)
 
     @classmethod
     def from_preset(cls, preset: str, **options: Any) -> Sam2Segmenter:
@@ -284,12 +256,7 @@ class Sam2Segmenter:
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The autocast context the model runs under (bfloat16 on CUDA unless float32 was asked)."""
-        if self.precision == "bfloat16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def _count_encoded(self, _module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], _output: Any) -> None:
-        self.encoded_slices += int(inputs[0].shape[0])
+        return autocast_for(self.device, self.precision)
 
     def _build(self) -> tuple[torch.nn.Module, dict[str, Any]]:
         import sam2  # noqa: F401  (initialises Hydra's search path on the sam2 package)

@@ -47,8 +47,8 @@ from zeroshot.prompts.types import POSITIVE, SlicePrompt, VolumePrompts
 from zeroshot.segmenters.base import Segmentation
 from zeroshot.segmenters.postprocess import postprocess_mask
 from zeroshot.segmenters.preprocessing import Preprocessing, SliceStack
+from zeroshot.segmenters.runtime import autocast_for, count_encoded_slices, resolve_device, resolve_precision
 from zeroshot.segmenters.sam2_session import box_to_model, points_to_model
-from zeroshot.segmenters.sam2_video import resolve_device
 from zeroshot.volume import Volume
 
 __all__ = ["TransformersVideoSegmenter", "TransformersVideoSession", "tiny_sam2_video_model"]
@@ -190,8 +190,6 @@ class TransformersVideoSegmenter:
     ) -> None:
         if propagation not in ("reset", "continuous"):
             raise SegmenterError(f"propagation must be 'reset' or 'continuous', got {propagation!r}")
-        if precision not in ("auto", "bfloat16", "float32"):
-            raise SegmenterError(f"precision must be 'auto', 'bfloat16' or 'float32', got {precision!r}")
         if int(encoder_batch_size) != encoder_batch_size or encoder_batch_size < 1:
             raise SegmenterError(f"encoder_batch_size must be a positive integer, got {encoder_batch_size!r}")
         if not np.isfinite(logit_threshold):
@@ -199,11 +197,7 @@ class TransformersVideoSegmenter:
         if model is None and model_id_or_path is None:
             raise SegmenterError("give model_id_or_path (a folder or Hugging Face id) or a built model")
         self.device = resolve_device(device)
-        if precision == "auto":
-            precision = "bfloat16" if self.device.type == "cuda" else "float32"
-        if precision == "bfloat16" and self.device.type != "cuda":
-            raise SegmenterError("precision='bfloat16' needs a CUDA device; the CPU runs in float32")
-        self.precision: str = precision
+        self.precision: str = resolve_precision(precision, self.device)
         self.propagation: str = propagation
         self.logit_threshold = float(logit_threshold)
         self.largest_component = bool(largest_component)
@@ -224,8 +218,7 @@ class TransformersVideoSegmenter:
         self.model.to(self.device).eval()
         self.image_size = _square_size(self.model.config.image_size)
         self.name = name or (Path(self.model_id_or_path).name if self.model_id_or_path else model_type)
-        self.encoded_slices = 0
-        self.model.vision_encoder.register_forward_hook(self._count_encoded)
+        count_encoded_slices(self, self.model.vision_encoder)
 
     def prepare(self, volume: Volume) -> TransformersVideoSession:
         """Preprocess ``volume`` and encode all its slices once; see :class:`TransformersVideoSession`."""
@@ -266,12 +259,7 @@ class TransformersVideoSegmenter:
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The autocast context the model runs under (bfloat16 on CUDA unless float32 was asked)."""
-        if self.precision == "bfloat16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def _count_encoded(self, _module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], _output: Any) -> None:
-        self.encoded_slices += int(inputs[0].shape[0])
+        return autocast_for(self.device, self.precision)
 
 
 class _LazyFrames(Mapping[int, torch.Tensor]):

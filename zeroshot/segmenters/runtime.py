@@ -1,0 +1,75 @@
+"""What every torch-backed segmenter decides the same way: device, precision, autocast, and encoder counting."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+
+from zeroshot.errors import SegmenterError
+
+__all__ = ["PRECISIONS", "autocast_for", "count_encoded_slices", "resolve_device", "resolve_precision"]
+
+#: Precision choices of the torch backends.
+PRECISIONS = ("auto", "bfloat16", "float32")
+
+
+def resolve_device(device: str) -> torch.device:
+    """Turn ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` into a device, checking that it exists.
+
+    Raises
+    ------
+    SegmenterError
+        For CUDA without a usable CUDA device, or any other device string.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        return torch.device("cpu")
+    if device == "cuda" or device.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise SegmenterError(f"device={device!r} was requested but CUDA is not available; use 'cpu' or 'auto'")
+        resolved = torch.device(device)
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise SegmenterError(f"device={device!r}: only {torch.cuda.device_count()} CUDA device(s) present")
+        return resolved
+    raise SegmenterError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``"auto"`` becomes bfloat16 on CUDA and float32 elsewhere; bfloat16 on a CPU is refused.
+
+    Raises
+    ------
+    SegmenterError
+        For an unknown precision or bfloat16 without CUDA.
+    """
+    if precision not in PRECISIONS:
+        raise SegmenterError(f"precision must be 'auto', 'bfloat16' or 'float32', got {precision!r}")
+    if precision == "auto":
+        return "bfloat16" if device.type == "cuda" else "float32"
+    if precision == "bfloat16" and device.type != "cuda":
+        raise SegmenterError("precision='bfloat16' needs a CUDA device; the CPU runs in float32")
+    return precision
+
+
+def autocast_for(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The autocast context a model runs under: bfloat16 autocast, or nothing for float32."""
+    if precision == "bfloat16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def count_encoded_slices(owner: Any, encoder: torch.nn.Module) -> None:
+    """Keep ``owner.encoded_slices`` equal to the number of slices ``encoder`` has processed (a forward hook).
+
+    Sessions subtract the count at their start, so tests and run records can show that the image encoder ran once
+    per slice per volume, however many prompt sets or click rounds followed.
+    """
+    owner.encoded_slices = 0
+
+    def hook(_module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], _output: Any) -> None:
+        owner.encoded_slices += int(inputs[0].shape[0])
+
+    encoder.register_forward_hook(hook)
