@@ -127,7 +127,11 @@ def test_loads_a_saved_model_folder(tmp_path, segmenter, session):
     described = loaded.describe()
     assert described["model_type"] == "sam2_video" and len(described["weights_sha256"]) == 64
     result = loaded.prepare(session.volume).segment(BOX_AND_POINTS)
-    np.testing.assert_array_equal(result.probabilities, session.segment(BOX_AND_POINTS).probabilities)
+    # Same weights (checked bit for bit by the registry tests); transformers 5.x CPU kernels differ in the last
+    # float32 bit between two model instances, so probabilities are compared to 1e-6 and masks exactly.
+    expected = session.segment(BOX_AND_POINTS)
+    np.testing.assert_allclose(result.probabilities, expected.probabilities, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(result.mask, expected.mask)
 
 
 def test_describe_is_json_serialisable(segmenter):
