@@ -18,14 +18,16 @@ import pytest
 import torch
 from scipy import ndimage
 
+from zeroshot.checkpoints import read_checkpoint_list
 from zeroshot.errors import CheckpointError, PromptError, SegmenterError
 from zeroshot.phantom import make_phantom_case
 from zeroshot.prompts.types import NEGATIVE, POSITIVE, SlicePrompt, VolumePrompts
+from zeroshot.segmenters import build_segmenter
 from zeroshot.segmenters.base import Segmentation, Segmenter, Session
 from zeroshot.segmenters.postprocess import fill_holes_per_slice, keep_largest_component, postprocess_mask
 from zeroshot.segmenters.sam2_lockstep import MemoryRules, Stream, _LeanStep, plan_lockstep
 from zeroshot.segmenters.sam2_session import box_to_model, points_to_model
-from zeroshot.segmenters.sam2_video import PRESETS, Sam2Segmenter, resolve_config, resolve_device
+from zeroshot.segmenters.sam2_video import Sam2Segmenter, resolve_config, resolve_device
 from zeroshot.volume import volume_from_array
 
 SIZE = 128
@@ -451,16 +453,18 @@ def test_config_names():
         Sam2Segmenter(config="/tmp/sam2.1_hiera_t.yaml", device="cpu")
 
 
-def test_medsam2_preset():
-    segmenter = Sam2Segmenter.from_preset("medsam2", device="cpu")
+def test_medsam2_recipe_comes_from_the_checkpoint_list():
+    """``checkpoints.txt`` is the one source of a named recipe; ``random:NAME`` builds it with random weights."""
+    segmenter = build_segmenter("random:medsam2", device="cpu")
     record = segmenter.describe()
-    assert record["name"] == "medsam2" and record["image_size"] == 512
+    assert record["name"] == "random:medsam2" and record["image_size"] == 512
+    assert record["config"] == "configs/sam2.1/sam2.1_hiera_t.yaml"
     assert record["resolved_config"]["model"]["memory_attention"]["layer"]["cross_attention"]["feat_sizes"] == [32, 32]
     assert record["largest_component"] and record["propagation"] == "reset" and record["logit_threshold"] == 0.0
     assert record["preprocessing"]["percentiles"] == [0.5, 99.5]
-    assert set(PRESETS) >= {"medsam2", "sam2.1-tiny", "sam2.1-large"}
-    with pytest.raises(SegmenterError, match="unknown SAM2 preset 'medsam3'"):
-        Sam2Segmenter.from_preset("medsam3")
+    assert set(read_checkpoint_list()) >= {"medsam2", "sam2.1-tiny", "sam2.1-large"}
+    with pytest.raises(SegmenterError, match="unknown SAM2 config 'medsam3'"):
+        build_segmenter("random:medsam3", device="cpu")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")

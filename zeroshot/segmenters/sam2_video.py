@@ -35,7 +35,7 @@ from zeroshot.segmenters.runtime import autocast_for, count_encoded_slices, reso
 from zeroshot.segmenters.sam2_session import Sam2Session
 from zeroshot.volume import Volume
 
-__all__ = ["PRESETS", "Sam2Segmenter", "resolve_config", "resolve_device"]
+__all__ = ["Sam2Segmenter", "resolve_config", "resolve_device"]
 
 Engine = Literal["fast", "fast-serial", "reference"]
 ENGINES = ("fast", "fast-serial", "reference")
@@ -55,16 +55,6 @@ PREDICTOR_OVERRIDES = (
     "++model.binarize_mask_from_pts_for_mem_enc=true",
     "++model.fill_hole_area=0",
 )
-
-#: Named settings. ``medsam2`` is MedSAM2's 3D recipe: SAM2.1-tiny at 512 px, percentile-windowed MRI input,
-#: forward / reset / reverse, union, logits > 0, largest 3D component (bfloat16 on CUDA via ``precision="auto"``).
-PRESETS: Mapping[str, Mapping[str, Any]] = {
-    "medsam2": {"config": "sam2.1_hiera_t", "image_size": 512, "largest_component": True, "propagation": "reset"},
-    "sam2.1-tiny": {"config": "sam2.1_hiera_t"},
-    "sam2.1-small": {"config": "sam2.1_hiera_s"},
-    "sam2.1-base-plus": {"config": "sam2.1_hiera_b+"},
-    "sam2.1-large": {"config": "sam2.1_hiera_l"},
-}
 
 
 def resolve_config(config: str) -> str:
@@ -209,13 +199,6 @@ class Sam2Segmenter:
             encoder_batch_size = min(32, max(1, (8 * 1024 * 1024) // (self.image_size * self.image_size)))
         self.encoder_batch_size = int(encoder_batch_size)
         count_encoded_slices(self, self.model.image_encoder)
-
-    @classmethod
-    def from_preset(cls, preset: str, **options: Any) -> Sam2Segmenter:
-        """Build a named configuration from :data:`PRESETS`; ``options`` override it (e.g. ``checkpoint=``)."""
-        if preset not in PRESETS:
-            raise SegmenterError(f"unknown SAM2 preset {preset!r}; known: {', '.join(PRESETS)}")
-        return cls(**{"name": preset, **PRESETS[preset], **options})
 
     def prepare(self, volume: Volume) -> Sam2Session:
         """Preprocess ``volume`` and (fast engines) encode all its slices; see :class:`Sam2Session`."""
