@@ -25,8 +25,8 @@ from zeroshot.prompts.types import NEGATIVE, POSITIVE, SlicePrompt, VolumePrompt
 from zeroshot.segmenters import build_segmenter
 from zeroshot.segmenters.base import Segmentation, Segmenter, Session
 from zeroshot.segmenters.postprocess import fill_holes_per_slice, keep_largest_component, postprocess_mask
+from zeroshot.segmenters.prompt_coords import box_to_model, points_to_model
 from zeroshot.segmenters.sam2_lockstep import MemoryRules, Stream, _LeanStep, plan_lockstep
-from zeroshot.segmenters.sam2_session import box_to_model, points_to_model
 from zeroshot.segmenters.sam2_video import Sam2Segmenter, resolve_config, resolve_device
 from zeroshot.volume import volume_from_array
 

@@ -8,8 +8,8 @@ choices, from the same code where they are the toolkit's own:
 - preprocessing: :mod:`zeroshot.segmenters.preprocessing` (MedSAM2's MRI recipe by default), fed directly as
   pixel values; ``transformers``' own video processor (and torchvision) is not used;
 - prompts: the key slices' boxes and points are mapped to model pixels with
-  :func:`~zeroshot.segmenters.sam2_session.box_to_model` and
-  :func:`~zeroshot.segmenters.sam2_session.points_to_model`;
+  :func:`~zeroshot.segmenters.prompt_coords.box_to_model` and
+  :func:`~zeroshot.segmenters.prompt_coords.points_to_model`;
   a box becomes the two corner points with labels 2 and 3 followed by any clicks, as in SAM2; a mask prompt is
   resized to ``S x S`` (bilinear with antialiasing, ``>= 0.5``) as the ``transformers`` processor does;
 - propagation policy: ``"reset"`` (default): every key slice is a conditioning slice; forward from the first key
@@ -47,8 +47,8 @@ from zeroshot.prompts.types import POSITIVE, SlicePrompt, VolumePrompts
 from zeroshot.segmenters.base import Segmentation
 from zeroshot.segmenters.postprocess import postprocess_mask
 from zeroshot.segmenters.preprocessing import Preprocessing, SliceStack
+from zeroshot.segmenters.prompt_coords import box_to_model, points_to_model
 from zeroshot.segmenters.runtime import autocast_for, count_encoded_slices, resolve_device, resolve_precision
-from zeroshot.segmenters.sam2_session import box_to_model, points_to_model
 from zeroshot.volume import Volume
 
 __all__ = ["TransformersVideoSegmenter", "TransformersVideoSession", "tiny_sam2_video_model"]
