@@ -509,28 +509,35 @@ def test_importing_segmenters_does_not_import_torch_or_sam2():
     assert out.split() == ["False", "False", "False"]
 
 
-# --- coordinates ----------------------------------------------------------------------------------------------------
+# --- coordinates (the "area" mapping; the official one: tests/test_prompt_coords.py) -------------------------------
 
 
 def test_box_mapping_is_identity_at_model_size():
-    np.testing.assert_array_equal(box_to_model((3, 4, 10, 12), shape_yx=(128, 128), image_size=128), [3, 4, 10, 12])
+    box = box_to_model((3, 4, 10, 12), shape_yx=(128, 128), image_size=128, coords="area")
+    np.testing.assert_array_equal(box, [3, 4, 10, 12])
 
 
 def test_box_mapping_covers_the_resized_pixel_extent():
     # a 2 x upsampling: input pixels 10..29 become model pixels 20..59
-    np.testing.assert_array_equal(box_to_model((10, 5, 29, 5), shape_yx=(64, 64), image_size=128), [20, 10, 59, 11])
+    box = box_to_model((10, 5, 29, 5), shape_yx=(64, 64), image_size=128, coords="area")
+    np.testing.assert_array_equal(box, [20, 10, 59, 11])
     # anisotropic: x scaled by 2, y by 4
-    np.testing.assert_array_equal(box_to_model((0, 0, 63, 31), shape_yx=(32, 64), image_size=128), [0, 0, 127, 127])
+    box = box_to_model((0, 0, 63, 31), shape_yx=(32, 64), image_size=128, coords="area")
+    np.testing.assert_array_equal(box, [0, 0, 127, 127])
 
 
 def test_box_narrower_than_a_model_pixel_does_not_invert():
-    x0, y0, x1, y1 = box_to_model((9, 9, 9, 9), shape_yx=(256, 256), image_size=128)
+    x0, y0, x1, y1 = box_to_model((9, 9, 9, 9), shape_yx=(256, 256), image_size=128, coords="area")
     assert x1 >= x0 and y1 >= y0 and x0 == 4.5
 
 
 def test_points_map_pixel_centres():
-    np.testing.assert_array_equal(points_to_model(((5, 7),), shape_yx=(128, 128), image_size=128), [[5, 7]])
-    np.testing.assert_array_equal(points_to_model(((0, 0),), shape_yx=(64, 64), image_size=128), [[0.5, 0.5]])
+    np.testing.assert_array_equal(
+        points_to_model(((5, 7),), shape_yx=(128, 128), image_size=128, coords="area"), [[5, 7]]
+    )
+    np.testing.assert_array_equal(
+        points_to_model(((0, 0),), shape_yx=(64, 64), image_size=128, coords="area"), [[0.5, 0.5]]
+    )
 
 
 # --- post-processing (zeroshot.segmenters.postprocess) --------------------------------------------------------------

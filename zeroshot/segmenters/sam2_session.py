@@ -47,7 +47,7 @@ from zeroshot.prompts.types import POSITIVE, SlicePrompt, VolumePrompts
 from zeroshot.segmenters.base import Segmentation
 from zeroshot.segmenters.postprocess import postprocess_mask
 from zeroshot.segmenters.preprocessing import SliceStack
-from zeroshot.segmenters.prompt_coords import box_to_model, points_to_model
+from zeroshot.segmenters.prompt_coords import box_to_unit, points_to_unit
 from zeroshot.segmenters.sam2_lockstep import Stream, run_lockstep
 from zeroshot.segmenters.sam2_state import FeatureCache, Sam2InferenceState
 from zeroshot.volume import Volume
@@ -286,6 +286,7 @@ class Sam2Session:
             "model": seg.name,
             "engine": seg.engine,
             "propagation": seg.propagation,
+            "coords": seg.coords,
             "key_slices": list(prompts.key_slices),
             "passes": [{"direction": p.direction, "start": p.start, "slices": p.slices} for p in passes],
             "logit_threshold": seg.logit_threshold,
@@ -316,25 +317,26 @@ class Sam2Session:
     def _add_prompts(self, slice_prompts: tuple[SlicePrompt, ...]) -> None:
         model, state = self._segmenter.model, self._state
         shape_yx = self.volume.shape[1:]
-        size = self._segmenter.image_size
+        size, coords = self._segmenter.image_size, self._segmenter.coords
         for sp in slice_prompts:
             if sp.mask is not None:
                 model.add_new_mask(state, frame_idx=sp.z, obj_id=_OBJ_ID, mask=torch.from_numpy(sp.mask.astype(bool)))
             if sp.box is None and not sp.points:
                 continue
-            # SAM2 multiplies normalised coordinates by S itself (normalize_coords=False).
-            box = None if sp.box is None else box_to_model(sp.box, shape_yx=shape_yx, image_size=size) / size
+            # Fractions of the model input: SAM2 multiplies them by S itself (normalize_coords=False), so the
+            # official mapping gives exactly the model pixels of normalize_coords=True on pixel coordinates.
+            box = None if sp.box is None else box_to_unit(sp.box, shape_yx=shape_yx, image_size=size, coords=coords)
             points = labels = None
             if sp.points:
-                points = points_to_model(sp.points, shape_yx=shape_yx, image_size=size) / size
+                points = points_to_unit(sp.points, shape_yx=shape_yx, image_size=size, coords=coords)
                 labels = np.asarray([1 if label == POSITIVE else 0 for label in sp.labels], dtype=np.int32)
             model.add_new_points_or_box(
                 state,
                 frame_idx=sp.z,
                 obj_id=_OBJ_ID,
-                points=None if points is None else torch.as_tensor(points, dtype=torch.float32),
+                points=None if points is None else torch.from_numpy(points),
                 labels=None if labels is None else torch.as_tensor(labels),
-                box=None if box is None else torch.as_tensor(box, dtype=torch.float32),
+                box=None if box is None else torch.from_numpy(box),
                 normalize_coords=False,
             )
 

@@ -31,6 +31,7 @@ import torch
 from zeroshot.checkpoints import load_checkpoint, sha256_of
 from zeroshot.errors import SegmenterError
 from zeroshot.segmenters.preprocessing import Preprocessing
+from zeroshot.segmenters.prompt_coords import check_coords
 from zeroshot.segmenters.runtime import autocast_for, count_encoded_slices, resolve_device, resolve_precision
 from zeroshot.segmenters.sam2_session import Sam2Session
 from zeroshot.volume import Volume
@@ -104,6 +105,9 @@ class Sam2Segmenter:
         See :mod:`zeroshot.segmenters.sam2_session`. All give the same masks up to floating-point noise.
     propagation : {"reset", "continuous"}
         See the module docstring.
+    coords : {"official", "area"}
+        How box and point prompts map onto the model input (:mod:`zeroshot.segmenters.prompt_coords`):
+        ``official`` scales ``x * S / X`` as SAM2's predictor and MedSAM2 do.
     logit_threshold : float
         A voxel is foreground where the (union) logit exceeds this (SAM2 and MedSAM2 use 0).
     largest_component : bool
@@ -146,6 +150,7 @@ class Sam2Segmenter:
         precision: Precision = "auto",
         engine: Engine = "fast",
         propagation: Propagation = "reset",
+        coords: str = "official",
         logit_threshold: float = 0.0,
         largest_component: bool = False,
         fill_holes: bool = False,
@@ -172,6 +177,7 @@ class Sam2Segmenter:
         self.precision: str = resolve_precision(precision, self.device)
         self.engine: str = engine
         self.propagation: str = propagation
+        self.coords = check_coords(coords)
         self.logit_threshold = float(logit_threshold)
         self.largest_component = bool(largest_component)
         self.fill_holes = bool(fill_holes)
@@ -228,6 +234,7 @@ class Sam2Segmenter:
             "precision": self.precision,
             "engine": self.engine,
             "propagation": self.propagation,
+            "coords": self.coords,
             "logit_threshold": self.logit_threshold,
             "largest_component": self.largest_component,
             "fill_holes": self.fill_holes,

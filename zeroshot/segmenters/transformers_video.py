@@ -9,7 +9,8 @@ choices, from the same code where they are the toolkit's own:
   pixel values; ``transformers``' own video processor (and torchvision) is not used;
 - prompts: the key slices' boxes and points are mapped to model pixels with
   :func:`~zeroshot.segmenters.prompt_coords.box_to_model` and
-  :func:`~zeroshot.segmenters.prompt_coords.points_to_model`;
+  :func:`~zeroshot.segmenters.prompt_coords.points_to_model` (``coords="official"``: ``x * S / X``, as SAM2's
+  predictor does);
   a box becomes the two corner points with labels 2 and 3 followed by any clicks, as in SAM2; a mask prompt is
   resized to ``S x S`` (bilinear with antialiasing, ``>= 0.5``) as the ``transformers`` processor does;
 - propagation policy: ``"reset"`` (default): every key slice is a conditioning slice; forward from the first key
@@ -47,7 +48,7 @@ from zeroshot.prompts.types import POSITIVE, SlicePrompt, VolumePrompts
 from zeroshot.segmenters.base import Segmentation
 from zeroshot.segmenters.postprocess import postprocess_mask
 from zeroshot.segmenters.preprocessing import Preprocessing, SliceStack
-from zeroshot.segmenters.prompt_coords import box_to_model, points_to_model
+from zeroshot.segmenters.prompt_coords import box_to_model, check_coords, points_to_model
 from zeroshot.segmenters.runtime import autocast_for, count_encoded_slices, resolve_device, resolve_precision
 from zeroshot.volume import Volume
 
@@ -146,6 +147,8 @@ class TransformersVideoSegmenter:
         ``auto``: bfloat16 autocast on CUDA, float32 on the CPU. The weights stay float32.
     propagation : {"reset", "continuous"}
         See the module docstring.
+    coords : {"official", "area"}
+        How box and point prompts map onto the model input (:mod:`zeroshot.segmenters.prompt_coords`).
     logit_threshold : float
         A voxel is foreground where the union logit exceeds this (0, as SAM2).
     largest_component : bool
@@ -179,6 +182,7 @@ class TransformersVideoSegmenter:
         device: str = "auto",
         precision: Precision = "auto",
         propagation: Propagation = "reset",
+        coords: str = "official",
         logit_threshold: float = 0.0,
         largest_component: bool = False,
         fill_holes: bool = False,
@@ -199,6 +203,7 @@ class TransformersVideoSegmenter:
         self.device = resolve_device(device)
         self.precision: str = resolve_precision(precision, self.device)
         self.propagation: str = propagation
+        self.coords = check_coords(coords)
         self.logit_threshold = float(logit_threshold)
         self.largest_component = bool(largest_component)
         self.fill_holes = bool(fill_holes)
@@ -249,6 +254,7 @@ class TransformersVideoSegmenter:
             "device": str(self.device),
             "precision": self.precision,
             "propagation": self.propagation,
+            "coords": self.coords,
             "logit_threshold": self.logit_threshold,
             "largest_component": self.largest_component,
             "fill_holes": self.fill_holes,
@@ -378,6 +384,7 @@ class TransformersVideoSession:
             "model": seg.name,
             "backend": "transformers",
             "propagation": seg.propagation,
+            "coords": seg.coords,
             "key_slices": list(key_slices),
             "passes": passes,
             "logit_threshold": seg.logit_threshold,
@@ -431,7 +438,7 @@ class TransformersVideoSession:
         """Add each key slice's prompt and run it as a conditioning slice (SAM2's order: prompts first)."""
         session, model = self._session, self._segmenter.model
         shape_yx = self.volume.shape[1:]
-        size = self._segmenter.image_size
+        size, coords = self._segmenter.image_size, self._segmenter.coords
         device = self._segmenter.device
         obj_idx = session.obj_id_to_idx(_OBJ_ID)
         for sp in slice_prompts:
@@ -442,14 +449,14 @@ class TransformersVideoSession:
                     mask = (mask >= 0.5).to(torch.float32)
                 session.add_mask_inputs(obj_idx, sp.z, mask)
             else:
-                coords, labels = [], []
+                xy, labels = [], []
                 if sp.box is not None:
-                    coords.append(box_to_model(sp.box, shape_yx=shape_yx, image_size=size).reshape(2, 2))
+                    xy.append(box_to_model(sp.box, shape_yx=shape_yx, image_size=size, coords=coords).reshape(2, 2))
                     labels.extend(_BOX_LABELS)
                 if sp.points:
-                    coords.append(points_to_model(sp.points, shape_yx=shape_yx, image_size=size))
+                    xy.append(points_to_model(sp.points, shape_yx=shape_yx, image_size=size, coords=coords))
                     labels.extend(1 if label == POSITIVE else 0 for label in sp.labels)
-                point_coords = torch.as_tensor(np.concatenate(coords), dtype=torch.float32)[None, None]
+                point_coords = torch.as_tensor(np.concatenate(xy), dtype=torch.float32)[None, None]
                 point_labels = torch.as_tensor(labels, dtype=torch.int32)[None, None]
                 session.add_point_inputs(obj_idx, sp.z, {"point_coords": point_coords, "point_labels": point_labels})
             session.obj_with_new_inputs = [_OBJ_ID]
