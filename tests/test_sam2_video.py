@@ -274,6 +274,34 @@ def test_engines_agree_with_reference(session, serial_session, reference_session
     assert_agree(serial_result, expected)
 
 
+def test_hole_filling_acts_in_every_engine(session, serial_session, reference_session, box_prompts, monkeypatch):
+    """The agreement above holds with holes being filled: every engine fills some, and the logits change."""
+    import zeroshot.segmenters.hole_filling as hole_filling
+
+    filled = []
+    original = hole_filling.small_background
+
+    def counting(background, max_area):
+        holes = original(background, max_area)
+        filled.append(int(holes.sum()))
+        return holes
+
+    monkeypatch.setattr(hole_filling, "small_background", counting)
+    results = {}
+    for name, prepared in (("reference", reference_session), ("fast-serial", serial_session), ("fast", session)):
+        filled.clear()
+        results[name] = prepared.segment(box_prompts)
+        assert results[name].info["fill_hole_area"] == 8
+        assert sum(filled) > 0, name
+    monkeypatch.undo()
+    off = Sam2Segmenter(image_size=SIZE, device="cpu", fill_hole_area=0)
+    with off.prepare(session.volume) as unfilled:
+        without = unfilled.segment(box_prompts)
+    assert without.info["fill_hole_area"] == 0
+    assert not np.allclose(without.probabilities, results["reference"].probabilities, atol=1e-3)
+    assert_agree(results["fast"], results["reference"])
+
+
 def test_lockstep_with_sam2_modules_agrees_with_reference(session, reference_session, box_prompts, key, monkeypatch):
     """The restated step (``_LeanStep``) serves SAM2.1; a model it does not restate runs SAM2's own modules."""
     assert _LeanStep.supports(session._segmenter.model)
@@ -355,7 +383,7 @@ def test_continuous_policy_reuses_forward_memories(volume, box_prompts, session)
 
 
 def test_postprocessing_options(volume, key):
-    segmenter = Sam2Segmenter(image_size=SIZE, device="cpu", largest_component=True, fill_holes=True)
+    segmenter = Sam2Segmenter(image_size=SIZE, device="cpu", largest_component=True, fill_enclosed_holes=True)
     with segmenter.prepare(volume) as prepared:
         ring = ellipse() & ~ellipse(radii=(4, 5))
         stray = np.zeros(SHAPE[1:], dtype=bool)
@@ -363,7 +391,7 @@ def test_postprocessing_options(volume, key):
         result = prepared.segment(prompts(SlicePrompt(z=key, mask=ring | stray)))
     _, count = ndimage.label(result.mask, structure=np.ones((3, 3, 3)))
     assert count <= 1
-    assert result.info["largest_component"] and result.info["fill_holes"]
+    assert result.info["largest_component"] and result.info["fill_enclosed_holes"]
     for z in range(SHAPE[0]):
         np.testing.assert_array_equal(ndimage.binary_fill_holes(result.mask[z]), result.mask[z])
 
@@ -564,7 +592,7 @@ def test_largest_component_edge_cases():
     assert keep_largest_component(tie)[0, 0].tolist() == [True, False, False, False, False]
 
 
-def test_fill_holes_is_per_slice():
+def test_fill_enclosed_holes_is_per_slice():
     mask = np.zeros((2, 5, 5), dtype=bool)
     mask[:, 1:4, 1:4] = True
     mask[:, 2, 2] = False  # a hole in both slices ...
@@ -572,7 +600,7 @@ def test_fill_holes_is_per_slice():
     before = mask.copy()
     filled = fill_holes_per_slice(mask)
     assert filled[0, 2, 2] and not filled[1, 2, 2] and not filled[1, 2, 3]
-    np.testing.assert_array_equal(postprocess_mask(mask, fill_holes=True), filled)
+    np.testing.assert_array_equal(postprocess_mask(mask, fill_enclosed_holes=True), filled)
     np.testing.assert_array_equal(postprocess_mask(mask), before)  # off by default
     np.testing.assert_array_equal(mask, before)  # input untouched
 

@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from zeroshot.errors import SegmenterError
 from zeroshot.prompts.types import POSITIVE, SlicePrompt, VolumePrompts
 from zeroshot.segmenters.base import Segmentation
+from zeroshot.segmenters.hole_filling import fill_small_holes
 from zeroshot.segmenters.postprocess import postprocess_mask
 from zeroshot.segmenters.preprocessing import SliceStack
 from zeroshot.segmenters.prompt_coords import box_to_unit, points_to_unit
@@ -264,7 +265,11 @@ class Sam2Session:
             rows = torch.tensor(stream.order, device=low_res.device) + stream_number * depth
             logits, passes = runs[owner]
             frames = list(stream.order)
-            pass_logits = self._to_input_grid(low_res.index_select(0, rows)[:, None])
+            # SAM2 fills holes in each slice's output after encoding its memory (the lockstep step did that on the
+            # unfilled logits); the conditioning slices come from SAM2's own code, already filled (and filling
+            # twice changes nothing: a filled hole is foreground).
+            pass_low_res = fill_small_holes(low_res.index_select(0, rows)[:, None], self._segmenter.fill_hole_area)
+            pass_logits = self._to_input_grid(pass_low_res)
             logits[frames] = torch.maximum(logits[frames], pass_logits)
             passes.append(done)
         return runs
@@ -280,7 +285,9 @@ class Sam2Session:
         """Threshold, post-process and describe one prompt set's union logits ``(Z, Y, X)`` (on the CPU)."""
         seg = self._segmenter
         raw = logits.numpy() > seg.logit_threshold
-        mask = postprocess_mask(raw, fill_holes=seg.fill_holes, largest_component=seg.largest_component)
+        mask = postprocess_mask(
+            raw, fill_enclosed_holes=seg.fill_enclosed_holes, largest_component=seg.largest_component
+        )
         probabilities = torch.sigmoid(logits).numpy() if seg.return_probabilities else None
         info = {
             "model": seg.name,
@@ -290,7 +297,8 @@ class Sam2Session:
             "key_slices": list(prompts.key_slices),
             "passes": [{"direction": p.direction, "start": p.start, "slices": p.slices} for p in passes],
             "logit_threshold": seg.logit_threshold,
-            "fill_holes": seg.fill_holes,
+            "fill_hole_area": seg.fill_hole_area,
+            "fill_enclosed_holes": seg.fill_enclosed_holes,
             "largest_component": seg.largest_component,
             "voxels_before_postprocess": int(raw.sum()),
             "device": str(seg.device),

@@ -8,9 +8,12 @@ model; ``prepare(volume)`` gives a :class:`Sam2Session` that can be segmented un
 Engines (``fast``, ``fast-serial``, ``reference``) and propagation policies (``reset``, ``continuous``) are described in
 :mod:`zeroshot.segmenters.sam2_session`.
 
-Masks are ``logits > logit_threshold`` at the input slice size (SAM2 resizes its ``S/4`` logits bilinearly),
-optionally post-processed on the CPU (:mod:`zeroshot.segmenters.postprocess`), so CPU and GPU agree. SAM2's
-CUDA-only hole filling is never used. On CUDA the model runs under bfloat16 autocast, on the CPU in float32.
+By default a model runs its authors' recipe (``docs/recipes.md``): prompts scaled ``x * S / X``
+(:mod:`~zeroshot.segmenters.prompt_coords`), and SAM2's small-hole filling (``fill_hole_area=8``) applied where
+SAM2's predictor applies it, with :mod:`~zeroshot.segmenters.hole_filling` instead of SAM2's CUDA extension, so
+CPU and GPU runs agree. Masks are ``logits > logit_threshold`` at the input slice size (SAM2 resizes its ``S/4``
+logits bilinearly), optionally post-processed on the CPU (:mod:`zeroshot.segmenters.postprocess`). On CUDA the
+model runs under bfloat16 autocast, on the CPU in float32.
 
 Random weights (``checkpoint=None``) make a model built from the real configuration, reproducible from
 ``seed``: it tests the machinery and measures speed, never accuracy.
@@ -30,13 +33,14 @@ import torch
 
 from zeroshot.checkpoints import load_checkpoint, sha256_of
 from zeroshot.errors import SegmenterError
+from zeroshot.segmenters.hole_filling import OFFICIAL_FILL_HOLE_AREA, check_fill_hole_area, fill_small_holes
 from zeroshot.segmenters.preprocessing import Preprocessing
 from zeroshot.segmenters.prompt_coords import check_coords
 from zeroshot.segmenters.runtime import autocast_for, count_encoded_slices, resolve_device, resolve_precision
 from zeroshot.segmenters.sam2_session import Sam2Session
 from zeroshot.volume import Volume
 
-__all__ = ["Sam2Segmenter", "resolve_config", "resolve_device"]
+__all__ = ["Sam2Segmenter", "fill_holes_where_sam2_does", "resolve_config", "resolve_device"]
 
 Engine = Literal["fast", "fast-serial", "reference"]
 ENGINES = ("fast", "fast-serial", "reference")
@@ -46,8 +50,8 @@ Precision = Literal["auto", "bfloat16", "float32"]
 #: Hydra config folders inside the ``sam2`` package searched for a short config name, newest first.
 CONFIG_DIRS = ("configs/sam2.1", "configs/sam2")
 
-#: Builder overrides equivalent to ``build_sam2_video_predictor(apply_postprocessing=True)`` minus the CUDA-only
-#: hole filling (``fill_hole_area``), which is done, when asked, on the CPU instead.
+#: Builder overrides equivalent to ``build_sam2_video_predictor(apply_postprocessing=True)`` minus its hole filling
+#: (``fill_hole_area=8``), which needs SAM2's CUDA extension: :func:`fill_holes_where_sam2_does` does it instead.
 PREDICTOR_OVERRIDES = (
     "++model._target_=sam2.sam2_video_predictor.SAM2VideoPredictor",
     "++model.sam_mask_decoder_extra_args.dynamic_multimask_via_stability=true",
@@ -112,8 +116,14 @@ class Sam2Segmenter:
         A voxel is foreground where the (union) logit exceeds this (SAM2 and MedSAM2 use 0).
     largest_component : bool
         Keep only the largest 26-connected 3D component (MedSAM2 does).
-    fill_holes : bool
-        Fill holes in each slice of the mask (on the CPU, identical on every device).
+    fill_hole_area : int
+        SAM2's small-hole filling: background components of at most this many low-resolution (``S/4``) pixels get
+        logit 0.1, on every slice's output and on prompted slices before their memory is encoded, as SAM2's
+        predictor does (8, as its builders set; 0 turns it off). Computed on the model's device without SAM2's
+        CUDA extension (:mod:`zeroshot.segmenters.hole_filling`).
+    fill_enclosed_holes : bool
+        Also fill every enclosed hole of each slice of the final mask, whatever its size (on the CPU; not part
+        of any author's recipe).
     preprocessing : Preprocessing or None
         Intensity window, resize and normalisation; ``None`` is MedSAM2's MRI recipe in float precision.
     encoder_batch_size : int or None
@@ -153,7 +163,8 @@ class Sam2Segmenter:
         coords: str = "official",
         logit_threshold: float = 0.0,
         largest_component: bool = False,
-        fill_holes: bool = False,
+        fill_hole_area: int = OFFICIAL_FILL_HOLE_AREA,
+        fill_enclosed_holes: bool = False,
         preprocessing: Preprocessing | None = None,
         encoder_batch_size: int | None = None,
         offload_video_to_cpu: bool = False,
@@ -180,7 +191,8 @@ class Sam2Segmenter:
         self.coords = check_coords(coords)
         self.logit_threshold = float(logit_threshold)
         self.largest_component = bool(largest_component)
-        self.fill_holes = bool(fill_holes)
+        self.fill_hole_area = check_fill_hole_area(fill_hole_area)
+        self.fill_enclosed_holes = bool(fill_enclosed_holes)
         self.preprocessing = preprocessing or Preprocessing()
         self.offload_video_to_cpu = bool(offload_video_to_cpu)
         self.offload_state_to_cpu = bool(offload_state_to_cpu)
@@ -198,6 +210,7 @@ class Sam2Segmenter:
                 f"++model.memory_attention.layer.cross_attention.feat_sizes=[{feat},{feat}]",
             ]
         self.model, self._resolved_config = self._build()
+        fill_holes_where_sam2_does(self.model, self.fill_hole_area)
         self.checkpoint_sha256 = self._load_checkpoint() if self.checkpoint is not None else None
         self.model.to(self.device).eval()
         self.image_size = int(self.model.image_size)
@@ -237,7 +250,14 @@ class Sam2Segmenter:
             "coords": self.coords,
             "logit_threshold": self.logit_threshold,
             "largest_component": self.largest_component,
-            "fill_holes": self.fill_holes,
+            "fill_hole_area": self.fill_hole_area,
+            "hole_filling": (
+                f"zeroshot.segmenters.hole_filling on {self.device.type} (SAM2's fill_hole_area rule without its "
+                "CUDA extension; the model's own fill_hole_area stays 0)"
+                if self.fill_hole_area
+                else "off"
+            ),
+            "fill_enclosed_holes": self.fill_enclosed_holes,
             "preprocessing": self.preprocessing.describe(),
             "encoder_batch_size": self.encoder_batch_size,
             "offload_video_to_cpu": self.offload_video_to_cpu,
@@ -290,6 +310,39 @@ class Sam2Segmenter:
             raise SegmenterError(f"checkpoint {path} does not fit config {self.config}: {'; '.join(problems)}")
         self.model.load_state_dict(state, strict=True)
         return sha256_of(path)
+
+
+def fill_holes_where_sam2_does(model: torch.nn.Module, area: int) -> None:
+    """Make ``model`` (a ``SAM2VideoPredictor``) fill small holes exactly where SAM2's predictor does.
+
+    SAM2 fills holes at the end of ``_run_single_frame_inference`` (``sam2/sam2_video_predictor.py`` lines
+    784-789 in sam2 1.1.0), after the frame's memory was encoded from the unfilled mask (``track_step``), on the
+    low-resolution logits it returns and stores. Every path goes through it: a prompt (``add_new_points_or_box``,
+    ``add_new_mask``: the stored, filled logits are upsampled and encoded as that slice's memory in
+    ``propagate_in_video_preflight``), and each propagated slice. This wraps that one method of this model object
+    (no module of ``sam2`` is patched): the method runs as before with the model's own ``fill_hole_area`` of 0,
+    then the low-resolution logits it returns and stores are filled on their device with
+    :func:`~zeroshot.segmenters.hole_filling.fill_small_holes`. The lockstep engine, which runs SAM2's tracking
+    step itself, fills its outputs with the same function (the filled logits of a propagated slice are output
+    only; SAM2 encodes its memory before filling).
+
+    Parameters
+    ----------
+    model : SAM2VideoPredictor
+    area : int
+        ``fill_hole_area`` in low-resolution pixels; 0 leaves the model as it is.
+    """
+    if area == 0:
+        return
+    run = model._run_single_frame_inference
+
+    def run_and_fill_holes(*args: Any, **kwargs: Any) -> tuple[dict[str, Any], torch.Tensor]:
+        compact, pred_masks = run(*args, **kwargs)
+        filled = fill_small_holes(pred_masks, area)
+        compact["pred_masks"] = filled.to(compact["pred_masks"].device, non_blocking=True)
+        return compact, filled
+
+    model._run_single_frame_inference = run_and_fill_holes
 
 
 def _sam2_root() -> Path:

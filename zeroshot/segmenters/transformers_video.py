@@ -17,6 +17,9 @@ choices, from the same code where they are the toolkit's own:
   slice to the last slice; reset, prompt again, reverse from the last key slice to slice 0; union (maximum of the
   logits). The reverse pass is skipped when the only key slice is slice 0 (it would yield nothing), so a key slice
   at either end is handled. ``"continuous"`` omits the reset;
+- hole filling: ``transformers``' predictor has none; with ``fill_hole_area`` (8 by default, as SAM2's builders
+  set) :func:`fill_holes_where_sam2_does` adds SAM2's small-hole filling where SAM2's predictor applies it, with
+  :mod:`~zeroshot.segmenters.hole_filling`;
 - masks: logits (``S/4`` resolution) resized bilinearly to the input slice, ``> logit_threshold``, optional CPU
   post-processing (:func:`~zeroshot.segmenters.postprocess.postprocess_mask`); bfloat16 autocast on CUDA.
 
@@ -46,6 +49,7 @@ import torch.nn.functional as F
 from zeroshot.errors import SegmenterError
 from zeroshot.prompts.types import POSITIVE, SlicePrompt, VolumePrompts
 from zeroshot.segmenters.base import Segmentation
+from zeroshot.segmenters.hole_filling import OFFICIAL_FILL_HOLE_AREA, check_fill_hole_area, fill_small_holes
 from zeroshot.segmenters.postprocess import postprocess_mask
 from zeroshot.segmenters.preprocessing import Preprocessing, SliceStack
 from zeroshot.segmenters.prompt_coords import box_to_model, check_coords, points_to_model
@@ -153,8 +157,11 @@ class TransformersVideoSegmenter:
         A voxel is foreground where the union logit exceeds this (0, as SAM2).
     largest_component : bool
         Keep the largest 26-connected 3D component (MedSAM2's post-processing).
-    fill_holes : bool
-        Fill holes slice by slice (on the CPU).
+    fill_hole_area : int
+        SAM2's small-hole filling in low-resolution pixels (8, as SAM2's builders set; 0 turns it off): see
+        :func:`fill_holes_where_sam2_does`.
+    fill_enclosed_holes : bool
+        Also fill every enclosed hole of each slice of the final mask, whatever its size (on the CPU).
     preprocessing : Preprocessing or None
         ``None`` is MedSAM2's MRI recipe in float precision.
     encoder_batch_size : int
@@ -185,7 +192,8 @@ class TransformersVideoSegmenter:
         coords: str = "official",
         logit_threshold: float = 0.0,
         largest_component: bool = False,
-        fill_holes: bool = False,
+        fill_hole_area: int = OFFICIAL_FILL_HOLE_AREA,
+        fill_enclosed_holes: bool = False,
         preprocessing: Preprocessing | None = None,
         encoder_batch_size: int = 8,
         offload_state_to_cpu: bool = False,
@@ -206,7 +214,8 @@ class TransformersVideoSegmenter:
         self.coords = check_coords(coords)
         self.logit_threshold = float(logit_threshold)
         self.largest_component = bool(largest_component)
-        self.fill_holes = bool(fill_holes)
+        self.fill_hole_area = check_fill_hole_area(fill_hole_area)
+        self.fill_enclosed_holes = bool(fill_enclosed_holes)
         self.preprocessing = preprocessing or Preprocessing()
         self.encoder_batch_size = int(encoder_batch_size)
         self.offload_state_to_cpu = bool(offload_state_to_cpu)
@@ -222,6 +231,7 @@ class TransformersVideoSegmenter:
         self.weights_sha256 = _weights_sha256(self.model_id_or_path)
         self.model.to(self.device).eval()
         self.image_size = _square_size(self.model.config.image_size)
+        fill_holes_where_sam2_does(self.model, self.fill_hole_area, image_size=self.image_size)
         self.name = name or (Path(self.model_id_or_path).name if self.model_id_or_path else model_type)
         count_encoded_slices(self, self.model.vision_encoder)
 
@@ -257,7 +267,14 @@ class TransformersVideoSegmenter:
             "coords": self.coords,
             "logit_threshold": self.logit_threshold,
             "largest_component": self.largest_component,
-            "fill_holes": self.fill_holes,
+            "fill_hole_area": self.fill_hole_area,
+            "hole_filling": (
+                f"zeroshot.segmenters.hole_filling on {self.device.type}, where SAM2's predictor fills holes "
+                "(transformers' predictor has no hole filling)"
+                if self.fill_hole_area
+                else "off (as transformers' predictor)"
+            ),
+            "fill_enclosed_holes": self.fill_enclosed_holes,
             "preprocessing": self.preprocessing.describe(),
             "encoder_batch_size": self.encoder_batch_size,
             "offload_state_to_cpu": self.offload_state_to_cpu,
@@ -377,7 +394,9 @@ class TransformersVideoSession:
             self._session.reset_tracking_data()
         propagated_s = time.perf_counter() - started
         raw = logits.numpy() > seg.logit_threshold
-        mask = postprocess_mask(raw, fill_holes=seg.fill_holes, largest_component=seg.largest_component)
+        mask = postprocess_mask(
+            raw, fill_enclosed_holes=seg.fill_enclosed_holes, largest_component=seg.largest_component
+        )
         probabilities = torch.sigmoid(logits).numpy() if seg.return_probabilities else None
         frames_run = sum(p["slices"] for p in passes)
         info = {
@@ -388,7 +407,8 @@ class TransformersVideoSession:
             "key_slices": list(key_slices),
             "passes": passes,
             "logit_threshold": seg.logit_threshold,
-            "fill_holes": seg.fill_holes,
+            "fill_hole_area": seg.fill_hole_area,
+            "fill_enclosed_holes": seg.fill_enclosed_holes,
             "largest_component": seg.largest_component,
             "voxels_before_postprocess": int(raw.sum()),
             "device": str(seg.device),
@@ -476,6 +496,45 @@ class TransformersVideoSession:
         stacked = torch.cat(low_res, dim=0)
         upsampled = F.interpolate(stacked, size=(height, width), mode="bilinear", align_corners=False)
         return frames, upsampled[:, 0].cpu()
+
+
+def fill_holes_where_sam2_does(model: torch.nn.Module, area: int, *, image_size: int) -> None:
+    """Give a ``transformers`` SAM2-family video model SAM2's small-hole filling, where SAM2's predictor applies it.
+
+    ``transformers``' ``_run_single_frame_inference`` returns a slice's low-resolution logits (``pred_masks``,
+    stored and output) and the high-resolution ones its memory is encoded from (``high_res_masks``). This wraps
+    that one method of this model object so that, as in SAM2's predictor:
+
+    - every slice's ``pred_masks`` are filled (:func:`~zeroshot.segmenters.hole_filling.fill_small_holes`);
+    - on a prompted slice (points, box or mask) the memory is encoded from the filled logits upsampled to
+      ``S x S`` (bilinear, as SAM2's ``propagate_in_video_preflight`` does), not from the decoder's own
+      high-resolution logits;
+    - on a propagated slice the memory keeps the unfilled logits (SAM2 encodes it before filling).
+
+    Parameters
+    ----------
+    model : Sam2VideoModel or Sam3TrackerVideoModel
+    area : int
+        ``fill_hole_area`` in low-resolution pixels; 0 leaves the model as it is.
+    image_size : int
+        Model input size S.
+    """
+    if area == 0:
+        return
+    run = model._run_single_frame_inference
+
+    def run_and_fill_holes(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        out = run(*args, **kwargs)
+        filled = fill_small_holes(out["pred_masks"], area)
+        out["pred_masks"] = filled
+        if kwargs.get("point_inputs") is not None or kwargs.get("mask_inputs") is not None:
+            high_res = F.interpolate(
+                filled.float(), size=(image_size, image_size), mode="bilinear", align_corners=False
+            )
+            out["high_res_masks"] = high_res.to(out["high_res_masks"].dtype)
+        return out
+
+    model._run_single_frame_inference = run_and_fill_holes
 
 
 def _load_model(model_id_or_path: str) -> torch.nn.Module:
