@@ -490,6 +490,8 @@ def test_medsam2_recipe_comes_from_the_checkpoint_list():
     assert record["resolved_config"]["model"]["memory_attention"]["layer"]["cross_attention"]["feat_sizes"] == [32, 32]
     assert record["largest_component"] and record["propagation"] == "reset" and record["logit_threshold"] == 0.0
     assert record["preprocessing"]["percentiles"] == [0.5, 99.5]
+    assert record["preprocessing"]["pipeline"] == "medsam2" and record["coords"] == "official"
+    assert record["fill_hole_area"] == 8
     assert set(read_checkpoint_list()) >= {"medsam2", "sam2.1-tiny", "sam2.1-large"}
     with pytest.raises(SegmenterError, match="unknown SAM2 config 'medsam3'"):
         build_segmenter("random:medsam3", device="cpu")

@@ -34,7 +34,7 @@ import torch
 from zeroshot.checkpoints import load_checkpoint, sha256_of
 from zeroshot.errors import SegmenterError
 from zeroshot.segmenters.hole_filling import OFFICIAL_FILL_HOLE_AREA, check_fill_hole_area, fill_small_holes
-from zeroshot.segmenters.preprocessing import Preprocessing
+from zeroshot.segmenters.preprocessing import Preprocessing, to_preprocessing
 from zeroshot.segmenters.prompt_coords import check_coords
 from zeroshot.segmenters.runtime import autocast_for, count_encoded_slices, resolve_device, resolve_precision
 from zeroshot.segmenters.sam2_session import Sam2Session
@@ -124,8 +124,11 @@ class Sam2Segmenter:
     fill_enclosed_holes : bool
         Also fill every enclosed hole of each slice of the final mask, whatever its size (on the CPU; not part
         of any author's recipe).
-    preprocessing : Preprocessing or None
-        Intensity window, resize and normalisation; ``None`` is MedSAM2's MRI recipe in float precision.
+    preprocessing : Preprocessing or {"sam2", "medsam2", "float"}
+        Intensity window, resize and normalisation, or a pipeline's name with the default window (see
+        :mod:`zeroshot.segmenters.preprocessing`): ``"sam2"`` is the authors' 8-bit path (MedSAM2's MRI window,
+        ``uint8``, Pillow's resize) with SAM2's frame-loader arithmetic; the ``medsam2`` entries of the checkpoint
+        list use ``"medsam2"`` (MedSAM2's float64 normalisation); ``"float"`` is zeroshot's float path.
     encoder_batch_size : int or None
         Slices per image-encoder batch (fast engines). ``None``: as many slices as hold the pixels of 8 slices at
         1024 px, at most 32 (32 at 512 px, 8 at 1024): fewer, larger batches at the same activation memory.
@@ -165,7 +168,7 @@ class Sam2Segmenter:
         largest_component: bool = False,
         fill_hole_area: int = OFFICIAL_FILL_HOLE_AREA,
         fill_enclosed_holes: bool = False,
-        preprocessing: Preprocessing | None = None,
+        preprocessing: Preprocessing | str = "sam2",
         encoder_batch_size: int | None = None,
         offload_video_to_cpu: bool = False,
         offload_state_to_cpu: bool = False,
@@ -193,7 +196,7 @@ class Sam2Segmenter:
         self.largest_component = bool(largest_component)
         self.fill_hole_area = check_fill_hole_area(fill_hole_area)
         self.fill_enclosed_holes = bool(fill_enclosed_holes)
-        self.preprocessing = preprocessing or Preprocessing()
+        self.preprocessing = to_preprocessing(preprocessing)
         self.offload_video_to_cpu = bool(offload_video_to_cpu)
         self.offload_state_to_cpu = bool(offload_state_to_cpu)
         self.return_probabilities = bool(probabilities)

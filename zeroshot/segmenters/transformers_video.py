@@ -5,7 +5,7 @@ checked against an independent implementation of the same model, and so that mod
 ``transformers`` format (``Sam2VideoModel``, ``Sam3TrackerVideoModel``) can be evaluated. It makes the same
 choices, from the same code where they are the toolkit's own:
 
-- preprocessing: :mod:`zeroshot.segmenters.preprocessing` (MedSAM2's MRI recipe by default), fed directly as
+- preprocessing: :mod:`zeroshot.segmenters.preprocessing` (the authors' 8-bit path by default), fed directly as
   pixel values; ``transformers``' own video processor (and torchvision) is not used;
 - prompts: the key slices' boxes and points are mapped to model pixels with
   :func:`~zeroshot.segmenters.prompt_coords.box_to_model` and
@@ -51,7 +51,7 @@ from zeroshot.prompts.types import POSITIVE, SlicePrompt, VolumePrompts
 from zeroshot.segmenters.base import Segmentation
 from zeroshot.segmenters.hole_filling import OFFICIAL_FILL_HOLE_AREA, check_fill_hole_area, fill_small_holes
 from zeroshot.segmenters.postprocess import postprocess_mask
-from zeroshot.segmenters.preprocessing import Preprocessing, SliceStack
+from zeroshot.segmenters.preprocessing import Preprocessing, SliceStack, to_preprocessing
 from zeroshot.segmenters.prompt_coords import box_to_model, check_coords, points_to_model
 from zeroshot.segmenters.runtime import autocast_for, count_encoded_slices, resolve_device, resolve_precision
 from zeroshot.volume import Volume
@@ -162,8 +162,8 @@ class TransformersVideoSegmenter:
         :func:`fill_holes_where_sam2_does`.
     fill_enclosed_holes : bool
         Also fill every enclosed hole of each slice of the final mask, whatever its size (on the CPU).
-    preprocessing : Preprocessing or None
-        ``None`` is MedSAM2's MRI recipe in float precision.
+    preprocessing : Preprocessing or {"sam2", "medsam2", "float"}
+        See :mod:`zeroshot.segmenters.preprocessing`; ``"sam2"`` (default) is the authors' 8-bit path.
     encoder_batch_size : int
         Slices per image-encoder batch in :meth:`prepare`.
     offload_state_to_cpu : bool
@@ -194,7 +194,7 @@ class TransformersVideoSegmenter:
         largest_component: bool = False,
         fill_hole_area: int = OFFICIAL_FILL_HOLE_AREA,
         fill_enclosed_holes: bool = False,
-        preprocessing: Preprocessing | None = None,
+        preprocessing: Preprocessing | str = "sam2",
         encoder_batch_size: int = 8,
         offload_state_to_cpu: bool = False,
         probabilities: bool = True,
@@ -216,7 +216,7 @@ class TransformersVideoSegmenter:
         self.largest_component = bool(largest_component)
         self.fill_hole_area = check_fill_hole_area(fill_hole_area)
         self.fill_enclosed_holes = bool(fill_enclosed_holes)
-        self.preprocessing = preprocessing or Preprocessing()
+        self.preprocessing = to_preprocessing(preprocessing)
         self.encoder_batch_size = int(encoder_batch_size)
         self.offload_state_to_cpu = bool(offload_state_to_cpu)
         self.return_probabilities = bool(probabilities)
