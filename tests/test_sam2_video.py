@@ -407,7 +407,9 @@ def test_describe_records_the_resolved_configuration(fast):
     assert "++model.fill_hole_area=0" in record["hydra_overrides"]
     assert record["resolved_config"]["model"]["image_size"] == SIZE
     assert record["resolved_config"]["model"]["memory_attention"]["layer"]["self_attention"]["feat_sizes"] == [8, 8]
-    assert record["precision"] == "float32" and record["device"] == "cpu"
+    assert record["precision"] == "float32" and record["device"] == "cpu" and record["tf32"] is False
+    assert record["coords"] == "official" and record["fill_hole_area"] == 8
+    assert record["preprocessing"]["pipeline"] == "sam2"
     assert record["image_size"] == SIZE and record["parameters"] > 30_000_000
     assert record["encoder_batch_size"] == 32  # the largest automatic batch
 

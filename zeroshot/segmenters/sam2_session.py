@@ -112,7 +112,7 @@ class Sam2Session:
         self.intensity_window = slices.window
         if isinstance(cache, FeatureCache):
             batch = segmenter.encoder_batch_size
-            with torch.inference_mode(), segmenter.autocast():
+            with torch.inference_mode(), segmenter.numerics():
                 for start in range(0, depth, batch):
                     cache.add_batch(start, segmenter.model.forward_image(slices.batch(start, start + batch)))
         self.prepare_s = time.perf_counter() - started
@@ -174,7 +174,7 @@ class Sam2Session:
         started = time.perf_counter()
         encoded_before = seg.encoded_slices
         fallback = self._lockstep_fallback()
-        with torch.inference_mode(), seg.autocast():
+        with torch.inference_mode(), seg.numerics():
             if fallback is None:
                 runs = self._propagate_lockstep(prompt_sets)
             else:

@@ -36,7 +36,13 @@ from zeroshot.errors import SegmenterError
 from zeroshot.segmenters.hole_filling import OFFICIAL_FILL_HOLE_AREA, check_fill_hole_area, fill_small_holes
 from zeroshot.segmenters.preprocessing import Preprocessing, to_preprocessing
 from zeroshot.segmenters.prompt_coords import check_coords
-from zeroshot.segmenters.runtime import autocast_for, count_encoded_slices, resolve_device, resolve_precision
+from zeroshot.segmenters.runtime import (
+    count_encoded_slices,
+    numerics_for,
+    resolve_device,
+    resolve_precision,
+    uses_tf32,
+)
 from zeroshot.segmenters.sam2_session import Sam2Session
 from zeroshot.volume import Volume
 
@@ -104,7 +110,8 @@ class Sam2Segmenter:
         MedSAM2 uses 512. The memory-attention RoPE sizes are set to ``S / 16`` to match.
     device : {"auto", "cpu", "cuda", "cuda:N"}
     precision : {"auto", "bfloat16", "float32"}
-        ``auto``: bfloat16 autocast on CUDA, float32 on the CPU. bfloat16 requires CUDA.
+        ``auto``: bfloat16 autocast with TF32 matrix products on CUDA (the authors' setting), float32 on the CPU.
+        bfloat16 requires CUDA; float32 on CUDA turns TF32 off.
     engine : {"fast", "fast-serial", "reference"}
         See :mod:`zeroshot.segmenters.sam2_session`. All give the same masks up to floating-point noise.
     propagation : {"reset", "continuous"}
@@ -248,6 +255,7 @@ class Sam2Segmenter:
             "parameters": int(sum(p.numel() for p in self.model.parameters())),
             "device": str(self.device),
             "precision": self.precision,
+            "tf32": uses_tf32(self.device, self.precision),
             "engine": self.engine,
             "propagation": self.propagation,
             "coords": self.coords,
@@ -267,9 +275,12 @@ class Sam2Segmenter:
             "offload_state_to_cpu": self.offload_state_to_cpu,
         }
 
-    def autocast(self) -> contextlib.AbstractContextManager:
-        """The autocast context the model runs under (bfloat16 on CUDA unless float32 was asked)."""
-        return autocast_for(self.device, self.precision)
+    def numerics(self) -> contextlib.AbstractContextManager:
+        """The numerics the model runs under (:func:`~zeroshot.segmenters.runtime.numerics_for`).
+
+        On CUDA bfloat16 autocast with TF32, as the authors run, unless float32 was asked; float32 on the CPU.
+        """
+        return numerics_for(self.device, self.precision)
 
     def _build(self) -> tuple[torch.nn.Module, dict[str, Any]]:
         import sam2  # noqa: F401  (initialises Hydra's search path on the sam2 package)

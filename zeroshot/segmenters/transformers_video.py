@@ -53,7 +53,13 @@ from zeroshot.segmenters.hole_filling import OFFICIAL_FILL_HOLE_AREA, check_fill
 from zeroshot.segmenters.postprocess import postprocess_mask
 from zeroshot.segmenters.preprocessing import Preprocessing, SliceStack, to_preprocessing
 from zeroshot.segmenters.prompt_coords import box_to_model, check_coords, points_to_model
-from zeroshot.segmenters.runtime import autocast_for, count_encoded_slices, resolve_device, resolve_precision
+from zeroshot.segmenters.runtime import (
+    count_encoded_slices,
+    numerics_for,
+    resolve_device,
+    resolve_precision,
+    uses_tf32,
+)
 from zeroshot.volume import Volume
 
 __all__ = ["TransformersVideoSegmenter", "TransformersVideoSession", "tiny_sam2_video_model"]
@@ -148,7 +154,8 @@ class TransformersVideoSegmenter:
         An already built model (e.g. :func:`tiny_sam2_video_model`); takes precedence over ``model_id_or_path``.
     device : {"auto", "cpu", "cuda", "cuda:N"}
     precision : {"auto", "bfloat16", "float32"}
-        ``auto``: bfloat16 autocast on CUDA, float32 on the CPU. The weights stay float32.
+        ``auto``: bfloat16 autocast with TF32 matrix products on CUDA (the authors' setting), float32 on the CPU.
+        The weights stay float32; float32 on CUDA turns TF32 off.
     propagation : {"reset", "continuous"}
         See the module docstring.
     coords : {"official", "area"}
@@ -263,6 +270,7 @@ class TransformersVideoSegmenter:
             "parameters": int(sum(p.numel() for p in self.model.parameters())),
             "device": str(self.device),
             "precision": self.precision,
+            "tf32": uses_tf32(self.device, self.precision),
             "propagation": self.propagation,
             "coords": self.coords,
             "logit_threshold": self.logit_threshold,
@@ -280,9 +288,12 @@ class TransformersVideoSegmenter:
             "offload_state_to_cpu": self.offload_state_to_cpu,
         }
 
-    def autocast(self) -> contextlib.AbstractContextManager:
-        """The autocast context the model runs under (bfloat16 on CUDA unless float32 was asked)."""
-        return autocast_for(self.device, self.precision)
+    def numerics(self) -> contextlib.AbstractContextManager:
+        """The numerics the model runs under (:func:`~zeroshot.segmenters.runtime.numerics_for`).
+
+        On CUDA bfloat16 autocast with TF32, as the authors run, unless float32 was asked; float32 on the CPU.
+        """
+        return numerics_for(self.device, self.precision)
 
 
 class _LazyFrames(Mapping[int, torch.Tensor]):
@@ -383,7 +394,7 @@ class TransformersVideoSession:
             plan.append(("reverse", key_slices[-1]))
         logits = torch.full(self.volume.shape, _NO_SCORE, dtype=torch.float32)
         passes = []
-        with torch.inference_mode(), seg.autocast():
+        with torch.inference_mode(), seg.numerics():
             for number, (direction, start) in enumerate(plan):
                 if number == 0 or seg.propagation == "reset":
                     self._session.reset_tracking_data()
@@ -438,7 +449,7 @@ class TransformersVideoSession:
         seg = self._segmenter
         cache = self._session.cache
         shared_positions: list[torch.Tensor] | None = None
-        with torch.inference_mode(), seg.autocast():
+        with torch.inference_mode(), seg.numerics():
             for start in range(0, len(slices), seg.encoder_batch_size):
                 pixels = slices.batch(start, start + seg.encoder_batch_size)
                 out = seg.model.get_image_features(pixels, return_dict=True)
