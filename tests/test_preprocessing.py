@@ -12,6 +12,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from fixtures_recipes import medsam2_images, medsam2_window
 
 from zeroshot.errors import SegmenterError
 from zeroshot.segmenters.preprocessing import (
@@ -196,32 +197,6 @@ def test_pipeline_names_make_preprocessing():
 # --- the 8-bit pipelines against Pillow, MedSAM2's steps and SAM2's frame loader ----------------------------------
 
 
-def medsam2_window(image: np.ndarray) -> np.ndarray:
-    """MedSAM2's MR step (examples/infer_CT_LUNA25.py ``preprocess``, modality MR), restated on the raw array."""
-    lower_bound, upper_bound = np.percentile(image[image > 0], 0.5), np.percentile(image[image > 0], 99.5)
-    image_data_pre = np.clip(image, lower_bound, upper_bound)
-    image_data_pre = (
-        (image_data_pre - np.min(image_data_pre)) / (np.max(image_data_pre) - np.min(image_data_pre)) * 255.0
-    )
-    image_data_pre[image == 0] = 0
-    return image_data_pre
-
-
-def medsam2_model_input(image: np.ndarray, image_size: int) -> torch.Tensor:
-    """MedSAM2's ``resize_grayscale_to_rgb_and_resize``, ``/ 255.0`` and normalisation, then SAM2's ``.float()``."""
-    from PIL import Image
-
-    array = medsam2_window(image)
-    resized_array = np.zeros((array.shape[0], 3, image_size, image_size))
-    for i in range(array.shape[0]):
-        img_pil = Image.fromarray(array[i].astype(np.uint8))
-        resized_array[i] = np.array(img_pil.convert("RGB").resize((image_size, image_size))).transpose(2, 0, 1)
-    img_resized = torch.from_numpy(resized_array / 255.0)
-    img_resized -= torch.tensor(IMAGENET_MEAN, dtype=torch.float32)[:, None, None]
-    img_resized /= torch.tensor(IMAGENET_STD, dtype=torch.float32)[:, None, None]
-    return img_resized.float()
-
-
 @pytest.fixture(scope="module")
 def int16_scan() -> np.ndarray:
     """An int16 MR-like volume, non-square slices, zero background and a bright outlier (stored as MR usually is)."""
@@ -264,7 +239,7 @@ def test_medsam2_pipeline_is_medsam2s_model_input_byte_for_byte(int16_scan, imag
     stack = SliceStack(
         int16_scan.astype(np.float32), image_size=image_size, preprocessing=Preprocessing("medsam2"), device="cpu"
     )
-    expected = medsam2_model_input(int16_scan, image_size)
+    expected = medsam2_images(int16_scan, image_size).float()  # SAM2 reads each slice as float32
     ours = stack.batch(0, len(stack))
     assert ours.dtype == torch.float32 and torch.equal(ours, expected)
     assert torch.equal(stack[2], expected[2])
@@ -305,5 +280,5 @@ def test_medsam2_pipeline_on_the_real_mr_scan(real_example):
     assert np.array_equal(raw, volume.array)
     stack = SliceStack(volume.array, image_size=512, preprocessing=Preprocessing("medsam2"), device="cpu")
     middle = volume.num_slices // 2
-    expected = medsam2_model_input(raw, 512)[middle - 1 : middle + 1]
+    expected = medsam2_images(raw, 512)[middle - 1 : middle + 1].float()
     assert torch.equal(stack.batch(middle - 1, middle + 1), expected)
