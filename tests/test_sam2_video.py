@@ -632,6 +632,7 @@ def test_gpu_check_script_parses_and_its_benchmarks_take_their_arguments():
         parsed = propagation_speed.parse_args(args)
         assert set(parsed.engines.split(",")) <= {"reference", "fast-serial", "fast"}
     assert any("--many" in args for args in bench_lines)
+    assert any(propagation_speed.parse_args(args).recipe_costs for args in bench_lines)
     steps = [line for line in lines if line.startswith(("step ", "bench ")) and not line.split()[1].startswith('"$')]
     assert len(steps) >= 5
     assert all(line.split()[2].isdigit() for line in steps)  # every step has a time limit
