@@ -27,8 +27,11 @@ Propagation policies (recorded in ``Segmentation.info``):
     the same passes without the reset: the reverse pass also attends to the memories of the forward pass
     (SAM2's interactive demo behaves like this; results depend on the order).
 
-Masks are ``logits > logit_threshold`` at the input slice size (SAM2 resizes its ``S/4`` logits bilinearly),
-then optionally post-processed on the CPU (:mod:`zeroshot.segmenters.postprocess`).
+Every engine fills small holes where SAM2's predictor does (``fill_hole_area``: the reference and fast-serial
+engines through SAM2's own per-slice step, which the segmenter makes fill holes; the lockstep engine on its
+slices' outputs, with the same :func:`~zeroshot.segmenters.hole_filling.fill_small_holes`). Masks are
+``logits > logit_threshold`` at the input slice size (SAM2 resizes its ``S/4`` logits bilinearly), then optionally
+post-processed on the CPU (:mod:`zeroshot.segmenters.postprocess`).
 """
 
 from __future__ import annotations
