@@ -69,17 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"volume {volume.shape} (z, y, x); key slice {prompts.key_slices[0]}, box {prompts.slices[0].box}")
     results, masks, probs = {}, {}, {}
     for engine in args.engines.split(","):
-        segmenter = Sam2Segmenter(
-            config=args.config,
-            checkpoint=args.checkpoint,
-            image_size=args.image_size,
-            device=args.device,
-            precision=args.precision,
-            engine=engine,
-            encoder_batch_size=args.encoder_batch_size,
-            offload_video_to_cpu=args.offload,
-            offload_state_to_cpu=args.offload,
-        )
+        segmenter = _segmenter(args, engine, offload_video_to_cpu=args.offload, offload_state_to_cpu=args.offload)
         device = segmenter.device
         _warm_up(segmenter, volume, prompts)
         prepare_s, segment_s = [], []
@@ -153,15 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _time_many(args: argparse.Namespace, volume, label: np.ndarray) -> dict:
     """K prompt sets in one ``segment_many`` call against K ``segment`` calls, on one prepared session."""
-    segmenter = Sam2Segmenter(
-        config=args.config,
-        checkpoint=args.checkpoint,
-        image_size=args.image_size,
-        device=args.device,
-        precision=args.precision,
-        engine="fast",
-        encoder_batch_size=args.encoder_batch_size,
-    )
+    segmenter = _segmenter(args, "fast")
     zs = np.flatnonzero(label.any(axis=(1, 2)))
     picks = np.linspace(zs[len(zs) // 4], zs[(3 * len(zs)) // 4], args.many).round().astype(int)
     prompt_sets = [_box_prompt(label, int(z)) for z in picks]
@@ -203,22 +185,10 @@ def _recipe_costs(args: argparse.Namespace, volume, prompts: VolumePrompts) -> d
     from zeroshot.segmenters.hole_filling import fill_small_holes
     from zeroshot.segmenters.preprocessing import resize_uint8, window_to_uint8
 
-    def build(**options: object) -> Sam2Segmenter:
-        return Sam2Segmenter(
-            config=args.config,
-            checkpoint=args.checkpoint,
-            image_size=args.image_size,
-            device=args.device,
-            precision=args.precision,
-            engine="fast",
-            encoder_batch_size=args.encoder_batch_size,
-            **options,
-        )
-
     variants = {
-        "fill_hole_area=8": build(fill_hole_area=8),
-        "fill_hole_area=0": build(fill_hole_area=0),
-        "preprocessing=float": build(fill_hole_area=8, preprocessing="float"),
+        "fill_hole_area=8": _segmenter(args, "fast", fill_hole_area=8),
+        "fill_hole_area=0": _segmenter(args, "fast", fill_hole_area=0),
+        "preprocessing=float": _segmenter(args, "fast", fill_hole_area=8, preprocessing="float"),
     }
     device = variants["fill_hole_area=8"].device
     image_size = variants["fill_hole_area=8"].image_size
@@ -276,6 +246,20 @@ def _recipe_costs(args: argparse.Namespace, volume, prompts: VolumePrompts) -> d
         "hole_filling_segment_overhead": on["segment"] / off["segment"] - 1,
         "uint8_prepare_overhead": on["prepare"] / flt["prepare"] - 1,
     }
+
+
+def _segmenter(args: argparse.Namespace, engine: str, **options: object) -> Sam2Segmenter:
+    """The model the arguments describe, with ``engine`` and further options."""
+    return Sam2Segmenter(
+        config=args.config,
+        checkpoint=args.checkpoint,
+        image_size=args.image_size,
+        device=args.device,
+        precision=args.precision,
+        engine=engine,
+        encoder_batch_size=args.encoder_batch_size,
+        **options,
+    )
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:

@@ -20,15 +20,9 @@ from zeroshot.prompts.types import SlicePrompt, VolumePrompts
 from zeroshot.segmenters import build_segmenter
 from zeroshot.volume import read_label, read_volume
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 PANCREAS = 7
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,8 @@ from zeroshot.segmenters.sam2_lockstep import MemoryRules, Stream, _LeanStep, pl
 from zeroshot.segmenters.sam2_video import Sam2Segmenter, resolve_config, resolve_device
 from zeroshot.volume import volume_from_array
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SIZE = 128
 SHAPE = (14, 48, 64)
 
@@ -46,15 +48,6 @@ def ellipse(shape_yx=SHAPE[1:], centre=(24, 30), radii=(10, 14)) -> np.ndarray:
 
 def prompts(*slices: SlicePrompt, strategy: str = "test") -> VolumePrompts:
     return VolumePrompts("phantom_000", strategy, 0, "gt", tuple(slices))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine, torch's spinning thread pool runs up to 4x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
