@@ -109,13 +109,8 @@ class Preprocessing:
             raise SegmenterError(f"mean and std need three values each, std positive; got {self.mean}, {self.std}")
 
     def describe(self) -> dict[str, Any]:
-        """JSON-serialisable record of the settings (with the Pillow version for the 8-bit pipelines)."""
-        record = {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
-        if self.pipeline in UINT8_PIPELINES:
-            import PIL
-
-            record["pillow_version"] = PIL.__version__
-        return record
+        """JSON-serialisable record of the settings."""
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
 
 
 def to_preprocessing(preprocessing: Preprocessing | str) -> Preprocessing:
