@@ -152,24 +152,27 @@ def test_holes_are_filled_where_sam2_fills_them(segmenter, volume, session, monk
 
     assert segmenter.describe()["fill_hole_area"] == 8
     outputs = []
-    run = segmenter.model._run_single_frame_inference  # the filling wrapper
+    step = type(segmenter.model)._run_single_frame_inference
 
-    def recording(**kwargs):
-        out = run(**kwargs)
-        prompted = kwargs["point_inputs"] is not None or kwargs["mask_inputs"] is not None
-        outputs.append((prompted, out["pred_masks"].clone(), out["high_res_masks"].clone()))
+    def recording(model, **kwargs):
+        out = step(model, **kwargs)
+        # the dict itself: the filling wraps this step and fills the same dict afterwards
+        outputs.append((kwargs["point_inputs"] is not None or kwargs["mask_inputs"] is not None, out))
         return out
 
-    monkeypatch.setattr(segmenter.model, "_run_single_frame_inference", recording)
+    monkeypatch.setattr(type(segmenter.model), "_run_single_frame_inference", recording)
     filled = session.segment(mask_prompt)
     monkeypatch.undo()
+    assert "_run_single_frame_inference" not in vars(segmenter.model)  # the wrapping ends with the call
     assert len(outputs) == DEPTH + 1  # the key slice is prompted twice (reset between the passes)
-    for prompted, low_res, high_res in outputs:
-        assert not small_background(low_res <= 0, 8).any()
+    for prompted, out in outputs:
+        assert not small_background(out["pred_masks"] <= 0, 8).any()
         if prompted:  # its memory is encoded from its filled logits, upsampled as SAM2's preflight does
-            upsampled = torch.nn.functional.interpolate(low_res, size=(64, 64), mode="bilinear", align_corners=False)
-            assert torch.equal(high_res, upsampled)
-    assert sum(prompted for prompted, _, _ in outputs) == 2
+            upsampled = torch.nn.functional.interpolate(
+                out["pred_masks"], size=(64, 64), mode="bilinear", align_corners=False
+            )
+            assert torch.equal(out["high_res_masks"], upsampled)
+    assert sum(prompted for prompted, _ in outputs) == 2
     unfilled_segmenter = TransformersVideoSegmenter(
         model=tiny_sam2_video_model(image_size=64, seed=0), device="cpu", fill_hole_area=0
     )

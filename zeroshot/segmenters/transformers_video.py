@@ -238,7 +238,6 @@ class TransformersVideoSegmenter:
         self.weights_sha256 = _weights_sha256(self.model_id_or_path)
         self.model.to(self.device).eval()
         self.image_size = _square_size(self.model.config.image_size)
-        fill_holes_where_sam2_does(self.model, self.fill_hole_area, image_size=self.image_size)
         self.name = name or (Path(self.model_id_or_path).name if self.model_id_or_path else model_type)
         count_encoded_slices(self, self.model.vision_encoder)
 
@@ -394,7 +393,8 @@ class TransformersVideoSession:
             plan.append(("reverse", key_slices[-1]))
         logits = torch.full(self.volume.shape, _NO_SCORE, dtype=torch.float32)
         passes = []
-        with torch.inference_mode(), seg.numerics():
+        filling = fill_holes_where_sam2_does(seg.model, seg.fill_hole_area, image_size=seg.image_size)
+        with torch.inference_mode(), seg.numerics(), filling:
             for number, (direction, start) in enumerate(plan):
                 if number == 0 or seg.propagation == "reset":
                     self._session.reset_tracking_data()
@@ -509,18 +509,22 @@ class TransformersVideoSession:
         return frames, upsampled[:, 0].cpu()
 
 
-def fill_holes_where_sam2_does(model: torch.nn.Module, area: int, *, image_size: int) -> None:
-    """Give a ``transformers`` SAM2-family video model SAM2's small-hole filling, where SAM2's predictor applies it.
+@contextlib.contextmanager
+def fill_holes_where_sam2_does(model: torch.nn.Module, area: int, *, image_size: int) -> Iterator[None]:
+    """While the block runs, give a ``transformers`` SAM2-family video model SAM2's small-hole filling.
 
     ``transformers``' ``_run_single_frame_inference`` returns a slice's low-resolution logits (``pred_masks``,
-    stored and output) and the high-resolution ones its memory is encoded from (``high_res_masks``). This wraps
-    that one method of this model object so that, as in SAM2's predictor:
+    stored and output) and the high-resolution ones its memory is encoded from (``high_res_masks``). Inside the
+    block that one method of this model object is wrapped so that, as in SAM2's predictor:
 
     - every slice's ``pred_masks`` are filled (:func:`~zeroshot.segmenters.hole_filling.fill_small_holes`);
     - on a prompted slice (points, box or mask) the memory is encoded from the filled logits upsampled to
       ``S x S`` (bilinear, as SAM2's ``propagate_in_video_preflight`` does), not from the decoder's own
       high-resolution logits;
     - on a propagated slice the memory keeps the unfilled logits (SAM2 encodes it before filling).
+
+    The model may be the caller's own object, shared by segmenters with other settings: the wrapping is undone
+    when the block ends.
 
     Parameters
     ----------
@@ -531,6 +535,7 @@ def fill_holes_where_sam2_does(model: torch.nn.Module, area: int, *, image_size:
         Model input size S.
     """
     if area == 0:
+        yield
         return
     run = model._run_single_frame_inference
 
@@ -545,7 +550,15 @@ def fill_holes_where_sam2_does(model: torch.nn.Module, area: int, *, image_size:
             out["high_res_masks"] = high_res.to(out["high_res_masks"].dtype)
         return out
 
+    previous = model.__dict__.get("_run_single_frame_inference")
     model._run_single_frame_inference = run_and_fill_holes
+    try:
+        yield
+    finally:
+        if previous is None:
+            del model._run_single_frame_inference
+        else:
+            model._run_single_frame_inference = previous
 
 
 def _load_model(model_id_or_path: str) -> torch.nn.Module:
