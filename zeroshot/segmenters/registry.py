@@ -88,8 +88,13 @@ BACKENDS = {
 }
 #: The transformers backend's random model, ``random:transformers-tiny[@SIZE]``.
 RANDOM_TRANSFORMERS = "random:transformers-tiny"
-#: Random-weight names listed by :func:`available_models` (any sam2 config name works after ``random:``).
-RANDOM_EXAMPLES = ("random:sam2.1_hiera_t@256", "random:sam2.1_hiera_t@512", f"{RANDOM_TRANSFORMERS}@128")
+#: Random-weight names listed by :func:`available_models` (any sam2 config name or sam2 entry works after ``random:``).
+RANDOM_EXAMPLES = (
+    "random:sam2.1_hiera_t@256",
+    "random:sam2.1_hiera_t@512",
+    "random:medsam2",
+    f"{RANDOM_TRANSFORMERS}@128",
+)
 
 _SIZE_SUFFIX = re.compile(r"(?P<base>.+)@(?P<size>\d+)\Z")
 _CHECKPOINT_SUFFIXES = (".pt", ".pth")
