@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks of the SAM2 segmenter in one short command (about 3 minutes on an H100, at most
-# GPU_CHECK_BUDGET_S, default 240 s): MedSAM2's setting (SAM2.1-tiny at 512 px) with every engine and
-# segment_many (K = 4), the cuda tests, SAM2.1-tiny at 1024 px reference against lockstep. GPU_CHECK_LARGE=1 adds
+# GPU_CHECK_BUDGET_S, default 240 s): MedSAM2's setting (SAM2.1-tiny at 512 px) with every engine,
+# segment_many (K = 4) and the recipe's costs (hole filling on/off, 8-bit Pillow input vs float), the cuda tests
+# (engines, hole filling, numerics), SAM2.1-tiny at 1024 px reference against lockstep. GPU_CHECK_LARGE=1 adds
 # SAM2.1-large at 1024 px. Every step has its own time limit; a step that would start with under 20 s of the
 # budget left is skipped and reported; a failing step is reported while the later steps still run.
 #
@@ -66,9 +67,10 @@ bench() {  # bench NAME LIMIT_S ARGS...: the propagation benchmark on a 64-slice
     step "$name" "$limit" "$PY" benchmarks/propagation_speed.py --device "${BENCH_DEVICE:-cuda}" \
         --slices "${BENCH_SLICES:-64}" --height 256 --width 256 --json "$OUT/$name.json" "$@"
 }
-bench bench-tiny-512 90 --config sam2.1_hiera_t --image-size 512 --repeats 3 --engines reference,fast-serial,fast \
-    --many 4
-step pytest-cuda 90 "$PY" -m pytest -q -rA -s -m cuda -p no:cacheprovider tests/test_cuda.py
+bench bench-tiny-512 100 --config sam2.1_hiera_t --image-size 512 --repeats 3 --engines reference,fast-serial,fast \
+    --many 4 --recipe-costs
+step pytest-cuda 100 "$PY" -m pytest -q -rA -s -m cuda -p no:cacheprovider tests/test_cuda.py \
+    tests/test_hole_filling.py tests/test_runtime.py
 bench bench-tiny-1024 45 --config sam2.1_hiera_t --repeats 2 --engines reference,fast
 if [ "${GPU_CHECK_LARGE:-0}" = 1 ]; then
     bench bench-large-1024 60 --config sam2.1_hiera_l --repeats 2 --engines reference,fast

@@ -7,13 +7,20 @@ to the reference engine, peak GPU memory, and the agreement with the reference m
 probability difference). ``--many K`` also times ``Session.segment_many`` on K box prompts on different key
 slices against K separate ``segment`` calls on the same session (engine ``fast``), per prompt set.
 
+``--recipe-costs`` measures what the authors' recipe costs, side by side in one run (engine ``fast``): hole
+filling (``fill_hole_area=8`` against 0: segment time, and the filling itself on every slice's logits at once),
+and the 8-bit input pipeline (Pillow's resize) against the float path (prepare time, and Pillow's time per
+slice).
+
     python benchmarks/propagation_speed.py --config sam2.1_hiera_t --image-size 512 --slices 64 --device cuda
+    python benchmarks/propagation_speed.py --image-size 512 --slices 32 --engines fast --recipe-costs --device cpu
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import time
@@ -43,6 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--engines", default="reference,fast-serial,fast", help="comma-separated engines to run")
     parser.add_argument("--many", type=int, default=0, help="also time segment_many on this many prompt sets")
+    parser.add_argument(
+        "--recipe-costs", action="store_true", help="also time hole filling on/off and the 8-bit vs float input path"
+    )
     parser.add_argument("--offload", action="store_true", help="offload video features and state to the CPU")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
@@ -59,17 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"volume {volume.shape} (z, y, x); key slice {prompts.key_slices[0]}, box {prompts.slices[0].box}")
     results, masks, probs = {}, {}, {}
     for engine in args.engines.split(","):
-        segmenter = Sam2Segmenter(
-            config=args.config,
-            checkpoint=args.checkpoint,
-            image_size=args.image_size,
-            device=args.device,
-            precision=args.precision,
-            engine=engine,
-            encoder_batch_size=args.encoder_batch_size,
-            offload_video_to_cpu=args.offload,
-            offload_state_to_cpu=args.offload,
-        )
+        segmenter = _segmenter(args, engine, offload_video_to_cpu=args.offload, offload_state_to_cpu=args.offload)
         device = segmenter.device
         _warm_up(segmenter, volume, prompts)
         prepare_s, segment_s = [], []
@@ -133,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
             )
     if args.many > 0:
         summary["segment_many"] = _time_many(args, volume, case.label)
+    if args.recipe_costs:
+        summary["recipe_costs"] = _recipe_costs(args, volume, prompts)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary, indent=2, default=str))
@@ -141,15 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _time_many(args: argparse.Namespace, volume, label: np.ndarray) -> dict:
     """K prompt sets in one ``segment_many`` call against K ``segment`` calls, on one prepared session."""
-    segmenter = Sam2Segmenter(
-        config=args.config,
-        checkpoint=args.checkpoint,
-        image_size=args.image_size,
-        device=args.device,
-        precision=args.precision,
-        engine="fast",
-        encoder_batch_size=args.encoder_batch_size,
-    )
+    segmenter = _segmenter(args, "fast")
     zs = np.flatnonzero(label.any(axis=(1, 2)))
     picks = np.linspace(zs[len(zs) // 4], zs[(3 * len(zs)) // 4], args.many).round().astype(int)
     prompt_sets = [_box_prompt(label, int(z)) for z in picks]
@@ -184,6 +178,88 @@ def _time_many(args: argparse.Namespace, volume, label: np.ndarray) -> dict:
         "speedup": sep / many,
         "min_dice_many_vs_separate": worst,
     }
+
+
+def _recipe_costs(args: argparse.Namespace, volume, prompts: VolumePrompts) -> dict:
+    """Hole filling on against off, and the 8-bit pipeline against the float path, on the fast engine."""
+    from zeroshot.segmenters.hole_filling import fill_small_holes
+    from zeroshot.segmenters.preprocessing import resize_uint8, window_to_uint8
+
+    variants = {
+        "fill_hole_area=8": _segmenter(args, "fast", fill_hole_area=8),
+        "fill_hole_area=0": _segmenter(args, "fast", fill_hole_area=0),
+        "preprocessing=float": _segmenter(args, "fast", fill_hole_area=8, preprocessing="float"),
+    }
+    device = variants["fill_hole_area=8"].device
+    image_size = variants["fill_hole_area=8"].image_size
+    for segmenter in variants.values():
+        _warm_up(segmenter, volume, prompts)
+    timings: dict[str, dict[str, list[float]]] = {name: {"prepare": [], "segment": []} for name in variants}
+    for _ in range(max(1, args.repeats)):
+        for name, segmenter in variants.items():  # interleaved, so that drifting machine load hits all alike
+            _sync(device)
+            t0 = time.perf_counter()
+            session = segmenter.prepare(volume)
+            _sync(device)
+            t1 = time.perf_counter()
+            session.segment(prompts)
+            _sync(device)
+            timings[name]["prepare"].append(t1 - t0)
+            timings[name]["segment"].append(time.perf_counter() - t1)
+            session.close()
+    median = {name: {k: float(np.median(v)) for k, v in t.items()} for name, t in timings.items()}
+
+    # The filling alone, on every slice's low-resolution logits at once (what the lockstep engine does per pass).
+    low_res = torch.randn((volume.num_slices, 1, image_size // 4, image_size // 4), device=device)
+    fill_small_holes(low_res, 8)
+    fill_s = []
+    for _ in range(max(3, args.repeats)):
+        _sync(device)
+        t0 = time.perf_counter()
+        fill_small_holes(low_res, 8)
+        _sync(device)
+        fill_s.append(time.perf_counter() - t0)
+    # Pillow's resize alone, per slice (after the window and uint8 cast, which are timed with it).
+    with variants["fill_hole_area=8"].prepare(volume) as session:
+        window = session.intensity_window
+    t0 = time.perf_counter()
+    resize_uint8(window_to_uint8(volume.array, window), image_size)
+    pillow_per_slice_ms = (time.perf_counter() - t0) / volume.num_slices * 1e3
+
+    on, off, flt = median["fill_hole_area=8"], median["fill_hole_area=0"], median["preprocessing=float"]
+    fill_ms = float(np.median(fill_s)) * 1e3
+    print(
+        f"recipe costs (engine fast, {volume.num_slices} slices at {image_size} px, {_device_name(device)}, median of "
+        f"{args.repeats}):\n"
+        f"  hole filling: segment {on['segment']:.3f} s with fill_hole_area=8 vs {off['segment']:.3f} s with 0 "
+        f"({(on['segment'] / off['segment'] - 1) * 100:+.1f} %); the filling alone on all {volume.num_slices} slices' "
+        f"{image_size // 4}x{image_size // 4} logits: {fill_ms:.2f} ms ({fill_ms / volume.num_slices:.3f} ms per slice)"
+        f"\n  input pipeline: prepare {on['prepare']:.3f} s with the 8-bit Pillow path vs {flt['prepare']:.3f} s "
+        f"with the float path ({(on['prepare'] / flt['prepare'] - 1) * 100:+.1f} %); window + uint8 + Pillow resize "
+        f"{pillow_per_slice_ms:.2f} ms per slice on {torch.get_num_threads()} torch threads / "
+        f"{os.cpu_count()} CPUs"
+    )
+    return {
+        "median_s": median,
+        "fill_all_slices_ms": fill_ms,
+        "pillow_path_per_slice_ms": pillow_per_slice_ms,
+        "hole_filling_segment_overhead": on["segment"] / off["segment"] - 1,
+        "uint8_prepare_overhead": on["prepare"] / flt["prepare"] - 1,
+    }
+
+
+def _segmenter(args: argparse.Namespace, engine: str, **options: object) -> Sam2Segmenter:
+    """The model the arguments describe, with ``engine`` and further options."""
+    return Sam2Segmenter(
+        config=args.config,
+        checkpoint=args.checkpoint,
+        image_size=args.image_size,
+        device=args.device,
+        precision=args.precision,
+        engine=engine,
+        encoder_batch_size=args.encoder_batch_size,
+        **options,
+    )
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:

@@ -37,3 +37,14 @@ def real_example() -> Path:
     if not (REAL_EXAMPLE / "image.nii.gz").is_file():
         pytest.skip(f"real example scan not found at {REAL_EXAMPLE} (it lives beside the checkout, not in it)")
     return REAL_EXAMPLE
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine, torch's spinning thread pool runs up to 4x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

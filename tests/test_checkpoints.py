@@ -202,7 +202,8 @@ def test_shipped_list_covers_the_models_with_licences_and_sourced_hashes() -> No
     }
     for e in entries.values():
         if e.name.startswith("medsam2"):
-            assert e.licence == "CC-BY-SA-4.0" and e.option_dict() == {"image_size": 512, "largest_component": True}
+            assert e.licence == "CC-BY-SA-4.0"
+            assert e.option_dict() == {"image_size": 512, "largest_component": True, "preprocessing": "medsam2"}
             assert e.hub is not None and e.hub.repo_id == "wanglab/MedSAM2"
         elif e.backend == "transformers":
             assert e.is_repository and e.hub.repo_id.startswith("facebook/sam2.1-hiera-")

@@ -115,3 +115,52 @@ def test_300_slices_with_offloading_stay_within_memory():
     assert peaks[False] < 16.0
     assert peaks[True] < 4.0
     assert peaks[True] < peaks[False]
+
+
+def test_hole_filling_acts_in_every_engine_on_cuda(tube, monkeypatch):
+    """SAM2's hole filling runs on the GPU (no CUDA extension needed) in every engine, which still agree."""
+    import zeroshot.segmenters.hole_filling as hole_filling
+
+    volume, prompts = tube
+    filled = []
+    original = hole_filling.small_background
+
+    def counting(background, max_area):
+        holes = original(background, max_area)
+        assert holes.device.type == background.device.type
+        filled.append(holes.sum())  # a device tensor: counting must not synchronise either
+        return holes
+
+    monkeypatch.setattr(hole_filling, "small_background", counting)
+    results = {}
+    for engine in ("reference", "fast-serial", "fast"):
+        filled.clear()
+        segmenter = Sam2Segmenter(image_size=512, device="cuda", precision="float32", engine=engine)
+        assert segmenter.describe()["hole_filling"].startswith("zeroshot.segmenters.hole_filling on cuda")
+        results[engine], _ = run(segmenter, volume, prompts)
+        count = int(sum(f.item() for f in filled))
+        print(f"{engine}: {count} low-resolution pixels filled")
+        assert count > 0
+    for engine in ("fast-serial", "fast"):
+        max_dp = float(np.abs(results["reference"].probabilities - results[engine].probabilities).max())
+        print(
+            f"float32 with hole filling, {engine} vs reference: Dice "
+            f"{dice(results['reference'].mask, results[engine].mask):.6f}, max |dp| {max_dp:.2e}"
+        )
+        assert dice(results["reference"].mask, results[engine].mask) >= 0.999
+
+
+def test_recipe_on_cuda_float32_equals_cpu(tube):
+    """Hole filling, 8-bit input and coordinates are device-independent: CUDA float32 (no TF32) matches the CPU."""
+    volume, prompts = tube
+    small = volume_from_array(volume.array[8:24], volume.spacing_mm)
+    shifted = VolumePrompts("tube", "box-mid", 0, "synthetic", (SlicePrompt(z=8, box=prompts.slices[0].box),))
+    gpu_segmenter = Sam2Segmenter(image_size=256, device="cuda", precision="float32", engine="reference")
+    assert gpu_segmenter.describe()["tf32"] is False
+    gpu, _ = run(gpu_segmenter, small, shifted)
+    with Sam2Segmenter(image_size=256, device="cpu", engine="reference").prepare(small) as session:
+        cpu = session.segment(shifted)
+    max_dp = float(np.abs(gpu.probabilities - cpu.probabilities).max())
+    print(f"recipe, CUDA float32 vs CPU (reference engine): Dice {dice(gpu.mask, cpu.mask):.6f}, max |dp| {max_dp:.2e}")
+    assert dice(gpu.mask, cpu.mask) >= 0.999
+    assert max_dp < 1e-2

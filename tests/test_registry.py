@@ -173,6 +173,29 @@ def test_a_local_checkpoint_path_with_a_config(random_tiny_checkpoint: Path, mon
     assert built["name"] == "sam2.1_tiny_random" and built["image_size"] == 256
 
 
+def test_a_local_checkpoint_follows_a_listed_recipe(
+    random_tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``config=ENTRY``: a MedSAM2 file held locally runs with the config and options of the ``medsam2`` line."""
+    built = {}
+    monkeypatch.setattr(registry, "_build", lambda module, cls, *, what, **kwargs: built.update(kwargs) or "model")
+    entry = ck.find_entry("medsam2")
+    build_segmenter(str(random_tiny_checkpoint), config="medsam2", largest_component=False)
+    assert built["config"] == entry.config and built["checkpoint"] == random_tiny_checkpoint
+    assert built["image_size"] == dict(entry.options)["image_size"] == 512
+    assert built["largest_component"] is False  # keyword options override the entry's
+
+
+def test_random_weights_with_a_listed_recipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    built = {}
+    monkeypatch.setattr(registry, "_build", lambda module, cls, *, what, **kwargs: built.update(kwargs) or "model")
+    build_segmenter("random:medsam2@256", device="cpu")
+    assert built["config"] == ck.find_entry("medsam2").config and built["checkpoint"] is None
+    assert built["image_size"] == 256 and built["largest_component"] is True and built["name"] == "random:medsam2@256"
+    build_segmenter("random:sam2.1_hiera_s")  # not an entry: a config name, as before
+    assert built["config"] == "sam2.1_hiera_s"
+
+
 @pytest.mark.slow
 def test_a_local_checkpoint_path_loads_and_runs(random_tiny_checkpoint: Path) -> None:
     segmenter = build_segmenter(str(random_tiny_checkpoint), config="sam2.1_hiera_t", image_size=256, device="cpu")

@@ -18,15 +18,19 @@ import pytest
 import torch
 from scipy import ndimage
 
+from zeroshot.checkpoints import read_checkpoint_list
 from zeroshot.errors import CheckpointError, PromptError, SegmenterError
 from zeroshot.phantom import make_phantom_case
 from zeroshot.prompts.types import NEGATIVE, POSITIVE, SlicePrompt, VolumePrompts
+from zeroshot.segmenters import build_segmenter
 from zeroshot.segmenters.base import Segmentation, Segmenter, Session
 from zeroshot.segmenters.postprocess import fill_holes_per_slice, keep_largest_component, postprocess_mask
+from zeroshot.segmenters.prompt_coords import box_to_model, points_to_model
 from zeroshot.segmenters.sam2_lockstep import MemoryRules, Stream, _LeanStep, plan_lockstep
-from zeroshot.segmenters.sam2_session import box_to_model, points_to_model
-from zeroshot.segmenters.sam2_video import PRESETS, Sam2Segmenter, resolve_config, resolve_device
+from zeroshot.segmenters.sam2_video import Sam2Segmenter, resolve_config, resolve_device
 from zeroshot.volume import volume_from_array
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SIZE = 128
 SHAPE = (14, 48, 64)
@@ -44,15 +48,6 @@ def ellipse(shape_yx=SHAPE[1:], centre=(24, 30), radii=(10, 14)) -> np.ndarray:
 
 def prompts(*slices: SlicePrompt, strategy: str = "test") -> VolumePrompts:
     return VolumePrompts("phantom_000", strategy, 0, "gt", tuple(slices))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine, torch's spinning thread pool runs up to 4x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -272,6 +267,34 @@ def test_engines_agree_with_reference(session, serial_session, reference_session
     assert_agree(serial_result, expected)
 
 
+def test_hole_filling_acts_in_every_engine(session, serial_session, reference_session, box_prompts, monkeypatch):
+    """The agreement above holds with holes being filled: every engine fills some, and the logits change."""
+    import zeroshot.segmenters.hole_filling as hole_filling
+
+    filled = []
+    original = hole_filling.small_background
+
+    def counting(background, max_area):
+        holes = original(background, max_area)
+        filled.append(int(holes.sum()))
+        return holes
+
+    monkeypatch.setattr(hole_filling, "small_background", counting)
+    results = {}
+    for name, prepared in (("reference", reference_session), ("fast-serial", serial_session), ("fast", session)):
+        filled.clear()
+        results[name] = prepared.segment(box_prompts)
+        assert results[name].info["fill_hole_area"] == 8
+        assert sum(filled) > 0, name
+    monkeypatch.undo()
+    off = Sam2Segmenter(image_size=SIZE, device="cpu", fill_hole_area=0)
+    with off.prepare(session.volume) as unfilled:
+        without = unfilled.segment(box_prompts)
+    assert without.info["fill_hole_area"] == 0
+    assert not np.allclose(without.probabilities, results["reference"].probabilities, atol=1e-3)
+    assert_agree(results["fast"], results["reference"])
+
+
 def test_lockstep_with_sam2_modules_agrees_with_reference(session, reference_session, box_prompts, key, monkeypatch):
     """The restated step (``_LeanStep``) serves SAM2.1; a model it does not restate runs SAM2's own modules."""
     assert _LeanStep.supports(session._segmenter.model)
@@ -353,7 +376,7 @@ def test_continuous_policy_reuses_forward_memories(volume, box_prompts, session)
 
 
 def test_postprocessing_options(volume, key):
-    segmenter = Sam2Segmenter(image_size=SIZE, device="cpu", largest_component=True, fill_holes=True)
+    segmenter = Sam2Segmenter(image_size=SIZE, device="cpu", largest_component=True, fill_enclosed_holes=True)
     with segmenter.prepare(volume) as prepared:
         ring = ellipse() & ~ellipse(radii=(4, 5))
         stray = np.zeros(SHAPE[1:], dtype=bool)
@@ -361,7 +384,7 @@ def test_postprocessing_options(volume, key):
         result = prepared.segment(prompts(SlicePrompt(z=key, mask=ring | stray)))
     _, count = ndimage.label(result.mask, structure=np.ones((3, 3, 3)))
     assert count <= 1
-    assert result.info["largest_component"] and result.info["fill_holes"]
+    assert result.info["largest_component"] and result.info["fill_enclosed_holes"]
     for z in range(SHAPE[0]):
         np.testing.assert_array_equal(ndimage.binary_fill_holes(result.mask[z]), result.mask[z])
 
@@ -377,7 +400,9 @@ def test_describe_records_the_resolved_configuration(fast):
     assert "++model.fill_hole_area=0" in record["hydra_overrides"]
     assert record["resolved_config"]["model"]["image_size"] == SIZE
     assert record["resolved_config"]["model"]["memory_attention"]["layer"]["self_attention"]["feat_sizes"] == [8, 8]
-    assert record["precision"] == "float32" and record["device"] == "cpu"
+    assert record["precision"] == "float32" and record["device"] == "cpu" and record["tf32"] is False
+    assert record["coords"] == "official" and record["fill_hole_area"] == 8
+    assert record["preprocessing"]["pipeline"] == "sam2"
     assert record["image_size"] == SIZE and record["parameters"] > 30_000_000
     assert record["encoder_batch_size"] == 32  # the largest automatic batch
 
@@ -451,16 +476,20 @@ def test_config_names():
         Sam2Segmenter(config="/tmp/sam2.1_hiera_t.yaml", device="cpu")
 
 
-def test_medsam2_preset():
-    segmenter = Sam2Segmenter.from_preset("medsam2", device="cpu")
+def test_medsam2_recipe_comes_from_the_checkpoint_list():
+    """``checkpoints.txt`` is the one source of a named recipe; ``random:NAME`` builds it with random weights."""
+    segmenter = build_segmenter("random:medsam2", device="cpu")
     record = segmenter.describe()
-    assert record["name"] == "medsam2" and record["image_size"] == 512
+    assert record["name"] == "random:medsam2" and record["image_size"] == 512
+    assert record["config"] == "configs/sam2.1/sam2.1_hiera_t.yaml"
     assert record["resolved_config"]["model"]["memory_attention"]["layer"]["cross_attention"]["feat_sizes"] == [32, 32]
     assert record["largest_component"] and record["propagation"] == "reset" and record["logit_threshold"] == 0.0
     assert record["preprocessing"]["percentiles"] == [0.5, 99.5]
-    assert set(PRESETS) >= {"medsam2", "sam2.1-tiny", "sam2.1-large"}
-    with pytest.raises(SegmenterError, match="unknown SAM2 preset 'medsam3'"):
-        Sam2Segmenter.from_preset("medsam3")
+    assert record["preprocessing"]["pipeline"] == "medsam2" and record["coords"] == "official"
+    assert record["fill_hole_area"] == 8
+    assert set(read_checkpoint_list()) >= {"medsam2", "sam2.1-tiny", "sam2.1-large"}
+    with pytest.raises(SegmenterError, match="unknown SAM2 config 'medsam3'"):
+        build_segmenter("random:medsam3", device="cpu")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")
@@ -505,28 +534,35 @@ def test_importing_segmenters_does_not_import_torch_or_sam2():
     assert out.split() == ["False", "False", "False"]
 
 
-# --- coordinates ----------------------------------------------------------------------------------------------------
+# --- coordinates (the "area" mapping; the official one: tests/test_prompt_coords.py) -------------------------------
 
 
 def test_box_mapping_is_identity_at_model_size():
-    np.testing.assert_array_equal(box_to_model((3, 4, 10, 12), shape_yx=(128, 128), image_size=128), [3, 4, 10, 12])
+    box = box_to_model((3, 4, 10, 12), shape_yx=(128, 128), image_size=128, coords="area")
+    np.testing.assert_array_equal(box, [3, 4, 10, 12])
 
 
 def test_box_mapping_covers_the_resized_pixel_extent():
     # a 2 x upsampling: input pixels 10..29 become model pixels 20..59
-    np.testing.assert_array_equal(box_to_model((10, 5, 29, 5), shape_yx=(64, 64), image_size=128), [20, 10, 59, 11])
+    box = box_to_model((10, 5, 29, 5), shape_yx=(64, 64), image_size=128, coords="area")
+    np.testing.assert_array_equal(box, [20, 10, 59, 11])
     # anisotropic: x scaled by 2, y by 4
-    np.testing.assert_array_equal(box_to_model((0, 0, 63, 31), shape_yx=(32, 64), image_size=128), [0, 0, 127, 127])
+    box = box_to_model((0, 0, 63, 31), shape_yx=(32, 64), image_size=128, coords="area")
+    np.testing.assert_array_equal(box, [0, 0, 127, 127])
 
 
 def test_box_narrower_than_a_model_pixel_does_not_invert():
-    x0, y0, x1, y1 = box_to_model((9, 9, 9, 9), shape_yx=(256, 256), image_size=128)
+    x0, y0, x1, y1 = box_to_model((9, 9, 9, 9), shape_yx=(256, 256), image_size=128, coords="area")
     assert x1 >= x0 and y1 >= y0 and x0 == 4.5
 
 
 def test_points_map_pixel_centres():
-    np.testing.assert_array_equal(points_to_model(((5, 7),), shape_yx=(128, 128), image_size=128), [[5, 7]])
-    np.testing.assert_array_equal(points_to_model(((0, 0),), shape_yx=(64, 64), image_size=128), [[0.5, 0.5]])
+    np.testing.assert_array_equal(
+        points_to_model(((5, 7),), shape_yx=(128, 128), image_size=128, coords="area"), [[5, 7]]
+    )
+    np.testing.assert_array_equal(
+        points_to_model(((0, 0),), shape_yx=(64, 64), image_size=128, coords="area"), [[0.5, 0.5]]
+    )
 
 
 # --- post-processing (zeroshot.segmenters.postprocess) --------------------------------------------------------------
@@ -553,7 +589,7 @@ def test_largest_component_edge_cases():
     assert keep_largest_component(tie)[0, 0].tolist() == [True, False, False, False, False]
 
 
-def test_fill_holes_is_per_slice():
+def test_fill_enclosed_holes_is_per_slice():
     mask = np.zeros((2, 5, 5), dtype=bool)
     mask[:, 1:4, 1:4] = True
     mask[:, 2, 2] = False  # a hole in both slices ...
@@ -561,7 +597,7 @@ def test_fill_holes_is_per_slice():
     before = mask.copy()
     filled = fill_holes_per_slice(mask)
     assert filled[0, 2, 2] and not filled[1, 2, 2] and not filled[1, 2, 3]
-    np.testing.assert_array_equal(postprocess_mask(mask, fill_holes=True), filled)
+    np.testing.assert_array_equal(postprocess_mask(mask, fill_enclosed_holes=True), filled)
     np.testing.assert_array_equal(postprocess_mask(mask), before)  # off by default
     np.testing.assert_array_equal(mask, before)  # input untouched
 
@@ -589,6 +625,7 @@ def test_gpu_check_script_parses_and_its_benchmarks_take_their_arguments():
         parsed = propagation_speed.parse_args(args)
         assert set(parsed.engines.split(",")) <= {"reference", "fast-serial", "fast"}
     assert any("--many" in args for args in bench_lines)
+    assert any(propagation_speed.parse_args(args).recipe_costs for args in bench_lines)
     steps = [line for line in lines if line.startswith(("step ", "bench ")) and not line.split()[1].startswith('"$')]
     assert len(steps) >= 5
     assert all(line.split()[2].isdigit() for line in steps)  # every step has a time limit

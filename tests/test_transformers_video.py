@@ -141,6 +141,47 @@ def test_describe_is_json_serialisable(segmenter):
     json.dumps(described)
 
 
+def test_holes_are_filled_where_sam2_fills_them(segmenter, volume, session, monkeypatch):
+    """transformers' predictor has none: every slice's output is filled, a prompted slice's before its memory."""
+    from zeroshot.segmenters.hole_filling import small_background
+
+    holed = np.zeros((HEIGHT, WIDTH), dtype=bool)
+    holed[4:36, 4:44] = True
+    holed[10:16, 10:16] = holed[20:26, 30:36] = False  # about 2 x 2 pixels each in the 16 x 16 logits
+    mask_prompt = _prompts(SlicePrompt(z=3, mask=holed))
+
+    assert segmenter.describe()["fill_hole_area"] == 8
+    outputs = []
+    step = type(segmenter.model)._run_single_frame_inference
+
+    def recording(model, **kwargs):
+        out = step(model, **kwargs)
+        # the dict itself: the filling wraps this step and fills the same dict afterwards
+        outputs.append((kwargs["point_inputs"] is not None or kwargs["mask_inputs"] is not None, out))
+        return out
+
+    monkeypatch.setattr(type(segmenter.model), "_run_single_frame_inference", recording)
+    filled = session.segment(mask_prompt)
+    monkeypatch.undo()
+    assert "_run_single_frame_inference" not in vars(segmenter.model)  # the wrapping ends with the call
+    assert len(outputs) == DEPTH + 1  # the key slice is prompted twice (reset between the passes)
+    for prompted, out in outputs:
+        assert not small_background(out["pred_masks"] <= 0, 8).any()
+        if prompted:  # its memory is encoded from its filled logits, upsampled as SAM2's preflight does
+            upsampled = torch.nn.functional.interpolate(
+                out["pred_masks"], size=(64, 64), mode="bilinear", align_corners=False
+            )
+            assert torch.equal(out["high_res_masks"], upsampled)
+    assert sum(prompted for prompted, _ in outputs) == 2
+    unfilled_segmenter = TransformersVideoSegmenter(
+        model=tiny_sam2_video_model(image_size=64, seed=0), device="cpu", fill_hole_area=0
+    )
+    unfilled = unfilled_segmenter.prepare(volume).segment(mask_prompt)
+    assert unfilled_segmenter.describe()["hole_filling"].startswith("off")
+    assert unfilled.mask[3, 8, 8] and not unfilled.mask[3, 12, 12]  # the hole stays open without filling
+    assert filled.mask[3, 12, 12] and filled.mask[3, 22, 32]  # ... and is closed with it
+
+
 def test_mask_with_box_on_one_slice_is_refused(session):
     mask = np.ones((HEIGHT, WIDTH), dtype=bool)
     with pytest.raises(SegmenterError, match="not both"):

@@ -39,13 +39,12 @@ from typing import Any, ClassVar
 
 import cv2
 import numpy as np
-import torch
 
 from zeroshot.errors import ConfigError, SegmenterError
 from zeroshot.prompts.types import POSITIVE, SlicePrompt, VolumePrompts
 from zeroshot.segmenters.base import Segmentation
 from zeroshot.segmenters.boxfill import bounding_box, disk_mask
-from zeroshot.segmenters.preprocessing import intensity_window, scale_to_unit
+from zeroshot.segmenters.preprocessing import intensity_window, window_to_uint8
 from zeroshot.volume import Volume
 
 __all__ = ["GrabCutSegmenter", "GrabCutSession", "grabcut_slice", "to_uint8"]
@@ -65,11 +64,10 @@ def to_uint8(array: np.ndarray, *, percentiles: tuple[float, float] = (0.5, 99.5
     Returns
     -------
     (Z, Y, X) uint8 array
-        ``floor(255 * unit)`` of the windowed intensities (MedSAM2's ``uint8`` cast); voxels that were 0 stay 0.
+        The model's 8-bit levels (:func:`~zeroshot.segmenters.preprocessing.window_to_uint8`: MedSAM2's window
+        and ``uint8`` cast); voxels that were 0 stay 0.
     """
-    window = intensity_window(array, percentiles=percentiles)
-    unit = scale_to_unit(torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)), window, quantize_uint8=True)
-    return np.rint(unit.numpy() * 255.0).astype(np.uint8)
+    return window_to_uint8(array, intensity_window(array, percentiles=percentiles))
 
 
 def grabcut_slice(

@@ -1,7 +1,7 @@
-"""Mask post-processing done on the CPU with SciPy, so that it is identical whatever device produced the mask.
+"""Mask post-processing of the final 3D mask, on the CPU with SciPy: identical whatever device produced the mask.
 
-SAM2's own hole filling needs an optional CUDA extension and is silently skipped without it, which makes CPU and
-GPU results differ; the segmenters here build SAM2 without it and use these functions instead.
+These steps act on the thresholded mask at the input grid, after propagation. SAM2's own small-hole filling on
+its low-resolution logits, inside propagation, is another step (:mod:`zeroshot.segmenters.hole_filling`).
 """
 
 from __future__ import annotations
@@ -58,14 +58,16 @@ def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def postprocess_mask(mask: np.ndarray, *, fill_holes: bool = False, largest_component: bool = False) -> np.ndarray:
-    """Apply the optional post-processing steps in a fixed order: hole filling, then largest component.
+def postprocess_mask(
+    mask: np.ndarray, *, fill_enclosed_holes: bool = False, largest_component: bool = False
+) -> np.ndarray:
+    """Apply the optional post-processing steps in a fixed order: enclosed-hole filling, then largest component.
 
     Parameters
     ----------
     mask : (Z, Y, X) bool array
-    fill_holes : bool
-        Fill holes slice by slice (:func:`fill_holes_per_slice`).
+    fill_enclosed_holes : bool
+        Fill every enclosed hole, whatever its size, slice by slice (:func:`fill_holes_per_slice`).
     largest_component : bool
         Keep the largest 26-connected 3D component (:func:`keep_largest_component`), as MedSAM2 does.
 
@@ -75,7 +77,7 @@ def postprocess_mask(mask: np.ndarray, *, fill_holes: bool = False, largest_comp
         A new array; ``mask`` is not modified.
     """
     out = mask.astype(bool, copy=True)
-    if fill_holes:
+    if fill_enclosed_holes:
         out = fill_holes_per_slice(out)
     if largest_component:
         out = keep_largest_component(out)

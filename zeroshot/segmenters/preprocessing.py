@@ -1,22 +1,36 @@
 """Slice preprocessing for SAM2-family models: MRI intensities in, normalised ``(3, S, S)`` model inputs out.
 
-The default is MedSAM2's MRI recipe, kept in float precision:
+Three pipelines (``Preprocessing.pipeline``; the segmenters' ``preprocessing`` option). All start with MedSAM2's
+MRI intensity step (``examples/infer_CT_LUNA25.py`` lines 92-101 of bowang-lab/MedSAM2 332f30d):
 
-1. intensity window = the 0.5th and 99.5th percentiles of the volume's positive voxels (computed once per volume);
-2. clip to the window and scale linearly to [0, 1] (MedSAM2 scales to 0–255 and later divides by 255; the
-   result is the same number without the 8-bit rounding); voxels that were exactly 0 stay 0;
-3. resize each slice to ``S x S`` without keeping the aspect ratio (bicubic with antialiasing by default, like
-   Pillow's resize that MedSAM2 and SAM2's JPEG loader use), clamped to [0, 1] as an 8-bit image would be;
-4. repeat to three channels and normalise with the ImageNet mean and standard deviation.
+1. intensity window = the 0.5th and 99.5th percentiles of the volume's positive voxels (once per volume);
+2. clip to the window and scale linearly to 0-255; voxels that were exactly 0 stay 0.
 
-MedSAM2 casts to ``uint8`` after step 2 (truncating); ``Preprocessing(quantize_uint8=True)`` reproduces that for
-parity studies. Slices are prepared lazily (:class:`SliceStack`), so a volume is never held as an
-``(N, 3, S, S)`` float tensor (12.6 MB per slice at S = 1024).
+``"medsam2"`` and ``"sam2"``: the authors' 8-bit path, byte for byte
+    3. truncate to ``uint8`` (computed in float64 as MedSAM2 does: :func:`window_to_uint8`);
+    4. resize each slice to ``S x S`` with Pillow, ``Image.fromarray(u8).convert("RGB").resize((S, S))``: 8-bit
+       bicubic, aspect not kept, rounding to 8 bits between its two passes (:func:`resize_uint8`; Pillow itself);
+    5. divide by 255 and normalise with the ImageNet mean and standard deviation, three identical channels, as
+       a 256-entry table per channel (:func:`normalisation_table`). The two pipelines differ only here, in the
+       last bit of float32: ``"medsam2"`` computes in float64 and rounds once (``medsam2_infer_3D_CT.py`` lines
+       245-253: a float64 array minus float32 statistics), ``"sam2"`` rounds to float32 first and normalises in
+       float32 (SAM2's frame loader, ``sam2/utils/misc.py`` ``_load_img_as_tensor`` and
+       ``load_video_frames_from_jpg_images``, less the JPEG encoding of its frames).
+``"float"``: zeroshot's own, in float precision throughout
+    3. scale to [0, 1] without rounding (``quantize_uint8=True`` truncates like step 3 above, to isolate its
+       effect);
+    4. resize with torch on the compute device (bicubic with antialiasing, or bilinear), clamped to [0, 1];
+    5. ImageNet normalisation in float32.
+
+Slices are prepared lazily (:class:`SliceStack`), so a volume is never held as an ``(N, 3, S, S)`` float tensor
+(12.6 MB per slice at S = 1024).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -29,16 +43,25 @@ from zeroshot.errors import SegmenterError
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "PIPELINES",
     "IntensityWindow",
     "Preprocessing",
     "SliceStack",
     "intensity_window",
+    "normalisation_table",
     "prepare_slices",
+    "resize_uint8",
     "scale_to_unit",
+    "to_preprocessing",
+    "window_to_uint8",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: The pipelines, the authors' first: MedSAM2's 8-bit path, SAM2's (the same but for float32 rounding), ours.
+PIPELINES = ("medsam2", "sam2", "float")
+#: Pipelines that go through 8 bits and Pillow.
+UINT8_PIPELINES = ("medsam2", "sam2")
 
 
 @dataclass(frozen=True)
@@ -47,17 +70,22 @@ class Preprocessing:
 
     Attributes
     ----------
+    pipeline : {"medsam2", "sam2", "float"}
+        See the module docstring: the authors' 8-bit path with MedSAM2's or SAM2's float arithmetic, or
+        zeroshot's float path.
     percentiles : (low, high) floats
         Percentiles (0–100) of the positive voxels that bound the intensity window.
     resize : {"bicubic", "bilinear"}
-        In-plane interpolation to the model's square input, with antialiasing (matters when shrinking).
+        In-plane interpolation to the model's square input. The 8-bit pipelines use Pillow's bicubic (only
+        ``"bicubic"`` is accepted there); the float pipeline resizes with torch, with antialiasing.
     quantize_uint8 : bool
-        Truncate the 0–255 scaled intensities to integers before resizing, as MedSAM2's ``uint8`` cast does.
-        Off by default: the model sees the full float precision.
+        Float pipeline only: truncate the 0–255 scaled intensities to integers before resizing, as MedSAM2's
+        ``uint8`` cast does (the 8-bit pipelines always do).
     mean, std : 3 floats each
         Per-channel normalisation applied to the [0, 1] image (ImageNet statistics, as SAM2 was trained with).
     """
 
+    pipeline: Literal["medsam2", "sam2", "float"] = "sam2"
     percentiles: tuple[float, float] = (0.5, 99.5)
     resize: Literal["bicubic", "bilinear"] = "bicubic"
     quantize_uint8: bool = False
@@ -65,17 +93,41 @@ class Preprocessing:
     std: tuple[float, float, float] = IMAGENET_STD
 
     def __post_init__(self) -> None:
+        if self.pipeline not in PIPELINES:
+            raise SegmenterError(f"pipeline must be one of {', '.join(map(repr, PIPELINES))}; got {self.pipeline!r}")
         low, high = self.percentiles
         if not 0.0 <= low < high <= 100.0:
             raise SegmenterError(f"percentiles must satisfy 0 <= low < high <= 100, got {self.percentiles}")
         if self.resize not in ("bicubic", "bilinear"):
             raise SegmenterError(f"resize must be 'bicubic' or 'bilinear', got {self.resize!r}")
+        if self.pipeline != "float" and (self.resize != "bicubic" or self.quantize_uint8):
+            raise SegmenterError(
+                f"the {self.pipeline!r} pipeline resizes with Pillow's bicubic and always truncates to uint8; "
+                f"resize={self.resize!r} and quantize_uint8={self.quantize_uint8} apply to pipeline='float' only"
+            )
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise SegmenterError(f"mean and std need three values each, std positive; got {self.mean}, {self.std}")
 
     def describe(self) -> dict[str, Any]:
         """JSON-serialisable record of the settings."""
         return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
+
+
+def to_preprocessing(preprocessing: Preprocessing | str) -> Preprocessing:
+    """A :class:`Preprocessing` from itself or from a pipeline name (``"medsam2"``, ``"sam2"``, ``"float"``).
+
+    Raises
+    ------
+    SegmenterError
+        For an unknown pipeline name or another type.
+    """
+    if isinstance(preprocessing, Preprocessing):
+        return preprocessing
+    if isinstance(preprocessing, str):
+        return Preprocessing(pipeline=preprocessing)  # type: ignore[arg-type]
+    raise SegmenterError(
+        f"preprocessing must be a Preprocessing or one of {', '.join(map(repr, PIPELINES))}; got {preprocessing!r}"
+    )
 
 
 @dataclass(frozen=True)
@@ -142,6 +194,100 @@ def scale_to_unit(slices: torch.Tensor, window: IntensityWindow, *, quantize_uin
     return unit
 
 
+def window_to_uint8(slices: np.ndarray, window: IntensityWindow) -> np.ndarray:
+    """MedSAM2's MRI intensity step and ``uint8`` cast: clip, scale to 0-255 in float64, zeros stay 0, truncate.
+
+    Computed as ``(clip(x, low, high) - low) / (high - low) * 255.0`` in float64, then ``x == 0`` set to 0 and
+    cast to ``uint8`` (truncation), in the order of ``examples/infer_CT_LUNA25.py`` lines 92-101 and
+    ``medsam2_infer_3D_CT.py`` line 150 (bowang-lab/MedSAM2 332f30d). The clipped volume's minimum and maximum
+    that MedSAM2 scales with are the window's ends: its low end is at least one positive voxel and its high end
+    at most one. For an integer-typed scan (the usual MR storage, exactly representable in float32) this is
+    MedSAM2's arithmetic bit for bit; MedSAM2 on a float32-stored scan would compute in float32.
+
+    A degenerate window (``high <= low``, where MedSAM2 divides by zero) maps voxels ``>= high`` to 255 and the
+    others to 0.
+
+    Parameters
+    ----------
+    slices : (..., Y, X) float array
+        Raw intensities.
+    window : IntensityWindow
+
+    Returns
+    -------
+    (..., Y, X) uint8 array
+
+    Examples
+    --------
+    >>> window_to_uint8(np.array([0.0, 10.0, 14.9, 15.0, 20.0, 99.0]), IntensityWindow(10.0, 20.0)).tolist()
+    [0, 0, 124, 127, 255, 255]
+    """
+    values = np.asarray(slices, dtype=np.float64)
+    if window.high > window.low:
+        scaled = (np.clip(values, window.low, window.high) - window.low) / (window.high - window.low) * 255.0
+    else:
+        scaled = np.where(values >= window.high, 255.0, 0.0)
+    scaled[values == 0] = 0
+    return scaled.astype(np.uint8)
+
+
+def resize_uint8(slices: np.ndarray, image_size: int) -> np.ndarray:
+    """Resize 8-bit slices to ``S x S`` with Pillow's 8-bit bicubic, as MedSAM2 and SAM2's frame loader do.
+
+    The same bytes as ``Image.fromarray(u8).convert("RGB").resize((S, S))`` in each of the three (identical)
+    channels, computed on the grey image (a third of the work). Slices are resized in parallel threads (Pillow
+    releases the interpreter lock while resampling).
+
+    Parameters
+    ----------
+    slices : (B, Y, X) uint8 array
+    image_size : int
+
+    Returns
+    -------
+    (B, S, S) uint8 array
+    """
+    from PIL import Image
+
+    size = (int(image_size), int(image_size))
+
+    def one(index: int) -> np.ndarray:
+        return np.asarray(Image.fromarray(slices[index]).resize(size, Image.Resampling.BICUBIC))
+
+    out = np.empty((slices.shape[0], *size), dtype=np.uint8)
+    workers = min(slices.shape[0], os.cpu_count() or 1)
+    if workers <= 1:
+        for index in range(slices.shape[0]):
+            out[index] = one(index)
+        return out
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for index, resized in enumerate(pool.map(one, range(slices.shape[0]))):
+            out[index] = resized
+    return out
+
+
+def normalisation_table(preprocessing: Preprocessing) -> torch.Tensor:
+    """The model input of each grey level: ``(level / 255 - mean) / std`` per channel, as a ``(3, 256)`` table.
+
+    ``"medsam2"``: a float64 division by 255, minus the float32 statistics in float64, rounded once to float32
+    (MedSAM2's 3D inference keeps the volume in float64 until SAM2 reads a slice as float32). ``"sam2"``: the
+    division rounded to float32, then subtraction and division in float32 (SAM2's frame loader).
+
+    Raises
+    ------
+    SegmenterError
+        For the float pipeline, which has no 8-bit levels.
+    """
+    if preprocessing.pipeline not in UINT8_PIPELINES:
+        raise SegmenterError(f"the {preprocessing.pipeline!r} pipeline has no 8-bit normalisation table")
+    levels = torch.from_numpy(np.arange(256, dtype=np.uint8) / 255.0).expand(3, 256)  # float64, as NumPy divides
+    mean = torch.tensor(preprocessing.mean, dtype=torch.float32)[:, None]
+    std = torch.tensor(preprocessing.std, dtype=torch.float32)[:, None]
+    if preprocessing.pipeline == "medsam2":
+        return ((levels - mean.double()) / std.double()).float()
+    return (levels.float() - mean) / std
+
+
 def prepare_slices(
     slices: torch.Tensor, window: IntensityWindow, *, image_size: int, preprocessing: Preprocessing
 ) -> torch.Tensor:
@@ -150,7 +296,8 @@ def prepare_slices(
     Parameters
     ----------
     slices : (B, Y, X) float tensor
-        Raw intensities, on the device that should do the work.
+        Raw intensities. The float pipeline computes on their device; the 8-bit pipelines window and resize on
+        the CPU (Pillow) and normalise on their device.
     window : IntensityWindow
         The volume's window (:func:`intensity_window`).
     image_size : int
@@ -162,6 +309,10 @@ def prepare_slices(
     (B, 3, S, S) float32 tensor
         On the device of ``slices``.
     """
+    if preprocessing.pipeline in UINT8_PIPELINES:
+        levels = resize_uint8(window_to_uint8(slices.cpu().numpy(), window), image_size)
+        table = normalisation_table(preprocessing).to(slices.device)
+        return _lookup(torch.from_numpy(levels).to(slices.device), table)
     unit = scale_to_unit(slices, window, quantize_uint8=preprocessing.quantize_uint8)[:, None]
     if unit.shape[-2:] != (image_size, image_size):
         # The three channels are identical, so resizing one and broadcasting is the same as resizing three.
@@ -173,12 +324,17 @@ def prepare_slices(
     return (unit - mean) / std
 
 
+def _lookup(levels: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """``(B, S, S)`` uint8 levels through a ``(3, 256)`` table: ``(B, 3, S, S)`` float32, on the levels' device."""
+    return F.embedding(levels.long(), table.t()).permute(0, 3, 1, 2).contiguous()
+
+
 class SliceStack(Sequence[torch.Tensor]):
     """A volume's slices as model inputs, prepared on demand.
 
     ``len(stack)`` is the number of slices and ``stack[i]`` the ``(3, S, S)`` input of slice ``i``: exactly what
-    SAM2's video predictor reads from its ``images`` entry, so no JPEG round trip, temporary file or 8-bit
-    rounding is involved. :meth:`batch` prepares several slices at once for batched encoding.
+    SAM2's video predictor reads from its ``images`` entry, so no JPEG round trip or temporary file is involved.
+    :meth:`batch` prepares several slices at once for batched encoding.
 
     Parameters
     ----------
@@ -188,7 +344,7 @@ class SliceStack(Sequence[torch.Tensor]):
         The model's square input size S.
     preprocessing : Preprocessing
     device : torch.device
-        Where the preprocessing runs and the tensors are returned.
+        Where the tensors are returned (and the float pipeline computes).
     """
 
     def __init__(
@@ -201,6 +357,9 @@ class SliceStack(Sequence[torch.Tensor]):
         self.preprocessing = preprocessing
         self.device = torch.device(device)
         self.window = intensity_window(array, percentiles=preprocessing.percentiles)
+        self._table = (
+            normalisation_table(preprocessing).to(self.device) if preprocessing.pipeline in UINT8_PIPELINES else None
+        )
 
     def __len__(self) -> int:
         return int(self.array.shape[0])
@@ -213,5 +372,8 @@ class SliceStack(Sequence[torch.Tensor]):
 
     def batch(self, start: int, stop: int) -> torch.Tensor:
         """Prepare slices ``start`` to ``stop - 1`` as a ``(B, 3, S, S)`` float32 tensor."""
+        if self._table is not None:  # 8 bits on the CPU; only the uint8 slices travel to the device
+            levels = resize_uint8(window_to_uint8(self.array[start:stop], self.window), self.image_size)
+            return _lookup(torch.from_numpy(levels).to(self.device), self._table)
         raw = torch.from_numpy(np.ascontiguousarray(self.array[start:stop], dtype=np.float32)).to(self.device)
         return prepare_slices(raw, self.window, image_size=self.image_size, preprocessing=self.preprocessing)

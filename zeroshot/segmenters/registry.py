@@ -5,8 +5,9 @@ A name is one of, tried in this order:
 ``box-fill``, ``grabcut``
     Weight-free baselines (:mod:`zeroshot.segmenters.boxfill`, :mod:`zeroshot.segmenters.grabcut`); they run
     on the CPU whatever ``device`` says.
-``random:CONFIG[@SIZE]``
-    A SAM2 model built from a real config (``random:sam2.1_hiera_t@256``: SAM2.1-tiny at 256 px) with random
+``random:CONFIG[@SIZE]``, ``random:ENTRY[@SIZE]``
+    A SAM2 model built from a real config (``random:sam2.1_hiera_t@256``: SAM2.1-tiny at 256 px), or from the
+    config and options of a sam2 entry of the checkpoint list (``random:medsam2``: MedSAM2's recipe), with random
     weights drawn from ``seed`` (default 0). ``random:transformers-tiny[@SIZE]`` is a small random
     ``Sam2VideoModel`` (about 4 M parameters, 128 px by default) on the transformers backend. For tests and speed
     measurements: they measure the machinery, never accuracy, and their ``describe()`` says so.
@@ -15,8 +16,9 @@ A name is one of, tried in this order:
     SHA-256 now, with the entry's backend, config and options (``medsam2``, ``sam2.1-tiny@512``). An entry not
     yet downloaded is an error that gives the ``zeroshot checkpoints download NAME`` command.
 ``PATH`` (a file that exists, or a name ending in ``.pt`` / ``.pth``)
-    A local SAM2-format checkpoint; ``config=`` (CLI ``--config``) names its SAM2 config. Its SHA-256 is
-    recorded in ``describe()``, but nothing is known to check it against.
+    A local SAM2-format checkpoint; ``config=`` (CLI ``--config``) names its SAM2 config, or a sam2 entry of the
+    checkpoint list whose config and options it runs with (``config="medsam2"``: a MedSAM2 file held locally
+    runs MedSAM2's recipe). Its SHA-256 is recorded in ``describe()``, but nothing is known to check it against.
 
 ``@SIZE`` sets ``image_size`` (the memory-attention RoPE sizes follow). Keyword options go to the backend and
 override the entry's options. This module imports no model code until a model is built.
@@ -86,8 +88,13 @@ BACKENDS = {
 }
 #: The transformers backend's random model, ``random:transformers-tiny[@SIZE]``.
 RANDOM_TRANSFORMERS = "random:transformers-tiny"
-#: Random-weight names listed by :func:`available_models` (any sam2 config name works after ``random:``).
-RANDOM_EXAMPLES = ("random:sam2.1_hiera_t@256", "random:sam2.1_hiera_t@512", f"{RANDOM_TRANSFORMERS}@128")
+#: Random-weight names listed by :func:`available_models` (any sam2 config name or sam2 entry works after ``random:``).
+RANDOM_EXAMPLES = (
+    "random:sam2.1_hiera_t@256",
+    "random:sam2.1_hiera_t@512",
+    "random:medsam2",
+    f"{RANDOM_TRANSFORMERS}@128",
+)
 
 _SIZE_SUFFIX = re.compile(r"(?P<base>.+)@(?P<size>\d+)\Z")
 _CHECKPOINT_SUFFIXES = (".pt", ".pth")
@@ -130,28 +137,24 @@ def build_segmenter(name: str, *, device: str = "auto", **options: Any) -> Segme
     sam2 = BACKENDS["sam2"]
     if base == RANDOM_TRANSFORMERS:
         return _build_random_transformers(name=name, device=device, options=options)
-    if base.startswith("random:"):
-        config = base.removeprefix("random:")
-        return _build(
-            sam2.module,
-            sam2.cls,
-            what="sam2 backend",
-            config=config,
-            checkpoint=None,
-            device=device,
-            **{"name": name, **options},
-        )
     entries = read_checkpoint_list()
+    if base.startswith("random:"):
+        recipe = _sam2_recipe(base.removeprefix("random:"), entries, options)
+        return _build(
+            sam2.module, sam2.cls, what="sam2 backend", checkpoint=None, device=device, **{"name": name, **recipe}
+        )
     if base in entries:
         return _build_entry(entries[base], name=name, device=device, options=options)
     path = Path(name).expanduser()
     if path.is_file() or path.suffix in _CHECKPOINT_SUFFIXES:
         if "config" not in options:
             raise SegmenterError(
-                f"checkpoint path {name!r} needs its SAM2 config: config='sam2.1_hiera_t' (CLI: --config)"
+                f"checkpoint path {name!r} needs its SAM2 config: config='sam2.1_hiera_t', or a sam2 entry of the "
+                "checkpoint list whose recipe it follows, config='medsam2' (CLI: --config)"
             )
+        recipe = _sam2_recipe(str(options.pop("config")), entries, options)
         return _build(
-            sam2.module, sam2.cls, what="sam2 backend", checkpoint=path, device=device, **{"name": path.stem, **options}
+            sam2.module, sam2.cls, what="sam2 backend", checkpoint=path, device=device, **{"name": path.stem, **recipe}
         )
     raise SegmenterError(f"unknown segmenter {name!r}; available: {', '.join(available_models())}")
 
@@ -198,6 +201,18 @@ def _build_entry(entry: CheckpointEntry, *, name: str, device: str, options: dic
             f"{resolved.sha256} just before); refusing it"
         )
     return segmenter
+
+
+def _sam2_recipe(config: str, entries: dict[str, CheckpointEntry], options: dict[str, Any]) -> dict[str, Any]:
+    """Backend options for a SAM2 model built from ``config``: a config name, or a sam2 checkpoint-list entry.
+
+    An entry contributes its config and its options (the recipe its authors run, e.g. MedSAM2's); ``options``
+    override them. The list is the one source of these recipes.
+    """
+    entry = entries.get(config)
+    if entry is None or entry.backend != "sam2" or entry.config is None:
+        return {**options, "config": config}
+    return {**entry.option_dict(), **options, "config": entry.config}
 
 
 def _build_random_transformers(*, name: str, device: str, options: dict[str, Any]) -> Segmenter:

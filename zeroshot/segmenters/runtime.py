@@ -1,15 +1,16 @@
-"""What every torch-backed segmenter decides the same way: device, precision, autocast, and encoder counting."""
+"""What every torch-backed segmenter decides the same way: device, precision, numerics, and encoder counting."""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 from zeroshot.errors import SegmenterError
 
-__all__ = ["PRECISIONS", "autocast_for", "count_encoded_slices", "resolve_device", "resolve_precision"]
+__all__ = ["PRECISIONS", "count_encoded_slices", "numerics_for", "resolve_device", "resolve_precision", "uses_tf32"]
 
 #: Precision choices of the torch backends.
 PRECISIONS = ("auto", "bfloat16", "float32")
@@ -54,11 +55,41 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
-def autocast_for(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """The autocast context a model runs under: bfloat16 autocast, or nothing for float32."""
+def uses_tf32(device: torch.device, precision: str) -> bool:
+    """Whether float32 matrix products and cuDNN convolutions may use TF32: on CUDA in bfloat16, as the authors run.
+
+    MedSAM2's inference scripts call ``torch.set_float32_matmul_precision("high")`` (``medsam2_infer_3D_CT.py``
+    line 20) and SAM2's video notebook turns on ``torch.backends.cuda.matmul.allow_tf32`` and
+    ``torch.backends.cudnn.allow_tf32``, both under bfloat16 autocast. ``precision="float32"`` on CUDA asks for
+    float32 itself, so TF32 is off there; the CPU has none.
+    """
+    return device.type == "cuda" and precision == "bfloat16"
+
+
+def numerics_for(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The numerics a model runs under: bfloat16 autocast with TF32 (see :func:`uses_tf32`), or plain float32.
+
+    TF32 is process-wide state in torch: it is set on entry and the caller's settings are restored on exit.
+    """
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    stack.enter_context(_tf32(uses_tf32(device, precision)))
     if precision == "bfloat16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+        stack.enter_context(torch.autocast(device.type, dtype=torch.bfloat16))
+    return stack
+
+
+@contextlib.contextmanager
+def _tf32(enabled: bool) -> Iterator[None]:
+    matmul, cudnn = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    torch.set_float32_matmul_precision("high" if enabled else "highest")
+    torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(matmul)
+        torch.backends.cudnn.allow_tf32 = cudnn
 
 
 def count_encoded_slices(owner: Any, encoder: torch.nn.Module) -> None:

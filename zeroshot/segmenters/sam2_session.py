@@ -27,8 +27,11 @@ Propagation policies (recorded in ``Segmentation.info``):
     the same passes without the reset: the reverse pass also attends to the memories of the forward pass
     (SAM2's interactive demo behaves like this; results depend on the order).
 
-Masks are ``logits > logit_threshold`` at the input slice size (SAM2 resizes its ``S/4`` logits bilinearly),
-then optionally post-processed on the CPU (:mod:`zeroshot.segmenters.postprocess`).
+Every engine fills small holes where SAM2's predictor does (``fill_hole_area``: the reference and fast-serial
+engines through SAM2's own per-slice step, which the segmenter makes fill holes; the lockstep engine on its
+slices' outputs, with the same :func:`~zeroshot.segmenters.hole_filling.fill_small_holes`). Masks are
+``logits > logit_threshold`` at the input slice size (SAM2 resizes its ``S/4`` logits bilinearly), then optionally
+post-processed on the CPU (:mod:`zeroshot.segmenters.postprocess`).
 """
 
 from __future__ import annotations
@@ -45,8 +48,10 @@ import torch.nn.functional as F
 from zeroshot.errors import SegmenterError
 from zeroshot.prompts.types import POSITIVE, SlicePrompt, VolumePrompts
 from zeroshot.segmenters.base import Segmentation
+from zeroshot.segmenters.hole_filling import fill_small_holes
 from zeroshot.segmenters.postprocess import postprocess_mask
 from zeroshot.segmenters.preprocessing import SliceStack
+from zeroshot.segmenters.prompt_coords import box_to_unit, points_to_unit
 from zeroshot.segmenters.sam2_lockstep import Stream, run_lockstep
 from zeroshot.segmenters.sam2_state import FeatureCache, Sam2InferenceState
 from zeroshot.volume import Volume
@@ -54,61 +59,12 @@ from zeroshot.volume import Volume
 if TYPE_CHECKING:
     from zeroshot.segmenters.sam2_video import Sam2Segmenter
 
-__all__ = ["Sam2Session", "box_to_model", "points_to_model"]
+__all__ = ["Sam2Session"]
 
 #: Object id used for the single structure segmented per volume.
 _OBJ_ID = 1
 #: Score of slices a pass did not reach (SAM2's ``NO_OBJ_SCORE``): finite, so resizing keeps it exact.
 _NO_SCORE = -1024.0
-
-
-def box_to_model(box: tuple[int, int, int, int], *, shape_yx: tuple[int, int], image_size: int) -> np.ndarray:
-    """Map an inclusive pixel box on the input slice to SAM2's model pixel coordinates.
-
-    The box covers the pixel area ``[x0, x1 + 1) x [y0, y1 + 1)``; resized to ``S x S`` that area spans model
-    pixels ``x0 * S / X`` to ``(x1 + 1) * S / X - 1`` (inclusive indices, SAM2's box convention: its prompt
-    encoder adds 0.5 to reach pixel centres). At ``X == S`` the box is passed unchanged. A box narrower than one
-    model pixel collapses to a point rather than inverting.
-
-    Parameters
-    ----------
-    box : (x0, y0, x1, y1)
-        Inclusive pixel indices on the input grid.
-    shape_yx : (Y, X)
-        Input slice size.
-    image_size : int
-        Model input size S.
-
-    Returns
-    -------
-    (4,) float64 array
-        ``(x0, y0, x1, y1)`` in model pixels.
-
-    Examples
-    --------
-    >>> box_to_model((10, 20, 29, 39), shape_yx=(64, 64), image_size=128).tolist()
-    [20.0, 40.0, 59.0, 79.0]
-    """
-    height, width = shape_yx
-    sx, sy = image_size / width, image_size / height
-    x0, y0, x1, y1 = (float(v) for v in box)
-    lo = np.array([x0 * sx, y0 * sy])
-    hi = np.maximum(np.array([(x1 + 1) * sx - 1, (y1 + 1) * sy - 1]), lo)
-    return np.concatenate([lo, hi])
-
-
-def points_to_model(points: tuple[tuple[int, int], ...], *, shape_yx: tuple[int, int], image_size: int) -> np.ndarray:
-    """Map ``(x, y)`` pixel indices on the input slice to model pixel coordinates (pixel centre to centre).
-
-    Examples
-    --------
-    >>> points_to_model(((0, 0), (63, 31)), shape_yx=(32, 64), image_size=128).tolist()
-    [[0.5, 1.5], [126.5, 125.5]]
-    """
-    height, width = shape_yx
-    xy = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    scale = np.array([image_size / width, image_size / height])
-    return (xy + 0.5) * scale - 0.5
 
 
 @dataclass(frozen=True)
@@ -159,7 +115,7 @@ class Sam2Session:
         self.intensity_window = slices.window
         if isinstance(cache, FeatureCache):
             batch = segmenter.encoder_batch_size
-            with torch.inference_mode(), segmenter.autocast():
+            with torch.inference_mode(), segmenter.numerics():
                 for start in range(0, depth, batch):
                     cache.add_batch(start, segmenter.model.forward_image(slices.batch(start, start + batch)))
         self.prepare_s = time.perf_counter() - started
@@ -221,7 +177,7 @@ class Sam2Session:
         started = time.perf_counter()
         encoded_before = seg.encoded_slices
         fallback = self._lockstep_fallback()
-        with torch.inference_mode(), seg.autocast():
+        with torch.inference_mode(), seg.numerics():
             if fallback is None:
                 runs = self._propagate_lockstep(prompt_sets)
             else:
@@ -312,7 +268,11 @@ class Sam2Session:
             rows = torch.tensor(stream.order, device=low_res.device) + stream_number * depth
             logits, passes = runs[owner]
             frames = list(stream.order)
-            pass_logits = self._to_input_grid(low_res.index_select(0, rows)[:, None])
+            # SAM2 fills holes in each slice's output after encoding its memory (the lockstep step did that on the
+            # unfilled logits); the conditioning slices come from SAM2's own code, already filled (and filling
+            # twice changes nothing: a filled hole is foreground).
+            pass_low_res = fill_small_holes(low_res.index_select(0, rows)[:, None], self._segmenter.fill_hole_area)
+            pass_logits = self._to_input_grid(pass_low_res)
             logits[frames] = torch.maximum(logits[frames], pass_logits)
             passes.append(done)
         return runs
@@ -328,16 +288,20 @@ class Sam2Session:
         """Threshold, post-process and describe one prompt set's union logits ``(Z, Y, X)`` (on the CPU)."""
         seg = self._segmenter
         raw = logits.numpy() > seg.logit_threshold
-        mask = postprocess_mask(raw, fill_holes=seg.fill_holes, largest_component=seg.largest_component)
+        mask = postprocess_mask(
+            raw, fill_enclosed_holes=seg.fill_enclosed_holes, largest_component=seg.largest_component
+        )
         probabilities = torch.sigmoid(logits).numpy() if seg.return_probabilities else None
         info = {
             "model": seg.name,
             "engine": seg.engine,
             "propagation": seg.propagation,
+            "coords": seg.coords,
             "key_slices": list(prompts.key_slices),
             "passes": [{"direction": p.direction, "start": p.start, "slices": p.slices} for p in passes],
             "logit_threshold": seg.logit_threshold,
-            "fill_holes": seg.fill_holes,
+            "fill_hole_area": seg.fill_hole_area,
+            "fill_enclosed_holes": seg.fill_enclosed_holes,
             "largest_component": seg.largest_component,
             "voxels_before_postprocess": int(raw.sum()),
             "device": str(seg.device),
@@ -364,25 +328,26 @@ class Sam2Session:
     def _add_prompts(self, slice_prompts: tuple[SlicePrompt, ...]) -> None:
         model, state = self._segmenter.model, self._state
         shape_yx = self.volume.shape[1:]
-        size = self._segmenter.image_size
+        size, coords = self._segmenter.image_size, self._segmenter.coords
         for sp in slice_prompts:
             if sp.mask is not None:
                 model.add_new_mask(state, frame_idx=sp.z, obj_id=_OBJ_ID, mask=torch.from_numpy(sp.mask.astype(bool)))
             if sp.box is None and not sp.points:
                 continue
-            # SAM2 multiplies normalised coordinates by S itself (normalize_coords=False).
-            box = None if sp.box is None else box_to_model(sp.box, shape_yx=shape_yx, image_size=size) / size
+            # Fractions of the model input: SAM2 multiplies them by S itself (normalize_coords=False), so the
+            # official mapping gives exactly the model pixels of normalize_coords=True on pixel coordinates.
+            box = None if sp.box is None else box_to_unit(sp.box, shape_yx=shape_yx, image_size=size, coords=coords)
             points = labels = None
             if sp.points:
-                points = points_to_model(sp.points, shape_yx=shape_yx, image_size=size) / size
+                points = points_to_unit(sp.points, shape_yx=shape_yx, image_size=size, coords=coords)
                 labels = np.asarray([1 if label == POSITIVE else 0 for label in sp.labels], dtype=np.int32)
             model.add_new_points_or_box(
                 state,
                 frame_idx=sp.z,
                 obj_id=_OBJ_ID,
-                points=None if points is None else torch.as_tensor(points, dtype=torch.float32),
+                points=None if points is None else torch.from_numpy(points),
                 labels=None if labels is None else torch.as_tensor(labels),
-                box=None if box is None else torch.as_tensor(box, dtype=torch.float32),
+                box=None if box is None else torch.from_numpy(box),
                 normalize_coords=False,
             )
 

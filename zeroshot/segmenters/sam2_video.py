@@ -8,9 +8,12 @@ model; ``prepare(volume)`` gives a :class:`Sam2Session` that can be segmented un
 Engines (``fast``, ``fast-serial``, ``reference``) and propagation policies (``reset``, ``continuous``) are described in
 :mod:`zeroshot.segmenters.sam2_session`.
 
-Masks are ``logits > logit_threshold`` at the input slice size (SAM2 resizes its ``S/4`` logits bilinearly),
-optionally post-processed on the CPU (:mod:`zeroshot.segmenters.postprocess`), so CPU and GPU agree. SAM2's
-CUDA-only hole filling is never used. On CUDA the model runs under bfloat16 autocast, on the CPU in float32.
+By default a model runs its authors' recipe (``docs/recipes.md``): prompts scaled ``x * S / X``
+(:mod:`~zeroshot.segmenters.prompt_coords`), and SAM2's small-hole filling (``fill_hole_area=8``) applied where
+SAM2's predictor applies it, with :mod:`~zeroshot.segmenters.hole_filling` instead of SAM2's CUDA extension, so
+CPU and GPU runs agree. Masks are ``logits > logit_threshold`` at the input slice size (SAM2 resizes its ``S/4``
+logits bilinearly), optionally post-processed on the CPU (:mod:`zeroshot.segmenters.postprocess`). On CUDA the
+model runs under bfloat16 autocast, on the CPU in float32.
 
 Random weights (``checkpoint=None``) make a model built from the real configuration, reproducible from
 ``seed``: it tests the machinery and measures speed, never accuracy.
@@ -30,12 +33,20 @@ import torch
 
 from zeroshot.checkpoints import load_checkpoint, sha256_of
 from zeroshot.errors import SegmenterError
-from zeroshot.segmenters.preprocessing import Preprocessing
-from zeroshot.segmenters.runtime import autocast_for, count_encoded_slices, resolve_device, resolve_precision
+from zeroshot.segmenters.hole_filling import OFFICIAL_FILL_HOLE_AREA, check_fill_hole_area, fill_small_holes
+from zeroshot.segmenters.preprocessing import Preprocessing, to_preprocessing
+from zeroshot.segmenters.prompt_coords import check_coords
+from zeroshot.segmenters.runtime import (
+    count_encoded_slices,
+    numerics_for,
+    resolve_device,
+    resolve_precision,
+    uses_tf32,
+)
 from zeroshot.segmenters.sam2_session import Sam2Session
 from zeroshot.volume import Volume
 
-__all__ = ["PRESETS", "Sam2Segmenter", "resolve_config", "resolve_device"]
+__all__ = ["Sam2Segmenter", "fill_holes_where_sam2_does", "resolve_config", "resolve_device"]
 
 Engine = Literal["fast", "fast-serial", "reference"]
 ENGINES = ("fast", "fast-serial", "reference")
@@ -45,8 +56,8 @@ Precision = Literal["auto", "bfloat16", "float32"]
 #: Hydra config folders inside the ``sam2`` package searched for a short config name, newest first.
 CONFIG_DIRS = ("configs/sam2.1", "configs/sam2")
 
-#: Builder overrides equivalent to ``build_sam2_video_predictor(apply_postprocessing=True)`` minus the CUDA-only
-#: hole filling (``fill_hole_area``), which is done, when asked, on the CPU instead.
+#: Builder overrides equivalent to ``build_sam2_video_predictor(apply_postprocessing=True)`` minus its hole filling
+#: (``fill_hole_area=8``), which needs SAM2's CUDA extension: :func:`fill_holes_where_sam2_does` does it instead.
 PREDICTOR_OVERRIDES = (
     "++model._target_=sam2.sam2_video_predictor.SAM2VideoPredictor",
     "++model.sam_mask_decoder_extra_args.dynamic_multimask_via_stability=true",
@@ -55,16 +66,6 @@ PREDICTOR_OVERRIDES = (
     "++model.binarize_mask_from_pts_for_mem_enc=true",
     "++model.fill_hole_area=0",
 )
-
-#: Named settings. ``medsam2`` is MedSAM2's 3D recipe: SAM2.1-tiny at 512 px, percentile-windowed MRI input,
-#: forward / reset / reverse, union, logits > 0, largest 3D component (bfloat16 on CUDA via ``precision="auto"``).
-PRESETS: Mapping[str, Mapping[str, Any]] = {
-    "medsam2": {"config": "sam2.1_hiera_t", "image_size": 512, "largest_component": True, "propagation": "reset"},
-    "sam2.1-tiny": {"config": "sam2.1_hiera_t"},
-    "sam2.1-small": {"config": "sam2.1_hiera_s"},
-    "sam2.1-base-plus": {"config": "sam2.1_hiera_b+"},
-    "sam2.1-large": {"config": "sam2.1_hiera_l"},
-}
 
 
 def resolve_config(config: str) -> str:
@@ -109,19 +110,32 @@ class Sam2Segmenter:
         MedSAM2 uses 512. The memory-attention RoPE sizes are set to ``S / 16`` to match.
     device : {"auto", "cpu", "cuda", "cuda:N"}
     precision : {"auto", "bfloat16", "float32"}
-        ``auto``: bfloat16 autocast on CUDA, float32 on the CPU. bfloat16 requires CUDA.
+        ``auto``: bfloat16 autocast with TF32 matrix products on CUDA (the authors' setting), float32 on the CPU.
+        bfloat16 requires CUDA; float32 on CUDA turns TF32 off.
     engine : {"fast", "fast-serial", "reference"}
         See :mod:`zeroshot.segmenters.sam2_session`. All give the same masks up to floating-point noise.
     propagation : {"reset", "continuous"}
         See the module docstring.
+    coords : {"official", "area"}
+        How box and point prompts map onto the model input (:mod:`zeroshot.segmenters.prompt_coords`):
+        ``official`` scales ``x * S / X`` as SAM2's predictor and MedSAM2 do.
     logit_threshold : float
         A voxel is foreground where the (union) logit exceeds this (SAM2 and MedSAM2 use 0).
     largest_component : bool
         Keep only the largest 26-connected 3D component (MedSAM2 does).
-    fill_holes : bool
-        Fill holes in each slice of the mask (on the CPU, identical on every device).
-    preprocessing : Preprocessing or None
-        Intensity window, resize and normalisation; ``None`` is MedSAM2's MRI recipe in float precision.
+    fill_hole_area : int
+        SAM2's small-hole filling: background components of at most this many low-resolution (``S/4``) pixels get
+        logit 0.1, on every slice's output and on prompted slices before their memory is encoded, as SAM2's
+        predictor does (8, as its builders set; 0 turns it off). Computed on the model's device without SAM2's
+        CUDA extension (:mod:`zeroshot.segmenters.hole_filling`).
+    fill_enclosed_holes : bool
+        Also fill every enclosed hole of each slice of the final mask, whatever its size (on the CPU; not part
+        of any author's recipe).
+    preprocessing : Preprocessing or {"sam2", "medsam2", "float"}
+        Intensity window, resize and normalisation, or a pipeline's name with the default window (see
+        :mod:`zeroshot.segmenters.preprocessing`): ``"sam2"`` is the authors' 8-bit path (MedSAM2's MRI window,
+        ``uint8``, Pillow's resize) with SAM2's frame-loader arithmetic; the ``medsam2`` entries of the checkpoint
+        list use ``"medsam2"`` (MedSAM2's float64 normalisation); ``"float"`` is zeroshot's float path.
     encoder_batch_size : int or None
         Slices per image-encoder batch (fast engines). ``None``: as many slices as hold the pixels of 8 slices at
         1024 px, at most 32 (32 at 512 px, 8 at 1024): fewer, larger batches at the same activation memory.
@@ -156,10 +170,12 @@ class Sam2Segmenter:
         precision: Precision = "auto",
         engine: Engine = "fast",
         propagation: Propagation = "reset",
+        coords: str = "official",
         logit_threshold: float = 0.0,
         largest_component: bool = False,
-        fill_holes: bool = False,
-        preprocessing: Preprocessing | None = None,
+        fill_hole_area: int = OFFICIAL_FILL_HOLE_AREA,
+        fill_enclosed_holes: bool = False,
+        preprocessing: Preprocessing | str = "sam2",
         encoder_batch_size: int | None = None,
         offload_video_to_cpu: bool = False,
         offload_state_to_cpu: bool = False,
@@ -182,10 +198,12 @@ class Sam2Segmenter:
         self.precision: str = resolve_precision(precision, self.device)
         self.engine: str = engine
         self.propagation: str = propagation
+        self.coords = check_coords(coords)
         self.logit_threshold = float(logit_threshold)
         self.largest_component = bool(largest_component)
-        self.fill_holes = bool(fill_holes)
-        self.preprocessing = preprocessing or Preprocessing()
+        self.fill_hole_area = check_fill_hole_area(fill_hole_area)
+        self.fill_enclosed_holes = bool(fill_enclosed_holes)
+        self.preprocessing = to_preprocessing(preprocessing)
         self.offload_video_to_cpu = bool(offload_video_to_cpu)
         self.offload_state_to_cpu = bool(offload_state_to_cpu)
         self.return_probabilities = bool(probabilities)
@@ -202,6 +220,7 @@ class Sam2Segmenter:
                 f"++model.memory_attention.layer.cross_attention.feat_sizes=[{feat},{feat}]",
             ]
         self.model, self._resolved_config = self._build()
+        fill_holes_where_sam2_does(self.model, self.fill_hole_area)
         self.checkpoint_sha256 = self._load_checkpoint() if self.checkpoint is not None else None
         self.model.to(self.device).eval()
         self.image_size = int(self.model.image_size)
@@ -209,13 +228,6 @@ class Sam2Segmenter:
             encoder_batch_size = min(32, max(1, (8 * 1024 * 1024) // (self.image_size * self.image_size)))
         self.encoder_batch_size = int(encoder_batch_size)
         count_encoded_slices(self, self.model.image_encoder)
-
-    @classmethod
-    def from_preset(cls, preset: str, **options: Any) -> Sam2Segmenter:
-        """Build a named configuration from :data:`PRESETS`; ``options`` override it (e.g. ``checkpoint=``)."""
-        if preset not in PRESETS:
-            raise SegmenterError(f"unknown SAM2 preset {preset!r}; known: {', '.join(PRESETS)}")
-        return cls(**{"name": preset, **PRESETS[preset], **options})
 
     def prepare(self, volume: Volume) -> Sam2Session:
         """Preprocess ``volume`` and (fast engines) encode all its slices; see :class:`Sam2Session`."""
@@ -243,20 +255,32 @@ class Sam2Segmenter:
             "parameters": int(sum(p.numel() for p in self.model.parameters())),
             "device": str(self.device),
             "precision": self.precision,
+            "tf32": uses_tf32(self.device, self.precision),
             "engine": self.engine,
             "propagation": self.propagation,
+            "coords": self.coords,
             "logit_threshold": self.logit_threshold,
             "largest_component": self.largest_component,
-            "fill_holes": self.fill_holes,
+            "fill_hole_area": self.fill_hole_area,
+            "hole_filling": (
+                f"zeroshot.segmenters.hole_filling on {self.device.type} (SAM2's fill_hole_area rule without its "
+                "CUDA extension; the model's own fill_hole_area stays 0)"
+                if self.fill_hole_area
+                else "off"
+            ),
+            "fill_enclosed_holes": self.fill_enclosed_holes,
             "preprocessing": self.preprocessing.describe(),
             "encoder_batch_size": self.encoder_batch_size,
             "offload_video_to_cpu": self.offload_video_to_cpu,
             "offload_state_to_cpu": self.offload_state_to_cpu,
         }
 
-    def autocast(self) -> contextlib.AbstractContextManager:
-        """The autocast context the model runs under (bfloat16 on CUDA unless float32 was asked)."""
-        return autocast_for(self.device, self.precision)
+    def numerics(self) -> contextlib.AbstractContextManager:
+        """The numerics the model runs under (:func:`~zeroshot.segmenters.runtime.numerics_for`).
+
+        On CUDA bfloat16 autocast with TF32, as the authors run, unless float32 was asked; float32 on the CPU.
+        """
+        return numerics_for(self.device, self.precision)
 
     def _build(self) -> tuple[torch.nn.Module, dict[str, Any]]:
         import sam2  # noqa: F401  (initialises Hydra's search path on the sam2 package)
@@ -300,6 +324,39 @@ class Sam2Segmenter:
             raise SegmenterError(f"checkpoint {path} does not fit config {self.config}: {'; '.join(problems)}")
         self.model.load_state_dict(state, strict=True)
         return sha256_of(path)
+
+
+def fill_holes_where_sam2_does(model: torch.nn.Module, area: int) -> None:
+    """Make ``model`` (a ``SAM2VideoPredictor``) fill small holes exactly where SAM2's predictor does.
+
+    SAM2 fills holes at the end of ``_run_single_frame_inference`` (``sam2/sam2_video_predictor.py`` lines
+    784-789 in sam2 1.1.0), after the frame's memory was encoded from the unfilled mask (``track_step``), on the
+    low-resolution logits it returns and stores. Every path goes through it: a prompt (``add_new_points_or_box``,
+    ``add_new_mask``: the stored, filled logits are upsampled and encoded as that slice's memory in
+    ``propagate_in_video_preflight``), and each propagated slice. This wraps that one method of this model object
+    (no module of ``sam2`` is patched): the method runs as before with the model's own ``fill_hole_area`` of 0,
+    then the low-resolution logits it returns and stores are filled on their device with
+    :func:`~zeroshot.segmenters.hole_filling.fill_small_holes`. The lockstep engine, which runs SAM2's tracking
+    step itself, fills its outputs with the same function (the filled logits of a propagated slice are output
+    only; SAM2 encodes its memory before filling).
+
+    Parameters
+    ----------
+    model : SAM2VideoPredictor
+    area : int
+        ``fill_hole_area`` in low-resolution pixels; 0 leaves the model as it is.
+    """
+    if area == 0:
+        return
+    run = model._run_single_frame_inference
+
+    def run_and_fill_holes(*args: Any, **kwargs: Any) -> tuple[dict[str, Any], torch.Tensor]:
+        compact, pred_masks = run(*args, **kwargs)
+        filled = fill_small_holes(pred_masks, area)
+        compact["pred_masks"] = filled.to(compact["pred_masks"].device, non_blocking=True)
+        return compact, filled
+
+    model._run_single_frame_inference = run_and_fill_holes
 
 
 def _sam2_root() -> Path:

@@ -5,17 +5,21 @@ checked against an independent implementation of the same model, and so that mod
 ``transformers`` format (``Sam2VideoModel``, ``Sam3TrackerVideoModel``) can be evaluated. It makes the same
 choices, from the same code where they are the toolkit's own:
 
-- preprocessing: :mod:`zeroshot.segmenters.preprocessing` (MedSAM2's MRI recipe by default), fed directly as
+- preprocessing: :mod:`zeroshot.segmenters.preprocessing` (the authors' 8-bit path by default), fed directly as
   pixel values; ``transformers``' own video processor (and torchvision) is not used;
 - prompts: the key slices' boxes and points are mapped to model pixels with
-  :func:`~zeroshot.segmenters.sam2_session.box_to_model` and
-  :func:`~zeroshot.segmenters.sam2_session.points_to_model`;
+  :func:`~zeroshot.segmenters.prompt_coords.box_to_model` and
+  :func:`~zeroshot.segmenters.prompt_coords.points_to_model` (``coords="official"``: ``x * S / X``, as SAM2's
+  predictor does);
   a box becomes the two corner points with labels 2 and 3 followed by any clicks, as in SAM2; a mask prompt is
   resized to ``S x S`` (bilinear with antialiasing, ``>= 0.5``) as the ``transformers`` processor does;
 - propagation policy: ``"reset"`` (default): every key slice is a conditioning slice; forward from the first key
   slice to the last slice; reset, prompt again, reverse from the last key slice to slice 0; union (maximum of the
   logits). The reverse pass is skipped when the only key slice is slice 0 (it would yield nothing), so a key slice
   at either end is handled. ``"continuous"`` omits the reset;
+- hole filling: ``transformers``' predictor has none; with ``fill_hole_area`` (8 by default, as SAM2's builders
+  set) :func:`fill_holes_where_sam2_does` adds SAM2's small-hole filling where SAM2's predictor applies it, with
+  :mod:`~zeroshot.segmenters.hole_filling`;
 - masks: logits (``S/4`` resolution) resized bilinearly to the input slice, ``> logit_threshold``, optional CPU
   post-processing (:func:`~zeroshot.segmenters.postprocess.postprocess_mask`); bfloat16 autocast on CUDA.
 
@@ -45,10 +49,17 @@ import torch.nn.functional as F
 from zeroshot.errors import SegmenterError
 from zeroshot.prompts.types import POSITIVE, SlicePrompt, VolumePrompts
 from zeroshot.segmenters.base import Segmentation
+from zeroshot.segmenters.hole_filling import OFFICIAL_FILL_HOLE_AREA, check_fill_hole_area, fill_small_holes
 from zeroshot.segmenters.postprocess import postprocess_mask
-from zeroshot.segmenters.preprocessing import Preprocessing, SliceStack
-from zeroshot.segmenters.runtime import autocast_for, count_encoded_slices, resolve_device, resolve_precision
-from zeroshot.segmenters.sam2_session import box_to_model, points_to_model
+from zeroshot.segmenters.preprocessing import Preprocessing, SliceStack, to_preprocessing
+from zeroshot.segmenters.prompt_coords import box_to_model, check_coords, points_to_model
+from zeroshot.segmenters.runtime import (
+    count_encoded_slices,
+    numerics_for,
+    resolve_device,
+    resolve_precision,
+    uses_tf32,
+)
 from zeroshot.volume import Volume
 
 __all__ = ["TransformersVideoSegmenter", "TransformersVideoSession", "tiny_sam2_video_model"]
@@ -143,17 +154,23 @@ class TransformersVideoSegmenter:
         An already built model (e.g. :func:`tiny_sam2_video_model`); takes precedence over ``model_id_or_path``.
     device : {"auto", "cpu", "cuda", "cuda:N"}
     precision : {"auto", "bfloat16", "float32"}
-        ``auto``: bfloat16 autocast on CUDA, float32 on the CPU. The weights stay float32.
+        ``auto``: bfloat16 autocast with TF32 matrix products on CUDA (the authors' setting), float32 on the CPU.
+        The weights stay float32; float32 on CUDA turns TF32 off.
     propagation : {"reset", "continuous"}
         See the module docstring.
+    coords : {"official", "area"}
+        How box and point prompts map onto the model input (:mod:`zeroshot.segmenters.prompt_coords`).
     logit_threshold : float
         A voxel is foreground where the union logit exceeds this (0, as SAM2).
     largest_component : bool
         Keep the largest 26-connected 3D component (MedSAM2's post-processing).
-    fill_holes : bool
-        Fill holes slice by slice (on the CPU).
-    preprocessing : Preprocessing or None
-        ``None`` is MedSAM2's MRI recipe in float precision.
+    fill_hole_area : int
+        SAM2's small-hole filling in low-resolution pixels (8, as SAM2's builders set; 0 turns it off): see
+        :func:`fill_holes_where_sam2_does`.
+    fill_enclosed_holes : bool
+        Also fill every enclosed hole of each slice of the final mask, whatever its size (on the CPU).
+    preprocessing : Preprocessing or {"sam2", "medsam2", "float"}
+        See :mod:`zeroshot.segmenters.preprocessing`; ``"sam2"`` (default) is the authors' 8-bit path.
     encoder_batch_size : int
         Slices per image-encoder batch in :meth:`prepare`.
     offload_state_to_cpu : bool
@@ -179,10 +196,12 @@ class TransformersVideoSegmenter:
         device: str = "auto",
         precision: Precision = "auto",
         propagation: Propagation = "reset",
+        coords: str = "official",
         logit_threshold: float = 0.0,
         largest_component: bool = False,
-        fill_holes: bool = False,
-        preprocessing: Preprocessing | None = None,
+        fill_hole_area: int = OFFICIAL_FILL_HOLE_AREA,
+        fill_enclosed_holes: bool = False,
+        preprocessing: Preprocessing | str = "sam2",
         encoder_batch_size: int = 8,
         offload_state_to_cpu: bool = False,
         probabilities: bool = True,
@@ -199,10 +218,12 @@ class TransformersVideoSegmenter:
         self.device = resolve_device(device)
         self.precision: str = resolve_precision(precision, self.device)
         self.propagation: str = propagation
+        self.coords = check_coords(coords)
         self.logit_threshold = float(logit_threshold)
         self.largest_component = bool(largest_component)
-        self.fill_holes = bool(fill_holes)
-        self.preprocessing = preprocessing or Preprocessing()
+        self.fill_hole_area = check_fill_hole_area(fill_hole_area)
+        self.fill_enclosed_holes = bool(fill_enclosed_holes)
+        self.preprocessing = to_preprocessing(preprocessing)
         self.encoder_batch_size = int(encoder_batch_size)
         self.offload_state_to_cpu = bool(offload_state_to_cpu)
         self.return_probabilities = bool(probabilities)
@@ -248,18 +269,30 @@ class TransformersVideoSegmenter:
             "parameters": int(sum(p.numel() for p in self.model.parameters())),
             "device": str(self.device),
             "precision": self.precision,
+            "tf32": uses_tf32(self.device, self.precision),
             "propagation": self.propagation,
+            "coords": self.coords,
             "logit_threshold": self.logit_threshold,
             "largest_component": self.largest_component,
-            "fill_holes": self.fill_holes,
+            "fill_hole_area": self.fill_hole_area,
+            "hole_filling": (
+                f"zeroshot.segmenters.hole_filling on {self.device.type}, where SAM2's predictor fills holes "
+                "(transformers' predictor has no hole filling)"
+                if self.fill_hole_area
+                else "off (as transformers' predictor)"
+            ),
+            "fill_enclosed_holes": self.fill_enclosed_holes,
             "preprocessing": self.preprocessing.describe(),
             "encoder_batch_size": self.encoder_batch_size,
             "offload_state_to_cpu": self.offload_state_to_cpu,
         }
 
-    def autocast(self) -> contextlib.AbstractContextManager:
-        """The autocast context the model runs under (bfloat16 on CUDA unless float32 was asked)."""
-        return autocast_for(self.device, self.precision)
+    def numerics(self) -> contextlib.AbstractContextManager:
+        """The numerics the model runs under (:func:`~zeroshot.segmenters.runtime.numerics_for`).
+
+        On CUDA bfloat16 autocast with TF32, as the authors run, unless float32 was asked; float32 on the CPU.
+        """
+        return numerics_for(self.device, self.precision)
 
 
 class _LazyFrames(Mapping[int, torch.Tensor]):
@@ -360,7 +393,8 @@ class TransformersVideoSession:
             plan.append(("reverse", key_slices[-1]))
         logits = torch.full(self.volume.shape, _NO_SCORE, dtype=torch.float32)
         passes = []
-        with torch.inference_mode(), seg.autocast():
+        filling = fill_holes_where_sam2_does(seg.model, seg.fill_hole_area, image_size=seg.image_size)
+        with torch.inference_mode(), seg.numerics(), filling:
             for number, (direction, start) in enumerate(plan):
                 if number == 0 or seg.propagation == "reset":
                     self._session.reset_tracking_data()
@@ -371,17 +405,21 @@ class TransformersVideoSession:
             self._session.reset_tracking_data()
         propagated_s = time.perf_counter() - started
         raw = logits.numpy() > seg.logit_threshold
-        mask = postprocess_mask(raw, fill_holes=seg.fill_holes, largest_component=seg.largest_component)
+        mask = postprocess_mask(
+            raw, fill_enclosed_holes=seg.fill_enclosed_holes, largest_component=seg.largest_component
+        )
         probabilities = torch.sigmoid(logits).numpy() if seg.return_probabilities else None
         frames_run = sum(p["slices"] for p in passes)
         info = {
             "model": seg.name,
             "backend": "transformers",
             "propagation": seg.propagation,
+            "coords": seg.coords,
             "key_slices": list(key_slices),
             "passes": passes,
             "logit_threshold": seg.logit_threshold,
-            "fill_holes": seg.fill_holes,
+            "fill_hole_area": seg.fill_hole_area,
+            "fill_enclosed_holes": seg.fill_enclosed_holes,
             "largest_component": seg.largest_component,
             "voxels_before_postprocess": int(raw.sum()),
             "device": str(seg.device),
@@ -411,7 +449,7 @@ class TransformersVideoSession:
         seg = self._segmenter
         cache = self._session.cache
         shared_positions: list[torch.Tensor] | None = None
-        with torch.inference_mode(), seg.autocast():
+        with torch.inference_mode(), seg.numerics():
             for start in range(0, len(slices), seg.encoder_batch_size):
                 pixels = slices.batch(start, start + seg.encoder_batch_size)
                 out = seg.model.get_image_features(pixels, return_dict=True)
@@ -431,7 +469,7 @@ class TransformersVideoSession:
         """Add each key slice's prompt and run it as a conditioning slice (SAM2's order: prompts first)."""
         session, model = self._session, self._segmenter.model
         shape_yx = self.volume.shape[1:]
-        size = self._segmenter.image_size
+        size, coords = self._segmenter.image_size, self._segmenter.coords
         device = self._segmenter.device
         obj_idx = session.obj_id_to_idx(_OBJ_ID)
         for sp in slice_prompts:
@@ -442,14 +480,14 @@ class TransformersVideoSession:
                     mask = (mask >= 0.5).to(torch.float32)
                 session.add_mask_inputs(obj_idx, sp.z, mask)
             else:
-                coords, labels = [], []
+                xy, labels = [], []
                 if sp.box is not None:
-                    coords.append(box_to_model(sp.box, shape_yx=shape_yx, image_size=size).reshape(2, 2))
+                    xy.append(box_to_model(sp.box, shape_yx=shape_yx, image_size=size, coords=coords).reshape(2, 2))
                     labels.extend(_BOX_LABELS)
                 if sp.points:
-                    coords.append(points_to_model(sp.points, shape_yx=shape_yx, image_size=size))
+                    xy.append(points_to_model(sp.points, shape_yx=shape_yx, image_size=size, coords=coords))
                     labels.extend(1 if label == POSITIVE else 0 for label in sp.labels)
-                point_coords = torch.as_tensor(np.concatenate(coords), dtype=torch.float32)[None, None]
+                point_coords = torch.as_tensor(np.concatenate(xy), dtype=torch.float32)[None, None]
                 point_labels = torch.as_tensor(labels, dtype=torch.int32)[None, None]
                 session.add_point_inputs(obj_idx, sp.z, {"point_coords": point_coords, "point_labels": point_labels})
             session.obj_with_new_inputs = [_OBJ_ID]
@@ -469,6 +507,58 @@ class TransformersVideoSession:
         stacked = torch.cat(low_res, dim=0)
         upsampled = F.interpolate(stacked, size=(height, width), mode="bilinear", align_corners=False)
         return frames, upsampled[:, 0].cpu()
+
+
+@contextlib.contextmanager
+def fill_holes_where_sam2_does(model: torch.nn.Module, area: int, *, image_size: int) -> Iterator[None]:
+    """While the block runs, give a ``transformers`` SAM2-family video model SAM2's small-hole filling.
+
+    ``transformers``' ``_run_single_frame_inference`` returns a slice's low-resolution logits (``pred_masks``,
+    stored and output) and the high-resolution ones its memory is encoded from (``high_res_masks``). Inside the
+    block that one method of this model object is wrapped so that, as in SAM2's predictor:
+
+    - every slice's ``pred_masks`` are filled (:func:`~zeroshot.segmenters.hole_filling.fill_small_holes`);
+    - on a prompted slice (points, box or mask) the memory is encoded from the filled logits upsampled to
+      ``S x S`` (bilinear, as SAM2's ``propagate_in_video_preflight`` does), not from the decoder's own
+      high-resolution logits;
+    - on a propagated slice the memory keeps the unfilled logits (SAM2 encodes it before filling).
+
+    The model may be the caller's own object, shared by segmenters with other settings: the wrapping is undone
+    when the block ends.
+
+    Parameters
+    ----------
+    model : Sam2VideoModel or Sam3TrackerVideoModel
+    area : int
+        ``fill_hole_area`` in low-resolution pixels; 0 leaves the model as it is.
+    image_size : int
+        Model input size S.
+    """
+    if area == 0:
+        yield
+        return
+    run = model._run_single_frame_inference
+
+    def run_and_fill_holes(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        out = run(*args, **kwargs)
+        filled = fill_small_holes(out["pred_masks"], area)
+        out["pred_masks"] = filled
+        if kwargs.get("point_inputs") is not None or kwargs.get("mask_inputs") is not None:
+            high_res = F.interpolate(
+                filled.float(), size=(image_size, image_size), mode="bilinear", align_corners=False
+            )
+            out["high_res_masks"] = high_res.to(out["high_res_masks"].dtype)
+        return out
+
+    previous = model.__dict__.get("_run_single_frame_inference")
+    model._run_single_frame_inference = run_and_fill_holes
+    try:
+        yield
+    finally:
+        if previous is None:
+            del model._run_single_frame_inference
+        else:
+            model._run_single_frame_inference = previous
 
 
 def _load_model(model_id_or_path: str) -> torch.nn.Module:
