@@ -183,7 +183,7 @@ def write_predictions(run: RunDir, cases, model: str, strategy: str, seed: int) 
 
     for index, case in enumerate(cases):
         image = read_volume(case.image)
-        label = read_label(case.label, image)
+        label = read_label(case.label, image, label=1)
         iterations = 1 + index % 3  # worse predictions for some cases: best/median/worst differ
         prediction = ndimage.binary_erosion(label, iterations=iterations) if index % 3 else label
         write_mask(run.prediction_path(RowKey(case.sequence, case.case_id, model, strategy, seed)), prediction, image)
@@ -247,7 +247,7 @@ def write_baseline_predictions(folder: Path, data: Path, *, sequence: str, mode:
         if case.sequence != sequence:
             continue
         image = read_volume(case.image)
-        label = read_label(case.label, image)
+        label = read_label(case.label, image, label=1)
         if mode == "missing":
             continue
         mask = label if mode == "perfect" else np.zeros_like(label)

@@ -191,7 +191,7 @@ def test_figures_skip_what_a_run_cannot_support(phantom_data, tmp_path):
     assert "no round column" in skipped["dice_vs_clicks"]
     assert "slices.parquet" in skipped["propagation_decay"] and "--save-pred" in skipped["overlays"]
     assert (tmp_path / "out" / "distributions.pdf").is_file()
-    with pytest.raises(RunError, match="no baseline_results.parquet"):
+    with pytest.raises(RunError, match=r"--compare .*: not a zeroshot compare output \(no comparison.json\)"):
         make_figures([bare], tmp_path / "out", compare_dir=tmp_path)
 
 

@@ -119,11 +119,11 @@ def test_written_files_use_each_centers_orientation_and_read_back_canonically(ph
     by_id = {}
     for case in cases:
         volume = read_volume(case.image)
-        mask = read_label(case.label, volume)
+        mask = read_label(case.label, volume, label=1)
         by_id.setdefault(case.case_id, []).append((volume.shape, mask.sum(), volume.spacing_mm))
     for entries in by_id.values():
         assert len({e[0] for e in entries}) == 1 and len({e[1] for e in entries}) == 1  # same subject, same grid
     # The written label equals the in-memory phantom after the round trip through the center's orientation.
     source = make_phantom_case(0, index=2, center=CENTERS[2])
     case = next(c for c in cases if c.case_id == "phantom_002" and c.sequence == "T1")
-    np.testing.assert_array_equal(read_label(case.label, read_volume(case.image)), source.label)
+    np.testing.assert_array_equal(read_label(case.label, read_volume(case.image), label=1), source.label)

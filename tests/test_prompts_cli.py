@@ -101,8 +101,9 @@ def test_cli_coarse_strategy_and_its_failures(dataset, coarse, tmp_path, capsys)
 def test_cli_errors(dataset, tmp_path, capsys):
     out = str(tmp_path / "p.jsonl")
     base = ["prompts", "--data", str(dataset), "--out", out, "--no-progress"]
-    assert main([*base, "--strategy", "box-mid", "--seed", "-1"]) == 2
-    assert "--seed: seeds must be non-negative, got [-1]" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # refused while parsing
+        main([*base, "--strategy", "box-mid", "--seed", "-1"])
+    assert "argument --seed: seeds are whole numbers from 0 to 2**63 - 1" in capsys.readouterr().err
     assert main([*base, "--strategy", "box-mid", "box-mid"]) == 2
     assert "--strategy: box-mid given more than once" in capsys.readouterr().err
     assert main([*base, "--strategy", "box-mid", "--case", "c3"]) == 2
@@ -128,12 +129,12 @@ def test_coarse_file_lookup_and_errors(dataset, coarse, tmp_path):
     with pytest.raises(PromptError, match=r"nowhere: coarse mask folder not found"):
         find_coarse_file(tmp_path / "nowhere", cases["c1"])
     volume = read_volume(cases["c1"].image)
-    coarse_mask = read_coarse_mask(coarse, cases["c1"], volume)
+    coarse_mask = read_coarse_mask(coarse, cases["c1"], volume, label=1)
     assert coarse_mask.shape == volume.shape == (10, 20, 24) and coarse_mask.dtype == bool
     strategy = load_strategy("box-mid-coarse")
     with pytest.raises(PromptError, match=r"strategy 'box-mid-coarse' prompts from coarse masks: give their folder"):
-        read_source_mask(strategy, cases["c1"], volume)
-    assert np.array_equal(read_source_mask(strategy, cases["c1"], volume, coarse_dir=coarse), coarse_mask)
+        read_source_mask(strategy, cases["c1"], volume, label=1)
+    assert np.array_equal(read_source_mask(strategy, cases["c1"], volume, coarse_dir=coarse, label=1), coarse_mask)
 
 
 def test_a_case_without_label_cannot_prompt_from_ground_truth(dataset):
@@ -141,11 +142,11 @@ def test_a_case_without_label_cannot_prompt_from_ground_truth(dataset):
     unlabelled = type(case)(case.case_id, case.sequence, case.center, case.split, case.image, None)
     volume = read_volume(case.image)
     with pytest.raises(PromptError, match=r"case T2/c1: has no label file"):
-        read_source_mask(load_strategy("box-mid"), unlabelled, volume)
-    made, failures = prompts_for_case(unlabelled, [load_strategy("box-mid")], [0, 1])
+        read_source_mask(load_strategy("box-mid"), unlabelled, volume, label=1)
+    made, failures = prompts_for_case(unlabelled, [load_strategy("box-mid")], [0, 1], label=1)
     assert made == [] and [f.seed for f in failures] == [0, 1]
     broken = type(case)(case.case_id, case.sequence, case.center, case.split, case.image.with_name("x.nii.gz"), None)
-    made, failures = prompts_for_case(broken, [load_strategy("box-mid")], [0])
+    made, failures = prompts_for_case(broken, [load_strategy("box-mid")], [0], label=1)
     assert made == [] and "file not found" in failures[0].reason
 
 

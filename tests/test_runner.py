@@ -181,7 +181,7 @@ def test_shard_index_must_be_below_count():
     [
         ({"models": ()}, "--model: give at least one"),
         ({"seeds": (0, 0)}, "--seeds: given more than once: 0"),
-        ({"seeds": (-1,)}, "non-negative integers"),
+        ({"seeds": (-1,)}, r"--seeds: seeds are whole numbers from 0 to 2\*\*63 - 1 = 9223372036854775807, got -1"),
         ({"tolerances_mm": (0.0,)}, "--tolerance-mm"),
         ({"image_size": 8}, "--image-size"),
         ({"executor": "dask"}, "--executor 'dask'"),
@@ -230,6 +230,7 @@ def test_slice_table_measures_drift_from_the_prompted_slice():
 def test_summary_counts_failed_rows_as_dice_zero():
     results = pd.DataFrame(
         {
+            "case_id": ["a", "b", "a"],
             "sequence": ["T2", "T2", "T1"],
             "model": ["m", "m", "m"],
             "strategy": ["s", "s", "s"],

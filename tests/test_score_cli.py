@@ -79,8 +79,11 @@ def test_score_cli_scores_every_case_and_records_broken_ones(folders, tmp_path, 
     assert bool(rows.loc["empty", "empty_pred"]) and math.isinf(rows.loc["empty", "hd95_mm"])
     errors = rows["error"]
     assert "no prediction file missing.nii.gz" in errors["missing"]
-    assert "shape (20, 18, 7) differs from its label's (20, 18, 8)" in errors["shape"]
-    assert "affine differs from its label's" in errors["affine"]
+    assert (
+        "not on its label's voxel grid" in errors["shape"]
+        and "shape (7, 18, 20) (z, y, x) differs from (8, 18, 20)" in errors["shape"]
+    )
+    assert "the grid is shifted by 3 mm" in errors["affine"]
     assert "not a binary mask: values 0, 0.5, 1" in errors["nonbinary"]
     failed = rows[rows["failed"]]
     assert set(failed.index) == {"missing", "shape", "affine", "nonbinary"}
@@ -107,7 +110,7 @@ def test_score_cli_scores_every_case_and_records_broken_ones(folders, tmp_path, 
 
 def test_one_worker_gives_the_same_table(folders, tmp_path) -> None:
     pred_dir, gt_dir = folders
-    one = score_folder(pred_dir, gt_dir, tmp_path / "one", workers=1, progress=False)
+    one = score_folder(pred_dir, gt_dir, tmp_path / "one", workers=1, progress=False, label=1)
     assert one.n_failed == 4 and one.unmatched_predictions == ("extra",)
     assert [p.name for p in one.files] == ["results.csv", "results.parquet", "score.json"]
     two = pd.read_parquet(tmp_path / "one" / "results.parquet")
@@ -125,45 +128,82 @@ def test_label_option_selects_the_structure(folders, tmp_path) -> None:
 def test_score_files_refuses_a_non_binary_prediction(folders) -> None:
     pred_dir, gt_dir = folders
     with pytest.raises(MetricsError, match=r"nonbinary.nii.gz: not a binary mask: values 0, 0.5, 1"):
-        score_files(gt_dir / "nonbinary.nii.gz", pred_dir / "nonbinary.nii.gz")
+        score_files(gt_dir / "nonbinary.nii.gz", pred_dir / "nonbinary.nii.gz", label=1)
 
 
 def test_score_files_lists_at_most_eight_values(tmp_path) -> None:
     gt = save(tmp_path / "gt.nii.gz", organ())
     pred = save(tmp_path / "pred.nii.gz", np.arange(np.prod(SHAPE_XYZ)).reshape(SHAPE_XYZ).astype(np.int16))
     with pytest.raises(MetricsError, match=r"values 0, 1, 2, 3, 4, 5, 6, 7, \.\.\. \(expected only 0 and 1\)"):
-        score_files(gt, pred)
+        score_files(gt, pred, label=1)
 
 
 def test_score_files_refuses_a_prediction_of_another_shape(folders) -> None:
     pred_dir, gt_dir = folders
-    with pytest.raises(MetricsError, match=r"shape \(20, 18, 7\) differs from its label's \(20, 18, 8\)"):
-        score_files(gt_dir / "shape.nii.gz", pred_dir / "shape.nii.gz")
+    with pytest.raises(
+        MetricsError, match=r"shape \(7, 18, 20\) \(z, y, x\) differs from \(8, 18, 20\); .*would need resampling"
+    ):
+        score_files(gt_dir / "shape.nii.gz", pred_dir / "shape.nii.gz", label=1)
 
 
 def test_score_files_refuses_a_prediction_with_another_affine(folders) -> None:
     pred_dir, gt_dir = folders
-    with pytest.raises(MetricsError, match=r"affine differs from its label's .* by up to 3 "):
-        score_files(gt_dir / "affine.nii.gz", pred_dir / "affine.nii.gz")
+    with pytest.raises(
+        MetricsError, match=r"not on its label's voxel grid .*: the grid is shifted by 3 mm; .*resampling"
+    ):
+        score_files(gt_dir / "affine.nii.gz", pred_dir / "affine.nii.gz", label=1)
+
+
+def _reoriented(data: np.ndarray, affine: np.ndarray, axcodes: tuple[str, str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """The same voxels on the same physical grid, stored in another axis order and direction."""
+    from nibabel import orientations as ornt
+
+    transform = ornt.ornt_transform(ornt.io_orientation(affine), ornt.axcodes2ornt(axcodes))
+    return ornt.apply_orientation(data, transform), affine @ ornt.inv_ornt_aff(transform, data.shape)
+
+
+@pytest.mark.parametrize("axcodes", [("L", "P", "S"), ("P", "S", "R"), ("S", "L", "A")])
+def test_a_prediction_in_another_orientation_of_the_grid_is_scored_losslessly(tmp_path, axcodes) -> None:
+    gt = save(tmp_path / "gt.nii.gz", organ())
+    shifted, affine = _reoriented(organ(offset=2), AFFINE, axcodes)
+    pred = save(tmp_path / "pred.nii.gz", shifted, affine)
+    assert nib.aff2axcodes(nib.load(pred).affine) == axcodes
+    reference = score_files(gt, save(tmp_path / "same.nii.gz", organ(offset=2)), label=1).as_row()
+    assert score_files(gt, pred, label=1).as_row() == reference
+
+
+def test_a_prediction_that_needs_resampling_says_what_differs(tmp_path) -> None:
+    gt = save(tmp_path / "gt.nii.gz", organ())
+    coarser = np.diag([*np.multiply(SPACING_XYZ, (1, 1, 2)), 1.0])
+    with pytest.raises(MetricsError, match=r"voxel size 10 x 1.5 x 0.8 mm \(z, y, x\) differs from 5 x 1.5 x 0.8 mm"):
+        score_files(gt, save(tmp_path / "coarse.nii.gz", organ(), coarser), label=1)
+    angle = np.deg2rad(10)
+    rotation = np.eye(4)
+    rotation[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    with pytest.raises(MetricsError, match="the voxel axes are rotated against each other"):
+        score_files(gt, save(tmp_path / "rotated.nii.gz", organ(), rotation @ AFFINE), label=1)
 
 
 def test_score_files_reports_a_missing_file(folders) -> None:
     pred_dir, gt_dir = folders
     with pytest.raises(VolumeError, match="missing.nii.gz: file not found"):
-        score_files(gt_dir / "missing.nii.gz", pred_dir / "missing.nii.gz")
+        score_files(gt_dir / "missing.nii.gz", pred_dir / "missing.nii.gz", label=1)
 
 
-def test_an_unreadable_label_is_a_failed_row_without_d_max(tmp_path) -> None:
+def test_an_unreadable_label_takes_d_max_from_the_prediction_s_header(tmp_path) -> None:
     gt_dir, pred_dir = tmp_path / "gt", tmp_path / "pred"
     gt_dir.mkdir()
     pred_dir.mkdir()
     (gt_dir / "broken.nii.gz").write_bytes(b"not a nifti")
     save(pred_dir / "broken.nii.gz", organ())
+    (gt_dir / "lost.nii.gz").write_bytes(b"not a nifti")
+    (pred_dir / "lost.nii.gz").write_bytes(b"nor this")
     save(gt_dir / "fine.nii.gz", organ())
     save(pred_dir / "fine.nii.gz", organ())
-    table = score_folder(pred_dir, gt_dir, tmp_path / "out", progress=False).table.set_index("case_id")
+    table = score_folder(pred_dir, gt_dir, tmp_path / "out", progress=False, label=1).table.set_index("case_id")
     assert bool(table.loc["broken", "failed"]) and "cannot read as NIfTI" in table.loc["broken", "error"]
-    assert math.isnan(table.loc["broken", "d_max_mm"])
+    assert table.loc["broken", "d_max_mm"] == pytest.approx(math.dist((0, 0, 0), np.multiply(SHAPE_XYZ, SPACING_XYZ)))
+    assert math.isnan(table.loc["lost", "d_max_mm"])  # no header readable: compare's fallback applies
     assert table.loc["fine", "dice"] == 1.0
 
 
@@ -206,4 +246,4 @@ def test_score_cli_refuses_zero_workers(folders, tmp_path, capsys) -> None:
 def test_score_folder_refuses_bad_tolerances(folders, tmp_path) -> None:
     pred_dir, gt_dir = folders
     with pytest.raises(MetricsError, match="tolerances_mm: expected one or more positive"):
-        score_folder(pred_dir, gt_dir, tmp_path / "o", tolerances_mm=(0.0,), progress=False)
+        score_folder(pred_dir, gt_dir, tmp_path / "o", tolerances_mm=(0.0,), progress=False, label=1)

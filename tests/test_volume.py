@@ -77,7 +77,7 @@ def test_mask_written_back_overlays_input_voxel_for_voxel(tmp_path, axcodes, zoo
     median = np.median(data)
     assert all(mask_world[p] == (image_world[p] > median) for p in image_world)
     # And reading it back as a label gives the same canonical mask.
-    np.testing.assert_array_equal(read_label(tmp_path / "mask.nii.gz", volume), mask)
+    np.testing.assert_array_equal(read_label(tmp_path / "mask.nii.gz", volume, label=1), mask)
 
 
 def test_canonical_axes_are_lps(tmp_path):
@@ -168,24 +168,57 @@ def test_label_value_selects_the_mask(tmp_path):
     label[2, 2, 2] = 1
     volume, path = _image_and_label(tmp_path, label)
     assert read_label(path, volume, label=7).sum() == 1
-    assert read_label(path, volume).sum() == 1
-    with pytest.raises(VolumeError, match=r"no voxel has label 3 \(values present: \[0, 1, 7\]\)"):
+    assert read_label(path, volume, label=1).sum() == 1
+    with pytest.raises(VolumeError, match=r"label value 3 is absent; the file holds values 0, 1, 7"):
         read_label(path, volume, label=3)
-    assert not read_label(path, volume, label=3, require_label=False).any()
 
 
 def test_label_grid_mismatches_are_refused(tmp_path):
     volume, path = _image_and_label(tmp_path, np.ones((6, 6, 5), np.uint8))
-    with pytest.raises(VolumeError, match="label shape"):
-        read_label(path, volume)
+    with pytest.raises(VolumeError, match=r"the label is not on its image's voxel grid .*: shape \(5, 6, 6\)"):
+        read_label(path, volume, label=1)
     shifted = _affine(("L", "P", "S"), (1.5, 1.5, 4.0), origin=(12.0, -20.0, 30.0))
     volume, path = _image_and_label(tmp_path, np.ones((6, 6, 4), np.uint8), shifted)
-    with pytest.raises(VolumeError, match="label affine differs"):
-        read_label(path, volume)
+    with pytest.raises(VolumeError, match="the grid is shifted by "):
+        read_label(path, volume, label=1)
     # A difference far below the tolerance (header rounding) is accepted.
     nearly = _affine(("L", "P", "S"), (1.5, 1.5, 4.0), origin=(10.00001, -20.0, 30.0))
     volume, path = _image_and_label(tmp_path, np.ones((6, 6, 4), np.uint8), nearly)
-    assert read_label(path, volume).all()
+    assert read_label(path, volume, label=1).all()
+
+
+@pytest.mark.parametrize("axcodes", [("R", "A", "S"), ("P", "S", "R"), ("S", "L", "A")])
+def test_a_label_in_another_orientation_of_the_image_grid_is_read_losslessly(tmp_path, axcodes):
+    from nibabel import orientations as ornt
+
+    label = np.zeros((6, 6, 4), np.uint8)
+    label[1:3, 2:5, 1] = 1
+    volume, path = _image_and_label(tmp_path, label)
+    expected = read_label(path, volume, label=1)
+    image_affine = nib.load(tmp_path / "img.nii.gz").affine
+    transform = ornt.ornt_transform(ornt.io_orientation(image_affine), ornt.axcodes2ornt(axcodes))
+    stored = ornt.apply_orientation(label, transform)
+    nib.save(nib.Nifti1Image(stored, image_affine @ ornt.inv_ornt_aff(transform, label.shape)), path)
+    assert nib.aff2axcodes(nib.load(path).affine) == axcodes
+    np.testing.assert_array_equal(read_label(path, volume, label=1), expected)
+
+
+@pytest.mark.parametrize(("qform_code", "sform_code"), [(0, 1), (1, 0), (0, 0), (2, 4)])
+def test_written_masks_keep_the_input_header(tmp_path, qform_code, sform_code):
+    affine = _affine(("R", "A", "S"), (0.8, 0.9, 4.0))
+    image = nib.Nifti1Image(np.ones((5, 6, 7), np.int16), affine)
+    image.set_qform(affine, code=qform_code)
+    image.set_sform(affine, code=sform_code)
+    image.header.set_xyzt_units("mm", "sec")
+    image.header["descrip"] = b"scanner X"
+    nib.save(image, tmp_path / "image.nii.gz")
+    source = nib.load(tmp_path / "image.nii.gz").header
+    volume = read_volume(tmp_path / "image.nii.gz")
+    written = nib.load(write_mask(tmp_path / "mask.nii.gz", volume.array > 0, volume)).header
+    data_fields = {"datatype", "bitpix", "scl_slope", "scl_inter", "vox_offset", "cal_min", "cal_max", "glmax", "glmin"}
+    differ = [k for k in source if k not in data_fields and not np.array_equal(source[k], written[k])]
+    assert differ == []
+    assert (int(written["qform_code"]), int(written["sform_code"])) == (qform_code, sform_code)
 
 
 def test_write_mask_refuses_wrong_shape_and_arrays_without_geometry(tmp_path):

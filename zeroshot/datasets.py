@@ -1,19 +1,22 @@
 """Cases and the dataset layouts they are found in: CrossPan, nnU-Net raw datasets and manifest CSVs.
 
-A :class:`Case` names its files; nothing here reads voxels. Case ids become file names later, so an id that could
-leave a folder (``..``, separators, absolute paths) is refused at discovery.
+A :class:`Case` names its files; nothing here reads voxels. Case ids become file names later, so an id must be one
+safe path component: any text without path separators or control characters that is not ``.`` or ``..`` (spaces,
+as exported file names often have, are fine). Sequences, centers and splits are matched without regard to case
+(``--split test`` finds a manifest's ``TEST``); a selection value that matches no case is an error naming it.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import re
+import unicodedata
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from zeroshot.errors import DatasetError
+from zeroshot.errors import DatasetError, ZeroshotWarning
 
 __all__ = [
     "LAYOUTS",
@@ -35,8 +38,10 @@ UNKNOWN = "unknown"
 MANIFEST_NAME = "manifest.csv"
 MANIFEST_COLUMNS = ("case_id", "image", "label", "sequence", "center", "split")
 
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _NIFTI = (".nii.gz", ".nii")
+_SEPARATORS = ("/", "\\")
+#: Tree images a manifest leaves out that a notice names before saying how many more there are.
+_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -72,13 +77,28 @@ class Case:
 
 
 def check_case_id(case_id: str, where: object) -> str:
-    """Return ``case_id`` if it is safe as a file name, else raise :class:`DatasetError` naming ``where``."""
-    if not _SAFE_ID.match(case_id) or ".." in case_id:
-        raise DatasetError(
-            f"{where}: case id {case_id!r} is not a safe file name (letters, digits, '.', '_', '+', '-'; "
-            "no path separators or '..')"
-        )
+    r"""Return ``case_id`` if it is one safe path component, else raise :class:`DatasetError` naming ``where``.
+
+    Safe: not empty, not ``.`` or ``..``, no path separator (``/``, ``\``) and no control character; anything
+    else (spaces, ``+``, accented letters) is kept as it is.
+    """
+    problem = _case_id_problem(case_id)
+    if problem is not None:
+        raise DatasetError(f"{where}: case id {case_id!r} {problem}")
     return case_id
+
+
+def _case_id_problem(case_id: str) -> str | None:
+    """Why ``case_id`` cannot be a file name, or ``None`` if it can."""
+    if not case_id:
+        return "is empty"
+    if case_id in (".", ".."):
+        return "is not a file name ('.' and '..' name folders)"
+    if any(sep in case_id for sep in _SEPARATORS):
+        return "holds a path separator ('/' or '\\'); a case id becomes one file name"
+    if any(unicodedata.category(ch) == "Cc" for ch in case_id):
+        return "holds a control character (tab, newline, ...); a case id becomes one file name"
+    return None
 
 
 def detect_layout(root: Path) -> str:
@@ -115,10 +135,17 @@ def discover(root: str | Path, *, layout: str | None = None, require_labels: boo
     require_labels : bool
         If true, an image without a label file is an error naming it.
 
+    Warns
+    -----
+    ZeroshotWarning
+        A manifest beside a CrossPan or nnU-Net tree that leaves some of the tree's images out (they are not
+        evaluated): how many, and the first few.
+
     Raises
     ------
     DatasetError
-        Unknown layout, no cases, an image without its label, duplicate or unsafe case ids, a bad manifest.
+        Unknown layout, no cases, an image without its label, duplicate or unsafe case ids, a case with both a
+        ``.nii`` and a ``.nii.gz`` file, a bad manifest (every bad row listed in one error).
     """
     root = Path(root)
     layout = layout or detect_layout(root)
@@ -126,6 +153,8 @@ def discover(root: str | Path, *, layout: str | None = None, require_labels: boo
         raise DatasetError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     finders = {"crosspan": _crosspan, "nnunet": _nnunet, "manifest": _manifest}
     cases = finders[layout](root)
+    if layout == "manifest":
+        _notice_unlisted_tree_images(root, cases)
     if not cases:
         raise DatasetError(f"{root}: no cases found in the {layout} layout")
     if require_labels:
@@ -142,6 +171,10 @@ def discover(root: str | Path, *, layout: str | None = None, require_labels: boo
     return sorted(cases, key=lambda c: (_sequence_rank(c.sequence), c.case_id))
 
 
+#: The option that selects by each attribute of a case, named in errors.
+_OPTIONS = {"sequence": "--sequence", "center": "--center", "split": "--split", "case_id": "--case"}
+
+
 def select(
     cases: Iterable[Case],
     *,
@@ -150,16 +183,35 @@ def select(
     splits: Sequence[str] | None = None,
     case_ids: Sequence[str] | None = None,
 ) -> list[Case]:
-    """Keep the cases matching every filter given (``None`` keeps all); an empty result is an error."""
+    """Keep the cases matching every filter given (``None`` or empty keeps all).
+
+    Sequences, centers and splits match without regard to case (``t1`` is ``T1``, ``test`` is ``TEST``); case
+    ids match exactly.
+
+    Raises
+    ------
+    DatasetError
+        A value that matches no case of the dataset (every such value is named, with what the dataset has), or
+        filters that together keep no case.
+    """
     cases = list(cases)
     filters = {"sequence": sequences, "center": centers, "split": splits, "case_id": case_ids}
     kept = cases
+    unmatched = []
     for attribute, wanted in filters.items():
-        if wanted:
-            wanted_set = {str(w) for w in wanted}
-            if attribute == "sequence":
-                wanted_set = {w.upper() if w.upper() in SEQUENCES else w for w in wanted_set}
-            kept = [c for c in kept if getattr(c, attribute) in wanted_set]
+        if not wanted:
+            continue
+        fold = _fold if attribute != "case_id" else str
+        present = {fold(str(getattr(c, attribute))) for c in cases}
+        missing = [str(w) for w in wanted if fold(str(w)) not in present]
+        if missing:
+            have = sorted({str(getattr(c, attribute)) for c in cases}, key=_sequence_rank_then_name)
+            shown = ", ".join(have[:20]) + (f", ... ({len(have) - 20} more)" if len(have) > 20 else "")
+            unmatched.append(f"{_OPTIONS[attribute]} {' '.join(missing)} (the dataset has {shown})")
+        wanted_set = {fold(str(w)) for w in wanted}
+        kept = [c for c in kept if fold(str(getattr(c, attribute))) in wanted_set]
+    if unmatched:
+        raise DatasetError("no case matches " + "; ".join(unmatched))
     if not kept:
         available = "; ".join(
             f"{name} {', '.join(values)}"
@@ -169,9 +221,17 @@ def select(
                 ("splits", sorted({c.split for c in cases})),
             )
         )
-        asked = ", ".join(f"{k}={list(v)}" for k, v in filters.items() if v)
-        raise DatasetError(f"no case matches {asked}; the dataset has {available}")
+        asked = ", ".join(f"{_OPTIONS[k]} {' '.join(map(str, v))}" for k, v in filters.items() if v)
+        raise DatasetError(f"no case matches {asked} together; the dataset has {available}")
     return kept
+
+
+def _fold(text: str) -> str:
+    return text.casefold()
+
+
+def _sequence_rank_then_name(value: str) -> tuple[int, str]:
+    return (_sequence_rank(value), value)
 
 
 def _sequence_rank(sequence: str) -> int:
@@ -193,24 +253,31 @@ def _strip_nifti(name: str) -> str | None:
 
 
 def _label_for(label_dir: Path, case_id: str) -> Path | None:
-    for ext in _NIFTI:
-        candidate = label_dir / f"{case_id}{ext}"
-        if candidate.is_file():
-            return candidate
-    return None
+    found = [label_dir / f"{case_id}{ext}" for ext in _NIFTI if (label_dir / f"{case_id}{ext}").is_file()]
+    if len(found) > 1:
+        raise DatasetError(
+            f"{label_dir}: case {case_id!r} has two label files ({found[0].name}, {found[1].name}); keep one, so "
+            "that every command reads the same"
+        )
+    return found[0] if found else None
 
 
 def _images_in(folder: Path) -> list[tuple[str, Path]]:
     """``(case_id, path)`` for each ``<case>_0000.nii[.gz]`` in ``folder`` (other channels are ignored)."""
-    found = []
+    found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         stem = _strip_nifti(path.name)
-        if stem is None or not path.is_file():
+        if stem is None or not path.is_file() or path.name.startswith("."):
             continue
         if not stem.endswith("_0000"):
             continue
-        found.append((check_case_id(stem[: -len("_0000")], path), path))
-    return found
+        case_id = check_case_id(stem[: -len("_0000")], path)
+        if case_id in found:
+            raise DatasetError(
+                f"{folder}: case {case_id!r} has two image files ({found[case_id].name}, {path.name}); keep one"
+            )
+        found[case_id] = path
+    return sorted(found.items())
 
 
 def _crosspan(root: Path) -> list[Case]:
@@ -253,31 +320,37 @@ def _nnunet(root: Path) -> list[Case]:
 
 
 def _manifest(root: Path) -> list[Case]:
-    path = root if root.is_file() else root / MANIFEST_NAME
+    path = _manifest_path(root)
     if not path.is_file():
         raise DatasetError(f"{path}: manifest not found")
-    with path.open(newline="") as handle:
+    # utf-8-sig: Excel's "CSV UTF-8" export starts with a byte-order mark, which would hide the first column's name.
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
-        columns = tuple(reader.fieldnames or ())
+        columns = tuple(name.strip() for name in reader.fieldnames or ())
+        reader.fieldnames = list(columns)
         missing = [c for c in ("case_id", "image") if c not in columns]
         if missing:
-            raise DatasetError(f"{path}: missing column(s) {missing}; expected {','.join(MANIFEST_COLUMNS)}")
+            raise DatasetError(
+                f"{path}: missing column(s) {', '.join(missing)}; expected {','.join(MANIFEST_COLUMNS)} "
+                f"(found {','.join(columns) or 'none'})"
+            )
         rows = list(reader)
     base = path.parent
     cases = []
+    problems = []
     for line, row in enumerate(rows, start=2):
-        where = f"{path}:{line}"
-        case_id = check_case_id((row.get("case_id") or "").strip(), where)
+        case_id = (row.get("case_id") or "").strip()
         image = (row.get("image") or "").strip()
-        if not image:
-            raise DatasetError(f"{where}: case {case_id!r} has no image path")
         label = (row.get("label") or "").strip()
-        image_path = (base / image).resolve() if not Path(image).is_absolute() else Path(image)
-        if not image_path.is_file():
-            raise DatasetError(f"{where}: image {image_path} of case {case_id!r} not found")
-        label_path = None
-        if label:
-            label_path = (base / label).resolve() if not Path(label).is_absolute() else Path(label)
+        problem = _case_id_problem(case_id)
+        image_path = _manifest_file(base, image) if image else None
+        if problem is None and image_path is None:
+            problem = "has no image path"
+        elif problem is None and not image_path.is_file():
+            problem = f"names image {image_path}, which does not exist"
+        if problem is not None:
+            problems.append(f"line {line}: case id {case_id!r} {problem}")
+            continue
         cases.append(
             Case(
                 case_id=case_id,
@@ -285,10 +358,54 @@ def _manifest(root: Path) -> list[Case]:
                 center=(row.get("center") or "").strip() or UNKNOWN,
                 split=(row.get("split") or "").strip() or UNKNOWN,
                 image=image_path,
-                label=label_path,
+                label=_manifest_file(base, label) if label else None,
             )
         )
+    if problems:
+        shown = "\n  ".join(problems[:50])
+        more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
+        raise DatasetError(
+            f"{path}: {len(problems)} of {len(rows)} row(s) cannot be used:\n  {shown}{more}\nA case id becomes "
+            "a file name: any text without '/', '\\' or control characters that is not '.' or '..'; image paths "
+            "are relative to the manifest's folder."
+        )
     return cases
+
+
+def _manifest_path(root: Path) -> Path:
+    return root if root.is_file() else root / MANIFEST_NAME
+
+
+def _manifest_file(base: Path, text: str) -> Path:
+    return Path(text) if Path(text).is_absolute() else (base / text).resolve()
+
+
+def _notice_unlisted_tree_images(root: Path, cases: Sequence[Case]) -> None:
+    """Warn when the manifest's folder holds a CrossPan or nnU-Net tree with images the manifest leaves out."""
+    folder = _manifest_path(root).parent
+    image_dirs = [folder / seq / split / "images" for seq in SEQUENCES for split in SPLITS]
+    image_dirs += [folder / "imagesTr", folder / "imagesTs"]
+    listed = {c.image.resolve() for c in cases}
+    unlisted = [
+        path
+        for image_dir in image_dirs
+        if image_dir.is_dir()
+        for path in sorted(image_dir.iterdir())
+        if path.is_file()
+        and _strip_nifti(path.name) is not None
+        and not path.name.startswith(".")
+        and path.resolve() not in listed
+    ]
+    if unlisted:
+        shown = ", ".join(str(p.relative_to(folder)) for p in unlisted[:_SHOWN])
+        more = f" and {len(unlisted) - _SHOWN} more" if len(unlisted) > _SHOWN else ""
+        warnings.warn(
+            f"{_manifest_path(root)} wins over the image tree beside it and leaves {len(unlisted)} of its image(s) "
+            f"out (they are not used): {shown}{more}. Add them to the manifest, or pass --layout crosspan (or "
+            "nnunet) to use the tree",
+            ZeroshotWarning,
+            stacklevel=3,
+        )
 
 
 def case_table(cases: Sequence[Case]) -> str:

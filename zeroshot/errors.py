@@ -11,6 +11,7 @@ __all__ = [
     "SegmenterError",
     "VolumeError",
     "ZeroshotError",
+    "ZeroshotWarning",
 ]
 
 
@@ -44,3 +45,11 @@ class CheckpointError(ZeroshotError):
 
 class ConfigError(ZeroshotError):
     """A configuration (strategy YAML, run configuration, CLI option) with unknown keys or bad values."""
+
+
+class ZeroshotWarning(UserWarning):
+    """Something the user should know that does not stop the command (the CLI prints it as a one-line note).
+
+    Examples: label files holding several structures while the default label is scored, tree images a manifest
+    leaves out, box prompts that no longer cover their structure.
+    """

@@ -14,7 +14,7 @@ from zeroshot.volume import read_label, read_volume
 __all__ = ["write_montage"]
 
 
-def write_montage(cases: Sequence[Case], out: str | Path, *, label: int = 1, max_subjects: int = 3) -> Path:
+def write_montage(cases: Sequence[Case], out: str | Path, *, label: int, max_subjects: int = 3) -> Path:
     """Draw a grid (subjects × sequences) of each case's largest-label slice with the label contour; save a PNG.
 
     Cases of one subject share a ``case_id`` across sequences; up to ``max_subjects`` subjects are shown, each

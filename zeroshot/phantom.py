@@ -18,8 +18,9 @@ Random weights and synthetic images test machinery; they say nothing about accur
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nibabel as nib
@@ -63,6 +64,8 @@ _T = {name: index for index, name in enumerate(TISSUES)}
 
 #: Label value of the pancreas in written label files (0 = background), as in CrossPan.
 PANCREAS_LABEL = 1
+#: Structures a phantom's label files can hold (``write_phantom_dataset(label_values=...)``).
+LABELLED_ORGANS = ("pancreas", "spleen")
 
 
 @dataclass(frozen=True)
@@ -102,12 +105,15 @@ class PhantomCase:
         Canonical ``(z, y, x)`` float32 volumes (already scaled to the center's intensity range, with noise).
     label : (Z, Y, X) bool array
         The pancreas.
+    organs : mapping of str to (Z, Y, X) bool array
+        Every structure of :data:`LABELLED_ORGANS` (the pancreas is ``label``), as multi-label files hold them.
     """
 
     case_id: str
     center: Center
     volumes: Mapping[str, Volume]
     label: np.ndarray
+    organs: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def spacing_mm(self) -> tuple[float, float, float]:
@@ -162,7 +168,8 @@ def make_phantom_case(
         clean = _render(sequence, tissue, fat_fraction, spacing_mm)
         noisy = _rician(rng, clean * bias, center.noise)
         volumes[sequence] = volume_from_array((noisy * center.intensity_scale).astype(np.float32), spacing_mm)
-    return PhantomCase(case_id=f"phantom_{index:03d}", center=center, volumes=volumes, label=label)
+    organs = {name: tissue == _T[name] for name in LABELLED_ORGANS}
+    return PhantomCase(case_id=f"phantom_{index:03d}", center=center, volumes=volumes, label=label, organs=organs)
 
 
 def write_phantom_dataset(
@@ -172,15 +179,28 @@ def write_phantom_dataset(
     seed: int = 0,
     size: str = "small",
     progress: bool = False,
+    label_values: Mapping[str, int] | None = None,
 ) -> Path:
     """Write a phantom dataset in the CrossPan layout, plus ``manifest.csv`` (which also names centers).
 
     Files: ``{T1,T2,OOP}/{train,val,test}/images/<case>_0000.nii.gz`` (int16) and ``labels/<case>.nii.gz``
     (uint8, pancreas = 1), written in the center's orientation; identical bytes for the same ``seed``.
     Returns the manifest's path.
+
+    ``label_values`` writes multi-label files instead, e.g. ``{"pancreas": 7, "spleen": 1}`` as TotalSegmentator
+    numbers them (organs from :data:`LABELLED_ORGANS`), with a ``dataset.json`` naming each value (nnU-Net's
+    ``labels``), so that the structure can be chosen by value or name (``--label 7``, ``--label pancreas``).
     """
     if cases < 1:
         raise ZeroshotError(f"--cases must be at least 1, got {cases}")
+    values = dict(label_values) if label_values is not None else {"pancreas": PANCREAS_LABEL}
+    unknown = sorted(set(values) - set(LABELLED_ORGANS))
+    taken = [v for v in values.values() if not isinstance(v, int) or not 0 < v < 256]
+    if unknown or taken or len(set(values.values())) != len(values) or "pancreas" not in values:
+        raise ZeroshotError(
+            f"label_values {values}: expected distinct values 1-255 for the pancreas and any of "
+            f"{', '.join(LABELLED_ORGANS)}"
+        )
     out = Path(out)
     rows = []
     from tqdm import tqdm
@@ -195,13 +215,19 @@ def write_phantom_dataset(
             label_path = folder / "labels" / f"{case.case_id}.nii.gz"
             image = np.clip(np.rint(volume.array), 0, np.iinfo(np.int16).max).astype(np.int16)
             _write_oriented(image_path, image, volume.spacing_mm, center)
-            _write_oriented(label_path, case.label.astype(np.uint8) * PANCREAS_LABEL, volume.spacing_mm, center)
+            labels = np.zeros(case.label.shape, np.uint8)
+            for organ, value in values.items():
+                labels[case.organs[organ]] = value
+            _write_oriented(label_path, labels, volume.spacing_mm, center)
             rows.append(
                 (case.case_id, image_path.relative_to(out), label_path.relative_to(out), sequence, center.name, split)
             )
     manifest = out / MANIFEST_NAME
     lines = [",".join(MANIFEST_COLUMNS)] + [",".join(str(v) for v in row) for row in rows]
     manifest.write_text("\n".join(lines) + "\n")
+    if label_values is not None:
+        named = {"background": 0, **dict(sorted(values.items(), key=lambda item: item[1]))}
+        (out / "dataset.json").write_text(json.dumps({"name": "zeroshot phantom", "labels": named}, indent=2) + "\n")
     return manifest
 
 

@@ -6,9 +6,17 @@ is not on its label's grid, or is not binary becomes a *failed* row with the rea
 is scored. The table is written as ``results.csv`` and ``results.parquet`` (atomically), with ``score.json``
 recording what produced it.
 
-Grid check: a prediction must have its label's array shape and affine (to :data:`zeroshot.volume.AFFINE_TOLERANCE`
-mm, the rule :func:`zeroshot.volume.read_label` applies to a label against its image); it is never resampled,
-because a prediction on another grid is a pipeline error to fix, not a case to score.
+Grid check: a prediction must lie on its label's voxel grid: the same voxels in space, to
+:data:`zeroshot.volume.AFFINE_TOLERANCE` mm (the rule :func:`zeroshot.volume.read_label` applies to a label against
+its image). Both files are read in the canonical orientation (:func:`zeroshot.volume.read_volume` only permutes and
+flips axes), so a prediction stored in another orientation of the same grid (RAS vs LPS, a permuted axis order) is
+scored as it is, losslessly. A prediction that would need resampling (another voxel size, shape, origin or
+rotation) is never resampled, because it is a pipeline error to fix, not a case to score; the failed row says
+which of these differs.
+
+D_max of a failed row (the distance penalty aggregates give it) is the physical diagonal of the label's grid, read
+from the label file's header, else from the prediction's header when the label cannot be read; when neither header
+can be read it is left NaN, and :func:`zeroshot.compare.prepare_rows` applies its documented fallback.
 """
 
 from __future__ import annotations
@@ -29,13 +37,15 @@ from zeroshot import __version__
 from zeroshot.atomic import write_atomic
 from zeroshot.errors import ConfigError, DatasetError, MetricsError, ZeroshotError
 from zeroshot.metrics import DEFAULT_TOLERANCES_MM, CaseMetrics, metric_columns, score_case
-from zeroshot.volume import AFFINE_TOLERANCE, Volume, read_volume
+from zeroshot.structure import check_label_value
+from zeroshot.volume import Volume, grid_difference, label_mask, read_header, read_volume
 
 __all__ = [
     "RESULT_COLUMNS",
     "FolderScores",
     "ScoringCase",
     "failed_row",
+    "header_d_max_mm",
     "match_cases",
     "score_files",
     "score_folder",
@@ -125,7 +135,7 @@ def score_files(
     pred_path: str | Path,
     *,
     tolerances_mm: Sequence[float] = DEFAULT_TOLERANCES_MM,
-    label: int = 1,
+    label: int,
 ) -> CaseMetrics:
     """Score one prediction file against its label file, on the label's grid.
 
@@ -134,18 +144,20 @@ def score_files(
     gt_path : path
         Label NIfTI; the structure is the voxels equal to ``label`` (others, e.g. a tumour label, are background).
     pred_path : path
-        Binary prediction NIfTI (0 and 1 only) with the label's shape and affine.
+        Binary prediction NIfTI (0 and 1 only) on the label's voxel grid, in any orientation of it.
     tolerances_mm : sequence of float
         NSD tolerances in mm.
     label : int
-        Label value of the structure in the ground truth.
+        Label value of the structure in the ground truth (the run's; no default).
 
     Raises
     ------
     VolumeError
-        Either file is missing or unreadable (see :func:`zeroshot.volume.read_volume`).
+        Either file is missing or unreadable (see :func:`zeroshot.volume.read_volume`); the label file is not a
+        label map, or holds other structures but not ``label`` (see :func:`zeroshot.volume.label_mask`).
     MetricsError
-        The prediction is not on the label's grid, or holds values other than 0 and 1.
+        The prediction is not on the label's grid (the message says what differs), or holds values other than 0
+        and 1.
     """
     gt_volume = read_volume(gt_path)
     pred_volume = read_volume(pred_path)
@@ -155,23 +167,31 @@ def score_files(
         found = np.unique(values)
         shown = ", ".join(f"{v:g}" for v in found[:8]) + (", ..." if found.size > 8 else "")
         raise MetricsError(f"{pred_path}: not a binary mask: values {shown} (expected only 0 and 1)")
-    gt = np.rint(gt_volume.array) == label
+    gt = label_mask(gt_volume.array, label, gt_path, require_label=False)
     return score_case(gt, values == 1, gt_volume.spacing_mm, tolerances_mm=tolerances_mm)
 
 
 def _check_same_grid(pred: Volume, gt: Volume) -> None:
-    assert pred.geometry is not None and gt.geometry is not None  # read from files
-    if pred.geometry.shape != gt.geometry.shape:
+    """Refuse a prediction that is not on the label's voxel grid, saying what differs (both read canonically)."""
+    problem = grid_difference(pred, gt)
+    if problem is not None:
         raise MetricsError(
-            f"{pred.source}: shape {pred.geometry.shape} differs from its label's {gt.geometry.shape} "
-            f"({gt.source}); predictions must be on the label's grid"
+            f"{pred.source}: not on its label's voxel grid ({gt.source}): {problem}; predictions must be on the "
+            "label's grid (another orientation of the same grid is fine; this one would need resampling)"
         )
-    diff = float(np.max(np.abs(pred.geometry.affine - gt.geometry.affine)))
-    if diff > AFFINE_TOLERANCE * max(1.0, float(np.max(np.abs(gt.geometry.affine)))):
-        raise MetricsError(
-            f"{pred.source}: affine differs from its label's ({gt.source}) by up to {diff:.4g} "
-            f"(tolerance {AFFINE_TOLERANCE}); predictions must be on the label's grid"
-        )
+
+
+def header_d_max_mm(*paths: Path | None) -> float:
+    """D_max (the physical diagonal in mm) from the first of ``paths`` whose NIfTI header can be read; else NaN."""
+    for path in paths:
+        if path is None:
+            continue
+        try:
+            shape, spacing = read_header(path)
+        except ZeroshotError:
+            continue
+        return float(np.linalg.norm(np.asarray(shape) * np.asarray(spacing)))
+    return float("nan")
 
 
 def failed_row(tolerances_mm: Sequence[float], *, d_max_mm: float = float("nan")) -> dict[str, Any]:
@@ -188,11 +208,8 @@ def _score_row(case: ScoringCase, tolerances_mm: tuple[float, ...], label: int) 
             raise MetricsError(f"no prediction file {case.case_id}.nii.gz (or .nii) for label {case.gt}")
         metrics = score_files(case.gt, case.pred, tolerances_mm=tolerances_mm, label=label)
     except ZeroshotError as exc:
-        try:  # D_max lets aggregates penalise the failure; it needs only the label's header
-            d_max_mm = read_volume(case.gt).diagonal_mm
-        except ZeroshotError:
-            d_max_mm = float("nan")
-        failed = failed_row(tolerances_mm, d_max_mm=d_max_mm)
+        # D_max lets aggregates penalise the failure: from the label's header, else the prediction's
+        failed = failed_row(tolerances_mm, d_max_mm=header_d_max_mm(case.gt, case.pred))
         return {"case_id": case.case_id, **failed, "failed": True, "error": str(exc)}
     return {"case_id": case.case_id, **metrics.as_row(), "failed": False, "error": ""}
 
@@ -204,7 +221,7 @@ def score_folder(
     *,
     tolerances_mm: Sequence[float] = DEFAULT_TOLERANCES_MM,
     workers: int = 1,
-    label: int = 1,
+    label: int,
     progress: bool | None = None,
 ) -> FolderScores:
     """Score every label in ``gt_dir`` against the prediction of the same case id in ``pred_dir``.
@@ -220,7 +237,7 @@ def score_folder(
     workers : int
         Worker processes (1 scores in this process).
     label : int
-        Label value of the structure in the ground truth.
+        Label value of the structure in the ground truth (no default: say which structure is scored).
     progress : bool or None
         Show a progress bar; ``None`` shows it only on a terminal.
 
@@ -239,6 +256,7 @@ def score_folder(
     """
     if workers < 1:
         raise ConfigError(f"--workers: expected at least 1, got {workers}")
+    check_label_value(label, "--label")
     tolerances = tuple(float(t) for t in tolerances_mm)
     columns = ("case_id", *metric_columns(tolerances), "failed", "error")  # also validates the tolerances
     cases, unmatched = match_cases(pred_dir, gt_dir)

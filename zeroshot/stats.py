@@ -27,6 +27,7 @@ __all__ = [
     "WilcoxonResult",
     "bootstrap_ci",
     "holm_adjust",
+    "mean_sd",
     "paired_difference",
     "summarize",
     "wilcoxon_signed_rank",
@@ -269,17 +270,32 @@ def summarize(
     if kept.size == 0:
         return Summary(0, sample.size, nan, nan, nan, nan, nan, ci)
     q1, median, q3 = np.quantile(kept, [0.25, 0.5, 0.75])
-    sd = float(np.std(kept, ddof=1)) if kept.size > 1 else nan
+    mean, sd = mean_sd(kept)
     return Summary(
         n=int(kept.size),
         n_missing=int(sample.size - kept.size),
-        mean=float(np.mean(kept)),
+        mean=mean,
         sd=sd,
         median=float(median),
         q1=float(q1),
         q3=float(q3),
         ci=ci,
     )
+
+
+def mean_sd(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
+    """Mean and sample standard deviation (``ddof=1``) of per-case values, NaN values left out.
+
+    The one definition every table uses (``zeroshot compare``'s summaries, ``zeroshot eval``'s closing table): the
+    values are one per case (seeds averaged within a case first, :func:`zeroshot.compare.case_values`). NaN for
+    the mean without values, for the SD with fewer than two.
+    """
+    sample = _as_sample(values, "values")
+    kept = sample[~np.isnan(sample)]
+    nan = float("nan")
+    if kept.size == 0:
+        return nan, nan
+    return float(np.mean(kept)), float(np.std(kept, ddof=1)) if kept.size > 1 else nan
 
 
 def wilcoxon_signed_rank(differences: Sequence[float] | np.ndarray) -> WilcoxonResult:

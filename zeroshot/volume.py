@@ -21,13 +21,17 @@ from nibabel import orientations as ornt
 
 from zeroshot.atomic import write_atomic
 from zeroshot.errors import VolumeError
+from zeroshot.structure import check_label_value, describe_values
 
 __all__ = [
     "CANONICAL_AXCODES",
     "Geometry",
     "Volume",
+    "grid_difference",
+    "label_mask",
     "read_header",
     "read_label",
+    "read_label_values",
     "read_volume",
     "save_nifti",
     "volume_from_array",
@@ -40,6 +44,10 @@ CANONICAL_AXCODES = ("L", "P", "S")
 #: Largest difference allowed between an image's and its label's affines, in mm (translations) or
 #: direction-cosine units; scanners and converters round headers differently.
 AFFINE_TOLERANCE = 1e-3
+
+#: Largest distance of a label file's value from a whole number that is still read as that number (labels stored
+#: as floats carry rounding noise); a file with values further off (6.6, 7.4) is not a label map and is refused.
+LABEL_VALUE_TOLERANCE = 1e-3
 
 CANONICAL_AXCODES_ORNT = ornt.axcodes2ornt(CANONICAL_AXCODES)
 
@@ -188,58 +196,151 @@ def read_header(path: str | Path) -> tuple[tuple[int, int, int], tuple[float, fl
     return (shape_ijk[2], shape_ijk[1], shape_ijk[0]), (spacing_ijk[2], spacing_ijk[1], spacing_ijk[0])
 
 
-def read_label(path: str | Path, image: Volume, *, label: int = 1, require_label: bool = True) -> np.ndarray:
+def read_label(path: str | Path, image: Volume, *, label: int, require_label: bool = True) -> np.ndarray:
     """Read a label file as a boolean ``(z, y, x)`` mask of one label value, on the grid of ``image``.
 
     Parameters
     ----------
     path : path
-        Label NIfTI (integer-valued; e.g. 0 background, 1 pancreas).
+        Label NIfTI (whole numbers: 0 background, one value per structure).
     image : Volume
-        The image the label belongs to (read with :func:`read_volume`): shape and affine must agree.
+        The image the label belongs to (read with :func:`read_volume`): the label must lie on its voxel grid, in
+        any orientation of it (both are reoriented to the canonical one, losslessly; see :func:`grid_difference`).
     label : int
-        The label value that makes the mask (default 1).
+        The structure's value (1 or more): the run's, never a default (:mod:`zeroshot.structure`).
     require_label : bool
-        If true (default), a file without any voxel of ``label`` is an error; if false, it gives an empty mask.
+        If true (default), a file without any voxel of ``label`` is an error. If false, a file holding only
+        background gives an empty mask (a case without the structure); a file holding *other* structures but not
+        this one is still an error (:func:`label_mask`).
 
     Raises
     ------
     VolumeError
-        For every reason :func:`read_volume` gives, a shape or affine that differs from the image's, or (with
-        ``require_label``) a file that has no voxel of ``label``.
+        For every reason :func:`read_volume` gives, a grid that differs from the image's (the message says how),
+        values that are not whole numbers, or a ``label`` value the file does not hold (see ``require_label``).
+    ConfigError
+        ``label`` is 0 (the background) or not a whole number of at least 1.
     """
+    check_label_value(label, "label")
     path = Path(path)
-    nii, data = _load(path)
-    if image.geometry is not None:
-        if tuple(data.shape) != image.geometry.shape:
-            raise VolumeError(
-                f"{path}: label shape {tuple(data.shape)} does not match image shape {image.geometry.shape}"
-            )
-        diff = float(np.max(np.abs(nii.affine - image.geometry.affine)))
-        if diff > AFFINE_TOLERANCE * max(1.0, float(np.max(np.abs(image.geometry.affine)))):
-            raise VolumeError(
-                f"{path}: label affine differs from the image's by up to {diff:.4g} (tolerance {AFFINE_TOLERANCE}); "
-                "the label was not made on this image's grid"
-            )
-    if not np.all(np.isfinite(data)):
-        raise VolumeError(f"{path}: label contains NaN or Inf values")
-    mask_file = np.rint(data) == label
-    if require_label and not mask_file.any():
-        present = np.unique(np.rint(data)).astype(int)[:20].tolist()
-        raise VolumeError(f"{path}: no voxel has label {label} (values present: {present})")
     if image.geometry is None:
         raise VolumeError(f"{path}: the image volume was not read from a file; cannot place its label")
-    lps = ornt.apply_orientation(mask_file, image.geometry.to_canonical)
-    mask = np.ascontiguousarray(np.transpose(lps, (2, 1, 0)))
-    if mask.shape != image.shape:
-        raise VolumeError(f"{path}: label reoriented to {mask.shape}, image is {image.shape}")
+    nii, data = _load(path)
+    labels = _to_canonical(nii, data, path)  # the raw values, reoriented like every volume
+    problem = grid_difference(labels, image)
+    if problem is not None:
+        raise VolumeError(
+            f"{path}: the label is not on its image's voxel grid ({image.source}): {problem}; the label was not "
+            "made on this image's grid"
+        )
+    return label_mask(labels.array, label, path, require_label=require_label)
+
+
+def grid_difference(volume: Volume, reference: Volume) -> str | None:
+    """How ``volume`` is off ``reference``'s voxel grid, or ``None`` when it lies on it (in any orientation).
+
+    Both are compared in the canonical orientation (their arrays and :attr:`Geometry.canonical_affine`), so the
+    same voxels stored in another axis order or direction (RAS vs LPS, PSR) agree exactly; what would need
+    resampling is named: another shape, voxel size, rotation or origin (to :data:`AFFINE_TOLERANCE` mm, scaled by
+    the affine's largest entry as for header rounding).
+    """
+    if volume.geometry is None or reference.geometry is None:
+        return "a volume not read from a file has no grid to compare"
+    if volume.shape != reference.shape:
+        return f"shape {volume.shape} (z, y, x) differs from {reference.shape}"
+    mine, theirs = volume.geometry.canonical_affine, reference.geometry.canonical_affine
+    scale = max(1.0, float(np.max(np.abs(theirs))))
+    if float(np.max(np.abs(mine - theirs))) <= AFFINE_TOLERANCE * scale:
+        return None
+    if max(abs(a - b) for a, b in zip(volume.spacing_mm, reference.spacing_mm, strict=True)) > AFFINE_TOLERANCE:
+        return f"voxel size {_mm(volume.spacing_mm)} mm (z, y, x) differs from {_mm(reference.spacing_mm)} mm"
+    axes_mine = mine[:3, :3] / np.asarray(volume.spacing_mm[::-1])
+    axes_theirs = theirs[:3, :3] / np.asarray(reference.spacing_mm[::-1])
+    if float(np.max(np.abs(axes_mine - axes_theirs))) > AFFINE_TOLERANCE:
+        return "the voxel axes are rotated against each other"
+    shift = float(np.linalg.norm(mine[:3, 3] - theirs[:3, 3]))
+    return f"the grid is shifted by {shift:.4g} mm"
+
+
+def _mm(values: tuple[float, ...]) -> str:
+    return " x ".join(f"{float(v):.4g}" for v in values)
+
+
+def label_mask(data: np.ndarray, label: int, where: object, *, require_label: bool = True) -> np.ndarray:
+    """The voxels of a label array equal to ``label``, after checking that the array is a label map.
+
+    Parameters
+    ----------
+    data : array
+        Label values (any shape): whole numbers, to :data:`LABEL_VALUE_TOLERANCE` when stored as floats.
+    label : int
+        The structure's value (1 or more).
+    where : object
+        The file, named in errors.
+    require_label : bool
+        See :func:`read_label`.
+
+    Raises
+    ------
+    VolumeError
+        NaN/Inf or non-integer values (the file is an image or a probability map, not labels); ``label`` absent
+        from a file that holds other structures (or from any file, with ``require_label``), naming the values
+        present.
+    """
+    check_label_value(label, "label")
+    values = _whole_numbers(data, where)
+    mask = values == label
+    if not mask.any():
+        present = _values_present(values)
+        if require_label or any(v != 0 for v in present):
+            raise VolumeError(
+                f"{where}: label value {label} is absent; the file holds values {describe_values(present)} "
+                "(choose the structure with --label VALUE)"
+            )
     return mask
+
+
+def read_label_values(path: str | Path) -> tuple[int, ...]:
+    """The label values present in a label file, sorted (0 included when present).
+
+    Raises
+    ------
+    VolumeError
+        An unreadable file, or values that are not whole numbers.
+    """
+    path = Path(path)
+    _, data = _load(path)
+    return tuple(_values_present(_whole_numbers(data, path)))
+
+
+def _whole_numbers(data: np.ndarray, where: object) -> np.ndarray:
+    """``data`` as whole numbers: integer arrays as they are, floats rounded after checking they are integral."""
+    data = np.asarray(data)
+    if data.dtype == bool or data.dtype.kind in "iu":
+        return data
+    if not np.all(np.isfinite(data)):
+        raise VolumeError(f"{where}: label contains NaN or Inf values")
+    rounded = np.rint(data)
+    off = np.abs(data - rounded) > LABEL_VALUE_TOLERANCE
+    if off.any():
+        examples = ", ".join(f"{v:g}" for v in np.unique(data[off])[:5])
+        raise VolumeError(
+            f"{where}: not a label map: {int(off.sum())} voxel(s) hold values that are not whole numbers "
+            f"(e.g. {examples}); a label file holds 0 for background and one whole number per structure "
+            "(is this an image or a probability map?)"
+        )
+    return rounded
+
+
+def _values_present(values: np.ndarray) -> list[int]:
+    return [int(v) for v in np.unique(values)]
 
 
 def write_mask(path: str | Path, mask: np.ndarray, reference: Volume, *, dtype: type = np.uint8) -> Path:
     """Write a canonical ``(z, y, x)`` mask so that it overlays the reference image's file in any viewer.
 
-    The output has the reference file's shape, affine, orientation and header (qform/sform), with integer data.
+    The output has the reference file's shape, affine, orientation and header (qform and sform with their codes,
+    0 included, units, description), with integer data.
     The file is written to a temporary name and renamed, so a reader never sees half a file.
     """
     path = Path(path)
@@ -252,10 +353,7 @@ def write_mask(path: str | Path, mask: np.ndarray, reference: Volume, *, dtype: 
     header = reference.geometry.header.copy() if reference.geometry.header is not None else None
     out = nib.Nifti1Image(data, reference.geometry.affine, header=header)
     out.set_data_dtype(dtype)
-    out.header.set_slope_inter(1.0, 0.0)
-    if header is not None:
-        out.set_qform(reference.geometry.affine, code=int(header["qform_code"]) or 1)
-        out.set_sform(reference.geometry.affine, code=int(header["sform_code"]) or 1)
+    out.header.set_slope_inter(1.0, 0.0)  # the input header's qform/sform codes and matrices are kept as they are
     return save_nifti(out, path)
 
 

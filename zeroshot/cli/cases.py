@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from zeroshot.cli.options import add_label_option, structure_for
 from zeroshot.datasets import LAYOUTS
 
 
@@ -29,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--case", nargs="+", dest="case_ids", help="keep these case ids")
     parser.add_argument("--allow-unlabelled", action="store_true", help="list images that have no label file")
     parser.add_argument("--montage", type=Path, help="also write a PNG preview (largest-label slice per sequence)")
-    parser.add_argument("--label", type=int, default=1, help="label value of the structure (default 1)")
+    add_label_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -43,5 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if args.montage:
         from zeroshot.montage import write_montage
 
-        print(f"preview: {write_montage(cases, args.montage, label=args.label)}")
+        first = next((c.label for c in cases if c.label is not None), None)
+        structure = structure_for(args.label, dataset=(args.data,), first_label_file=first)
+        print(f"preview: {write_montage(cases, args.montage, label=structure.value)}")
     return 0

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from zeroshot.cli.options import add_label_option, seed
+
 if TYPE_CHECKING:
     from zeroshot.interactive import ClickSettings
 
@@ -16,7 +18,12 @@ Run directory: run.json (provenance and identity), prompts/, rows/ (one file per
 
 The same command again resumes: finished rows are skipped, and a run that is complete builds no model. A changed
 configuration that would change results (a strategy's settings, a model's checkpoint or image size, a case file,
-tolerances) is refused; new cases, models, strategies or seeds extend the run. --new-run moves the old run aside.
+the label value, tolerances) is refused; new cases, models, strategies or seeds extend the run. --new-run moves the
+old run aside.
+
+The structure (--label) is chosen once per run and recorded: ground truth, coarse masks, `zeroshot compare`'s
+supervised baselines and `zeroshot figures`' overlays all read it. A label file that lacks it (but holds other
+structures) fails its case with the values it holds; a strategy whose own source.label differs is refused.
 
 Interactive evaluation (--clicks N): a simulated user corrects each prediction for N rounds (default rule: one
 click per round at the deepest point of the largest error region, on the slice with the most error). The image
@@ -56,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--center", action="extend", nargs="+", default=[], help="centers (default all)")
     data.add_argument("--split", action="extend", nargs="+", default=[], help="splits (train val test; default all)")
     data.add_argument("--case", action="extend", nargs="+", default=[], help="case ids (default all)")
-    data.add_argument("--label", type=int, default=1, help="label value of the structure (default 1)")
+    add_label_option(data)
     data.add_argument(
         "--coarse", type=Path, help="folder of coarse masks for strategies whose source is 'coarse' (<seq>/<id>.nii.gz)"
     )
@@ -65,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     what.add_argument(
         "--strategy", action="append", required=True, help="prompt strategy: name or YAML file (repeatable)"
     )
-    what.add_argument("--seeds", type=int, nargs="+", default=[0], help="prompt seeds (default 0)")
+    what.add_argument("--seeds", type=seed, nargs="+", default=[0], help="prompt seeds, 0 to 2**63 - 1 (default 0)")
     what.add_argument("--image-size", type=int, help="model input size in pixels (default: each model's own)")
     what.add_argument("--tolerance-mm", type=float, nargs="+", default=[2.0], help="NSD tolerances in mm (default 2)")
     clicks = parser.add_argument_group("corrective clicks (interactive evaluation)")
@@ -114,9 +121,11 @@ def run(args: argparse.Namespace) -> int:
     """Build the configuration, run it, print a summary; 1 with --strict if any row failed."""
     from zeroshot.runner import EvalConfig, Shard, run_eval
     from zeroshot.runner.summary import format_summary
+    from zeroshot.structure import find_dataset_json, resolve_structure
 
     workers = args.workers if args.workers is not None else (0 if args.executor == "ray" else 1)
     clicks = click_settings(args)
+    structure = resolve_structure(args.label, dataset_json=find_dataset_json(args.data))
     config = EvalConfig(
         data=args.data,
         out=args.out,
@@ -128,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
         splits=tuple(args.split),
         case_ids=tuple(args.case),
         layout=args.layout,
-        label=args.label,
+        label=structure.value if structure.given else None,
+        label_name=structure.name,
         tolerances_mm=tuple(args.tolerance_mm),
         image_size=args.image_size,
         device=args.device,

@@ -35,11 +35,11 @@ def run(args: argparse.Namespace) -> int:
     """Write the dataset and its montage."""
     from zeroshot.datasets import discover
     from zeroshot.montage import write_montage
-    from zeroshot.phantom import write_phantom_dataset
+    from zeroshot.phantom import PANCREAS_LABEL, write_phantom_dataset
 
     manifest = write_phantom_dataset(args.out, cases=args.cases, seed=args.seed, size=args.size, progress=True)
     print(f"wrote {args.cases} subjects x 3 sequences to {args.out} (manifest: {manifest})")
     if not args.no_montage:
-        montage = write_montage(discover(manifest), args.out / "montage.png")
+        montage = write_montage(discover(manifest), args.out / "montage.png", label=PANCREAS_LABEL)
         print(f"preview: {montage}")
     return 0

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
+from zeroshot.cli.options import add_label_option, seed, structure_for
 from zeroshot.datasets import LAYOUTS
 
 
@@ -35,9 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--strategy", nargs="+", required=True, metavar="YAML_OR_NAME", help="strategy file(s), name(s) or sweep"
     )
-    parser.add_argument("--seed", type=int, nargs="+", default=[0], help="seed(s) of the random draws (default 0)")
+    parser.add_argument(
+        "--seed", type=seed, nargs="+", default=[0], help="seed(s) of the random draws, 0 to 2**63 - 1 (default 0)"
+    )
     parser.add_argument("--coarse", type=Path, help="folder of coarse masks (<case>.nii.gz) for coarse strategies")
-    parser.add_argument("--label", type=int, default=1, help="label value of the structure (default 1)")
+    add_label_option(parser)
     parser.add_argument("--out", type=Path, required=True, help="output JSON Lines file (e.g. prompts.jsonl)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -46,11 +50,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load strategies, select cases, write the prompts and list the cases that failed."""
     from zeroshot.datasets import discover, select
-    from zeroshot.errors import ConfigError, PromptError
+    from zeroshot.errors import ConfigError, PromptError, ZeroshotWarning
     from zeroshot.prompts import load_strategies, write_dataset_prompts
+    from zeroshot.prompts.generate import LOW_BOX_COVERAGE
 
-    if any(seed < 0 for seed in args.seed):
-        raise ConfigError(f"--seed: seeds must be non-negative, got {args.seed}")
     strategies = [s for name in args.strategy for s in load_strategies(name)]
     names = [s.name for s in strategies]
     duplicated = sorted({n for n in names if names.count(n) > 1})
@@ -58,17 +61,27 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--strategy: {', '.join(duplicated)} given more than once")
     cases = discover(args.data, layout=args.layout)
     cases = select(cases, sequences=args.sequence, centers=args.center, splits=args.split, case_ids=args.case_ids)
+    first = next((c.label for c in cases if c.label is not None), None)
+    structure = structure_for(args.label, dataset=(args.data,), first_label_file=first)
     result = write_dataset_prompts(
         cases,
         strategies,
         args.seed,
         args.out,
+        label=structure.value,
         coarse_dir=args.coarse,
-        gt_label=args.label,
         progress=not args.no_progress,
     )
     for failure in result.failures:
         print(f"failed: {failure.case_key} {failure.strategy} seed {failure.seed}: {failure.reason}", file=sys.stderr)
+    if result.low_coverage:
+        warnings.warn(
+            f"{result.low_coverage} of {result.written} prompt set(s) have a box covering less than "
+            f"{LOW_BOX_COVERAGE:.0%} of the structure on its slice (box_coverage in details.slices): the box jitter "
+            "or shift is too large for the structure",
+            ZeroshotWarning,
+            stacklevel=2,
+        )
     if result.written == 0:
         raise PromptError(f"no prompts written to {result.path}: every case failed (reasons above)")
     print(

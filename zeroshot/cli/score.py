@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from zeroshot.cli.options import add_label_option, structure_for
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``score`` subcommand."""
@@ -18,8 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "folder case.nii.gz against labelsTs/case.nii.gz), on the label's grid, and write results.csv and "
             "results.parquet (one row per case: dice, iou, volumes, hd95_mm, hd_mm, assd_mm, masd_mm, nsd_<t>mm, "
             "d_max_mm, empty_gt, empty_pred, failed, error) and score.json to OUT. Raw values: inf distances for a "
-            "missed organ, NaN when both masks are empty. A missing, off-grid or non-binary prediction makes a "
-            "failed row with the reason; every other case is scored."
+            "missed organ, NaN when both masks are empty. A prediction in another orientation of the label's grid "
+            "(RAS vs LPS, permuted axes) is scored as it is; a missing, off-grid (needing resampling) or non-binary "
+            "prediction, or a label file that lacks the --label value, makes a failed row with the reason; every "
+            "other case is scored. --label NAME is looked up in dataset.json in GT or its parent folder."
         ),
     )
     parser.add_argument("--pred", type=Path, required=True, help="folder of predicted masks (binary 0/1 NIfTI)")
@@ -36,16 +40,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--workers", type=int, default=_available_cpus(), help="worker processes (default: the CPUs available)"
     )
-    parser.add_argument("--label", type=int, default=1, help="label value of the structure in GT (default 1)")
+    add_label_option(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Score the folders and print where the tables went and which cases failed."""
-    from zeroshot.scoring import score_folder
+    from zeroshot.scoring import match_cases, score_folder
 
+    cases, _ = match_cases(args.pred, args.gt)
+    structure = structure_for(args.label, dataset=(args.gt, args.gt.parent), first_label_file=cases[0].gt)
     scores = score_folder(
-        args.pred, args.gt, args.out, tolerances_mm=args.tolerance, workers=args.workers, label=args.label
+        args.pred, args.gt, args.out, tolerances_mm=args.tolerance, workers=args.workers, label=structure.value
     )
     table = scores.table
     print(f"scored {len(table) - scores.n_failed} of {len(table)} cases -> {', '.join(map(str, scores.files))}")

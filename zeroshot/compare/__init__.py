@@ -48,6 +48,7 @@ from zeroshot.compare.tables import (
 __all__ = [
     "AFTER_CLICKS",
     "BASELINE_RESULTS",
+    "COMPARISON_JSON",
     "NOC_THRESHOLDS",
     "BaselinePredictions",
     "BootstrapOptions",
@@ -75,6 +76,8 @@ __all__ = [
 
 #: File (in a comparison's output folder) holding the scored supervised rows; ``zeroshot figures`` reads it.
 BASELINE_RESULTS = "baseline_results.parquet"
+#: File (in a comparison's output folder) recording its settings; it marks the folder as a comparison.
+COMPARISON_JSON = "comparison.json"
 
 
 @dataclass(frozen=True)
@@ -271,7 +274,7 @@ def compare_runs(
     settings = {
         "runs": [str(r) for r in runs.roots],
         "baseline_predictions": [{**asdict(s), "folder": str(s.folder)} for s in specs],
-        "published": str(published) if published is not None else None,
+        "published": str(Path(published).resolve()) if published is not None else None,
         "bootstrap": asdict(options),
         "both_empty_as_perfect": both_empty_as_perfect,
         "unit": "case (seeds averaged within a case before any statistic)",
@@ -283,6 +286,6 @@ def compare_runs(
             "noc_thresholds": list(noc_thresholds),
             "initial_prompt_tables": "summary, cross_sequence, paired and per_case use round 0 only",
         }
-    (out / "comparison.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
-    files.append(out / "comparison.json")
+    (out / COMPARISON_JSON).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+    files.append(out / COMPARISON_JSON)
     return ComparisonOutput(out, tuple(files), summary, cross, paired, clicks, noc)

@@ -10,8 +10,9 @@ Predictions of a supervised model (e.g. an nnU-Net output folder) are named on t
 - ``DIR`` holds one ``<case_id>.nii.gz`` (or ``.nii``) per case, on the grid of the case's image.
 
 Each prediction is scored with the same metric code as the zero-shot rows, against the same label files the run
-used (found through the dataset path in ``run.json``). A case of the run without a prediction becomes a failed row
-(the worst case in every aggregate), never a silently smaller sample.
+used (found through the dataset path in ``run.json``) and the same structure (the label value ``run.json``
+records). A case of the run without a prediction becomes a failed row (the worst case in every aggregate), never
+a silently smaller sample; a folder holding both ``<case_id>.nii`` and ``<case_id>.nii.gz`` is refused.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from zeroshot.compare.runs import RunError, RunTables, dataset_root
+from zeroshot.compare.runs import RunError, RunTables, dataset_root, run_label
 from zeroshot.compare.tables import KIND_SUPERVISED
 from zeroshot.datasets import Case, discover
 
@@ -91,11 +92,13 @@ def parse_baseline_predictions(text: str) -> BaselinePredictions:
 
 
 def _prediction_file(folder: Path, case_id: str) -> Path | None:
-    for suffix in _NIFTI:
-        candidate = folder / f"{case_id}{suffix}"
-        if candidate.is_file():
-            return candidate
-    return None
+    found = [folder / f"{case_id}{suffix}" for suffix in _NIFTI if (folder / f"{case_id}{suffix}").is_file()]
+    if len(found) > 1:
+        raise RunError(
+            f"--baseline-preds {folder}: case {case_id!r} has two prediction files ({found[0].name}, "
+            f"{found[1].name}); keep one"
+        )
+    return found[0] if found else None
 
 
 def _folders_by_sequence(spec: BaselinePredictions, sequences: Sequence[str]) -> dict[str, Path]:
@@ -137,19 +140,19 @@ def _run_cases(runs: RunTables) -> dict[tuple[str, str], Case]:
     return found
 
 
-def _score_case(case: Case, prediction: Path | None, *, tolerances_mm: Sequence[float]) -> dict[str, object]:
+def _score_case(
+    case: Case, prediction: Path | None, *, tolerances_mm: Sequence[float], label: int
+) -> dict[str, object]:
     """One row via :func:`zeroshot.scoring.score_files` (grid and binary checks included); errors become failed rows."""
     from zeroshot.errors import ZeroshotError
-    from zeroshot.scoring import score_files
-    from zeroshot.volume import read_header
+    from zeroshot.scoring import header_d_max_mm, score_files
 
-    shape, spacing = read_header(case.label)
-    d_max_mm = float(sum((n * s) ** 2 for n, s in zip(shape, spacing, strict=True)) ** 0.5)
     if prediction is None:
-        return {"failed": True, "error": "no prediction file", "d_max_mm": d_max_mm}
+        return {"failed": True, "error": "no prediction file", "d_max_mm": header_d_max_mm(case.label, case.image)}
     try:
-        metrics = score_files(case.label, prediction, tolerances_mm=tuple(tolerances_mm))
+        metrics = score_files(case.label, prediction, tolerances_mm=tuple(tolerances_mm), label=label)
     except ZeroshotError as exc:  # a broken file becomes a failed row with its reason; the others are still scored
+        d_max_mm = header_d_max_mm(case.label, case.image, prediction)
         return {"failed": True, "error": str(exc), "d_max_mm": d_max_mm}
     return {**metrics.as_row(), "failed": False, "error": ""}
 
@@ -163,15 +166,18 @@ def score_baseline_predictions(
     """Score supervised predictions on the run's cases; rows in the results schema plus ``kind, train_sequence``.
 
     Every case of the run on a scored sequence gets a row per model (``strategy`` ``supervised``, ``seed`` 0):
-    a missing or unreadable prediction is a failed row with its reason.
+    a missing or unreadable prediction is a failed row with its reason. The structure scored is the runs' label
+    value (:func:`~zeroshot.compare.runs.run_label`), as for their zero-shot rows.
 
     Raises
     ------
     RunError
-        A bad folder, an unknown test sequence, or run cases that its dataset no longer lists.
+        A bad folder, an unknown test sequence, run cases that its dataset no longer lists, or runs that record no
+        label value.
     """
     if not specs:
         return pd.DataFrame()
+    label = run_label(runs)
     sequences = sorted(runs.results["sequence"].unique())
     cases = _run_cases(runs)
     records = []
@@ -180,7 +186,8 @@ def score_baseline_predictions(
             for (case_sequence, case_id), case in sorted(cases.items()):
                 if case_sequence != sequence:
                     continue
-                row = _score_case(case, _prediction_file(folder, case_id), tolerances_mm=tolerances_mm)
+                prediction = _prediction_file(folder, case_id)
+                row = _score_case(case, prediction, tolerances_mm=tolerances_mm, label=label)
                 records.append(
                     {
                         "case_id": case_id,

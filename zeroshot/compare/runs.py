@@ -3,11 +3,14 @@
 A run directory (written by :mod:`zeroshot.runner`) holds ``run.json`` (provenance, including the dataset it
 evaluated), ``results.parquet`` (or ``results.csv``; one row per case x model x strategy x seed), optionally
 ``slices.parquet`` (one row per slice), ``predictions/`` and ``prompts/``. Several runs (e.g. one per sequence, or
-shards already merged) are read together; a row that appears in two runs is an error, never silently doubled.
+shards already merged) are read together; a row that appears in two runs is an error, never silently doubled, and
+so are runs that cannot be pooled (:func:`check_comparable`): another structure (label value), other NSD
+tolerances, or another dataset.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,15 +20,18 @@ from typing import Any
 import pandas as pd
 
 from zeroshot.errors import ZeroshotError
+from zeroshot.runner.config import dataset_conflict
 
 __all__ = [
     "IDENTITY",
     "RunError",
     "RunTables",
+    "check_comparable",
     "dataset_root",
     "find_key",
     "load_runs",
     "method_keys",
+    "run_label",
 ]
 
 #: Columns that identify one result row (``round`` is added for interactive runs).
@@ -94,6 +100,11 @@ def _read_info(folder: Path) -> Mapping[str, Any]:
 
 
 def _normalise(results: pd.DataFrame, where: Path) -> pd.DataFrame:
+    if results.empty:
+        raise RunError(
+            f"{where}: the run holds no result rows (an empty shard, or a run that has not finished a row yet); "
+            "nothing to compare: leave it out"
+        )
     missing = [c for c in REQUIRED if c not in results.columns]
     if missing:
         raise RunError(f"{where}: results table lacks column(s) {', '.join(missing)}")
@@ -117,8 +128,9 @@ def load_runs(paths: Sequence[str | Path]) -> RunTables:
     Raises
     ------
     RunError
-        No path given, a folder that is not a run, a table without the identity columns, or a result row (same
-        case, sequence, model, strategy, seed) present in two runs.
+        No path given, a folder that is not a run, a run without rows, a table without the identity columns, a
+        result row (same case, sequence, model, strategy, seed) present in two runs, or runs that cannot be pooled
+        (:func:`check_comparable`).
     """
     if not paths:
         raise RunError("no run directory given")
@@ -140,6 +152,7 @@ def load_runs(paths: Sequence[str | Path]) -> RunTables:
         roots.append(root)
         infos.append(_read_info(root))
         results.append(table)
+    check_comparable(roots, infos)
     combined = pd.concat(results, ignore_index=True)
     identity = [*IDENTITY, *(["round"] if "round" in combined.columns else [])]
     duplicated = combined.duplicated(identity, keep=False)
@@ -192,3 +205,59 @@ def dataset_root(info: Mapping[str, Any], where: Path) -> tuple[Path, str | None
         raise RunError(f"{where / RUN_JSON}: records no dataset path (a 'data' entry); cannot find the labels")
     layouts = [v for v in find_key(info, "layout") if isinstance(v, str) and v]
     return Path(paths[-1]), layouts[-1] if layouts else None
+
+
+def _fixed(info: Mapping[str, Any]) -> Mapping[str, Any]:
+    identity = info.get("identity") if isinstance(info, Mapping) else None
+    fixed = identity.get("fixed") if isinstance(identity, Mapping) else None
+    return fixed if isinstance(fixed, Mapping) else {}
+
+
+def check_comparable(roots: Sequence[Path], infos: Sequence[Mapping[str, Any]]) -> None:
+    """Refuse runs whose rows cannot be pooled into one table.
+
+    Each pair of runs must score the same structure (``label`` in ``run.json``'s identity), with the same NSD
+    tolerances, on the same dataset (:func:`zeroshot.runner.config.dataset_conflict`). What a run does not record
+    (a ``run.json`` without an identity) is not held against it.
+
+    Raises
+    ------
+    RunError
+        Naming both runs and what differs.
+    """
+    for i, j in itertools.combinations(range(len(roots)), 2):
+        first, second = _fixed(infos[i]), _fixed(infos[j])
+        for key, what in (("label", "label value (--label)"), ("tolerances_mm", "NSD tolerances (--tolerance-mm)")):
+            if key in first and key in second and first[key] != second[key]:
+                raise RunError(
+                    f"{roots[i]} and {roots[j]} differ in their {what}: {first[key]} and {second[key]}; their rows "
+                    "measure different things and cannot be pooled. Compare each on its own, or evaluate both alike"
+                )
+        conflict = dataset_conflict(infos[i], infos[j])
+        if conflict is not None:
+            raise RunError(
+                f"{roots[i]} and {roots[j]} evaluated different datasets ({conflict}); pooling them would mix their "
+                "cases in one table. Compare each dataset on its own"
+            )
+
+
+def run_label(runs: RunTables, index: int | None = None) -> int:
+    """The label value (the structure) the runs scored, from their ``run.json``; of run ``index`` if given.
+
+    Raises
+    ------
+    RunError
+        When no run records its label (a ``run.json`` without ``identity.fixed.label``): the structure to read
+        from label files would be a guess.
+    """
+    chosen = runs.infos if index is None else (runs.infos[index],)
+    labels = {int(fixed["label"]) for fixed in map(_fixed, chosen) if isinstance(fixed.get("label"), int)}
+    if len(labels) == 1:
+        return labels.pop()
+    where = ", ".join(str(runs.roots[i]) for i in (range(len(runs.roots)) if index is None else (index,)))
+    if not labels:
+        raise RunError(
+            f"{where}: run.json records no label value (identity.fixed.label); cannot tell which structure of the "
+            "label files to read"
+        )
+    raise RunError(f"{where}: the runs scored different label values ({sorted(labels)})")

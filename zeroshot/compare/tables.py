@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ import pandas as pd
 from zeroshot import stats
 from zeroshot.compare.runs import RunError, method_keys
 from zeroshot.datasets import SEQUENCES
+from zeroshot.errors import ZeroshotWarning
 
 __all__ = [
     "KIND_SUPERVISED",
@@ -88,14 +90,47 @@ def _apply_penalties(results: pd.DataFrame, *, both_empty_as_perfect: bool) -> p
 
     # The table carries each row's ``outcome`` (scored, missed, false_positive, both_empty, failed); the counts
     # are recomputed per group from it.
-    return apply_penalties(results, both_empty_as_perfect=both_empty_as_perfect).table
+    fallback, results = _d_max_fallback(results)
+    return apply_penalties(results, both_empty_as_perfect=both_empty_as_perfect, d_max_mm=fallback).table
+
+
+def _d_max_fallback(results: pd.DataFrame) -> tuple[float | None, pd.DataFrame]:
+    """The D_max of rows that record none, and the rows (without distance columns if no row has a D_max).
+
+    Rows carry the D_max of their case's files (a failed case's from whichever header could be read). A row
+    whose files had no readable header takes the largest D_max of the table, the worst penalty it knows. When no
+    row records a D_max but some row needs one, distances cannot be penalised: their columns are left out of the
+    tables (with a warning) rather than the comparison refused.
+    """
+    d_max = pd.to_numeric(results.get("d_max_mm", pd.Series(dtype=float)), errors="coerce")
+    finite = d_max[np.isfinite(d_max) & (d_max > 0)]
+    if not finite.empty:
+        return float(finite.max()), results
+    failed = results["failed"].astype(bool) if "failed" in results.columns else pd.Series(False, index=results.index)
+    missed = results.get("empty_pred", pd.Series(False, index=results.index)).fillna(False).astype(bool)
+    false_positive = results.get("empty_gt", pd.Series(False, index=results.index)).fillna(False).astype(bool)
+    if not (failed | missed | false_positive).any():
+        return None, results
+    from zeroshot.metrics import DISTANCE_COLUMNS
+
+    dropped = [c for c in DISTANCE_COLUMNS if c in results.columns]
+    if dropped:
+        warnings.warn(
+            f"no row records d_max_mm (every image header was unreadable), so the distance metrics of missed and "
+            f"failed cases cannot be penalised: {', '.join(dropped)} are left out of the tables",
+            ZeroshotWarning,
+            stacklevel=4,
+        )
+    return None, results.drop(columns=dropped)
 
 
 def prepare_rows(results: pd.DataFrame, *, both_empty_as_perfect: bool = False) -> pd.DataFrame:
     """Penalised copy of a results table with the columns the tables group by.
 
     Adds ``kind`` (``zero-shot`` unless present) and ``train_sequence`` (``none`` for zero-shot rows) and keeps
-    raw values out: after this, a NaN metric means "excluded by policy" (both masks empty), nothing else.
+    raw values out: after this, a NaN metric means "excluded by policy" (both masks empty), nothing else. A failed
+    row without ``d_max_mm`` (no header of its case could be read) is penalised with the largest D_max of the
+    table; if no row has one, the distance columns are left out (see :func:`_d_max_fallback`).
 
     Raises
     ------

@@ -11,6 +11,7 @@ prompts (round 0).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from zeroshot.compare import BASELINE_RESULTS, comparison_rows, load_runs, read_published
+from zeroshot.compare import BASELINE_RESULTS, COMPARISON_JSON, comparison_rows, load_runs, read_published
 from zeroshot.compare.clicks import NOC_THRESHOLDS, check_noc_thresholds, click_curves, initial_rows, is_interactive
 from zeroshot.compare.runs import RunError
 from zeroshot.compare.tables import BootstrapOptions, cross_sequence_table, summary_table
@@ -93,7 +94,9 @@ def make_figures(
     out : path
         Output folder (created).
     compare_dir : path, optional
-        A ``zeroshot compare`` output folder: its ``baseline_results.parquet`` adds the supervised models.
+        A ``zeroshot compare`` output folder: its ``baseline_results.parquet`` (written with ``--baseline-preds``)
+        adds the supervised models, and the published numbers it was given (``--baselines``) are drawn unless
+        ``published`` names others. A comparison without scored baselines adds no supervised rows.
     published : path, optional
         Published numbers CSV, drawn in their own panel of the zero-shot vs supervised figure.
     n_resamples, seed : int
@@ -104,19 +107,15 @@ def make_figures(
     Raises
     ------
     RunError
-        Unreadable runs, or a ``compare_dir`` without the scored baselines.
+        Unreadable runs, or a ``compare_dir`` that is not a ``zeroshot compare`` output.
     """
     out = Path(out)
     noc_thresholds = check_noc_thresholds(noc_thresholds)
     runs = load_runs(run_dirs)
     baseline_rows = None
     if compare_dir is not None:
-        path = Path(compare_dir) / BASELINE_RESULTS
-        if not path.is_file():
-            raise RunError(
-                f"--compare {compare_dir}: no {BASELINE_RESULTS} (run zeroshot compare with --baseline-preds)"
-            )
-        baseline_rows = pd.read_parquet(path)
+        baseline_rows, recorded = _comparison(Path(compare_dir))
+        published = published if published is not None else recorded
     published_table = read_published(published) if published is not None else None
     all_rows = comparison_rows(runs, baseline_rows)
     curves = click_curves(all_rows) if is_interactive(all_rows) else None
@@ -156,3 +155,21 @@ def make_figures(
             continue
         files.extend(save_figure(figure, out, name))
     return FigureReport(tuple(files), tuple(skipped))
+
+
+def _comparison(folder: Path) -> tuple[pd.DataFrame | None, Path | None]:
+    """The scored supervised rows of a ``zeroshot compare`` output (``None`` without any) and its published CSV."""
+    settings_path = folder / COMPARISON_JSON
+    if not settings_path.is_file():
+        raise RunError(
+            f"--compare {folder}: not a zeroshot compare output (no {COMPARISON_JSON}); give the --out folder of "
+            "`zeroshot compare`"
+        )
+    try:
+        settings = json.loads(settings_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{settings_path}: not readable as JSON: {exc}") from exc
+    path = folder / BASELINE_RESULTS
+    baseline_rows = pd.read_parquet(path) if path.is_file() else None
+    published = settings.get("published") if isinstance(settings, dict) else None
+    return baseline_rows, Path(published) if isinstance(published, str) and Path(published).is_file() else None

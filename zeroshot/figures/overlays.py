@@ -1,9 +1,9 @@
 """Qualitative overlays: the best, median and worst case per sequence, on the prompted slice.
 
 Each panel shows the image slice (0.5-99.5 percentile window, physical aspect ratio, radiological view: patient's
-right on the left), the ground-truth contour, the predicted contour and the prompt (dashed box, + positive and
-x negative points), cropped around them. It needs the predictions a run saved (``zeroshot eval --save-pred``), its
-cached prompts, and the dataset's images and labels.
+right on the left), the ground-truth contour (the run's structure: the label value its ``run.json`` records), the
+predicted contour and the prompt (dashed box, + positive and x negative points), cropped around them. It needs the
+predictions a run saved (``zeroshot eval --save-pred``), its cached prompts, and the dataset's images and labels.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from zeroshot.compare.runs import RunTables, dataset_root
+from zeroshot.compare.runs import RunTables, dataset_root, run_label
 from zeroshot.compare.tables import KIND_SUPERVISED
 from zeroshot.figures.data import FigureSkipped, sequences_of
 from zeroshot.figures.style import DOUBLE_COLUMN_IN, GT_COLOR, PRED_COLOR, PROMPT_COLOR, new_figure, styled
@@ -118,8 +118,8 @@ def select_overlay_cases(runs: RunTables, rows: pd.DataFrame, *, strategy: str) 
         for rank, (row, path, run) in picks.items():
             case = cases_by_key[(row.sequence, row.case_id)]
             image = read_volume(case.image)
-            gt = read_label(case.label, image)
-            pred = read_label(path, image, require_label=False)
+            gt = read_label(case.label, image, label=run_label(runs, int(row.run)), require_label=False)
+            pred = read_label(path, image, label=1, require_label=False)  # predictions are written 0/1
             prompts = _prompt_slices(run.prompt_path(row.sequence, row.case_id, row.strategy, int(row.seed)))
             z = int(prompts[0]["z"]) if prompts else int(np.argmax(gt.sum(axis=(1, 2))))
             chosen.append(

@@ -16,10 +16,10 @@ from tqdm import tqdm
 
 from zeroshot.datasets import Case
 from zeroshot.errors import ZeroshotError
-from zeroshot.prompts.generate import make_prompts
+from zeroshot.prompts.generate import LOW_BOX_COVERAGE, make_prompts
 from zeroshot.prompts.serialise import write_prompts_file
 from zeroshot.prompts.settings import Strategy
-from zeroshot.prompts.sources import read_gt_mask, read_source_mask
+from zeroshot.prompts.sources import check_source_label, read_gt_mask, read_source_mask
 from zeroshot.prompts.types import VolumePrompts
 from zeroshot.volume import read_volume
 
@@ -47,11 +47,15 @@ class DatasetPrompts:
     written : int
         Prompt sets (lines) in it.
     failures : tuple of PromptFailure
+    low_coverage : int
+        Prompt sets whose box covers less than :data:`~zeroshot.prompts.generate.LOW_BOX_COVERAGE` of the
+        structure on one of its slices (a jitter or shift too large for the structure).
     """
 
     path: Path
     written: int
     failures: tuple[PromptFailure, ...]
+    low_coverage: int = 0
 
 
 def prompts_for_case(
@@ -59,13 +63,13 @@ def prompts_for_case(
     strategies: Sequence[Strategy],
     seeds: Sequence[int],
     *,
+    label: int,
     coarse_dir: str | Path | None = None,
-    gt_label: int = 1,
 ) -> tuple[list[VolumePrompts], list[PromptFailure]]:
     """Read one case's image and source masks once and make its prompts for every strategy and seed.
 
-    ``gt_label`` is the structure's value in the label files. The case's sequence is added to each prompt set's
-    ``details`` (``sequence``), since case ids repeat across sequences. Errors the user can act on
+    ``label`` is the structure's value in the label (and coarse) files. The case's sequence is added to each
+    prompt set's ``details`` (``sequence``), since case ids repeat across sequences. Errors the user can act on
     (:class:`~zeroshot.errors.ZeroshotError`) become failures.
     """
     made: list[VolumePrompts] = []
@@ -95,13 +99,14 @@ def prompts_for_case(
         return found
 
     def gt_mask() -> np.ndarray:
-        return cached(("gt", gt_label), lambda: read_gt_mask(case, volume, label=gt_label))
+        return cached(("gt", label), lambda: read_gt_mask(case, volume, label=label))
 
     def source_mask(strategy: Strategy) -> np.ndarray:
         if strategy.source.kind != "coarse":
             return gt_mask()
-        key = ("coarse", strategy.source.label)
-        return cached(key, lambda: read_source_mask(strategy, case, volume, coarse_dir=coarse_dir))
+        return cached(
+            ("coarse", label), lambda: read_source_mask(strategy, case, volume, label=label, coarse_dir=coarse_dir)
+        )
 
     for strategy in strategies:
         for seed in seeds:
@@ -124,22 +129,34 @@ def write_dataset_prompts(
     seeds: Sequence[int],
     out: str | Path,
     *,
+    label: int,
     coarse_dir: str | Path | None = None,
-    gt_label: int = 1,
     progress: bool = True,
 ) -> DatasetPrompts:
     """Write the prompts of every case, strategy and seed (in that order) to a JSON Lines file.
 
-    Mask prompts go into the folder beside it (:func:`~zeroshot.prompts.serialise.mask_dir_for`). The same
-    inputs and seeds give the same file byte for byte.
+    ``label`` is the structure's value in the label (and coarse) files; a strategy whose own ``source.label``
+    differs is refused before any case is read. Mask prompts go into the folder beside it
+    (:func:`~zeroshot.prompts.serialise.mask_dir_for`). The same inputs and seeds give the same file byte for
+    byte.
+
+    Raises
+    ------
+    ConfigError
+        A strategy whose ``source.label`` differs from ``label``.
     """
+    for strategy in strategies:
+        check_source_label(strategy, label)
     failures: list[PromptFailure] = []
+    low_coverage = 0
 
     def generate() -> Iterator[VolumePrompts]:
+        nonlocal low_coverage
         for case in tqdm(cases, desc="prompts", unit="case", disable=not progress):
-            made, failed = prompts_for_case(case, strategies, seeds, coarse_dir=coarse_dir, gt_label=gt_label)
+            made, failed = prompts_for_case(case, strategies, seeds, label=label, coarse_dir=coarse_dir)
             failures.extend(failed)
+            low_coverage += sum(p.box_coverage < LOW_BOX_COVERAGE for p in made)
             yield from made
 
     written = write_prompts_file(out, generate())
-    return DatasetPrompts(path=Path(out), written=written, failures=tuple(failures))
+    return DatasetPrompts(path=Path(out), written=written, failures=tuple(failures), low_coverage=low_coverage)

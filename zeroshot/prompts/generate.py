@@ -23,7 +23,11 @@ from zeroshot.prompts.sources import degrade_mask, mask_volume_ml
 from zeroshot.prompts.types import SlicePrompt, VolumePrompts
 from zeroshot.volume import Volume
 
-__all__ = ["ORACLE_FLAGS", "make_prompts", "prompt_rng"]
+__all__ = ["LOW_BOX_COVERAGE", "ORACLE_FLAGS", "make_prompts", "prompt_rng"]
+
+#: A box covering less than this fraction of its slice's structure no longer describes it (a jitter or shift too
+#: large for the structure): ``zeroshot eval`` and ``zeroshot prompts`` warn with the number of such prompts.
+LOW_BOX_COVERAGE = 0.5
 
 #: The oracle flags every :class:`VolumePrompts` carries (the runner writes them as ``oracle_<flag>`` columns).
 #: ``gt_prompt``: a prompt (key slice, box, point or mask) was derived from the ground truth, degraded or not.
@@ -73,7 +77,9 @@ def make_prompts(
     VolumePrompts
         With ``oracle`` holding every flag of :data:`ORACLE_FLAGS`, and ``details`` recording the strategy's
         digest, the random-stream recipe, the source (volume in ml, degradation, fallback), the key-slice rule's
-        targets and, per slice, the tight box, the jitter drawn and the number of pieces and points.
+        targets and, per slice, the tight box, the jitter drawn, ``box_coverage`` (the fraction of the slice's
+        structure inside the box used, after jitter; of the largest piece with ``components: largest``) and the
+        number of pieces and points.
 
     Raises
     ------
@@ -195,6 +201,9 @@ def _slice_prompt(
         rng = prompt_rng(seed, case_id, _BOX, z)
         box, box_record = jitter_box(tight, slice_mask.shape, spacing_yx, strategy.box, rng)
         record.update(box_record)
+        x0, y0, x1, y1 = box
+        covered = np.count_nonzero(scope[y0 : y1 + 1, x0 : x1 + 1])
+        record["box_coverage"] = round(covered / max(np.count_nonzero(scope), 1), 4)
     if strategy.uses_points:
         rng = prompt_rng(seed, case_id, _POINTS, z)
         points, labels, record["points"] = place_points(slice_mask, spacing_yx, strategy.points, rng, scope=scope)

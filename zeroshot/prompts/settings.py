@@ -51,8 +51,10 @@ class SourceSettings:
     kind : {"gt", "coarse", "degraded"}
         ``gt``: the label. ``coarse``: a mask from elsewhere (another model's prediction), one file per case in
         a folder given at run time. ``degraded``: the label altered by the settings below (robustness ablations).
-    label : int
-        Label value of the coarse mask files (``coarse`` only).
+    label : int or None
+        Label value of the coarse mask files (``coarse`` only). ``None`` (the default): the run's label, the
+        structure every reader of masks takes from the run; a value given here must equal it (the runner refuses
+        a strategy that disagrees with its run).
     min_volume_ml : float
         A source mask smaller than this (in ml; an empty one always) cannot be prompted from: ``on_empty`` decides.
     on_empty : {"fail", "gt", "volume-middle-box"}
@@ -69,7 +71,7 @@ class SourceSettings:
     """
 
     kind: str = "gt"
-    label: int = 1
+    label: int | None = None
     min_volume_ml: float = 0.0
     on_empty: str = "fail"
     margin_mm: float = 0.0
@@ -80,7 +82,7 @@ class SourceSettings:
     def to_dict(self) -> dict[str, Any]:
         """The settings that apply to this kind of source, as plain JSON-ready values."""
         out: dict[str, Any] = {"kind": self.kind}
-        if self.kind == "coarse":
+        if self.kind == "coarse" and self.label is not None:
             out["label"] = self.label
         out["min_volume_ml"] = self.min_volume_ml
         out["on_empty"] = self.on_empty

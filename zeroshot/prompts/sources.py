@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from zeroshot.datasets import Case
-from zeroshot.errors import PromptError
+from zeroshot.errors import ConfigError, PromptError
 from zeroshot.prompts.regions import (
     bounding_slices,
     distance_from_region_mm,
@@ -21,9 +21,10 @@ from zeroshot.prompts.regions import (
     largest_component,
 )
 from zeroshot.prompts.settings import Strategy
-from zeroshot.volume import Volume, read_label
+from zeroshot.volume import Volume, read_label, read_label_values
 
 __all__ = [
+    "check_source_label",
     "degrade_mask",
     "find_coarse_file",
     "mask_volume_ml",
@@ -120,68 +121,100 @@ def find_coarse_file(folder: str | Path, case: Case) -> Path:
     Raises
     ------
     PromptError
-        If the folder does not exist or holds no file for the case (the message lists the names tried).
+        If the folder does not exist or holds no file for the case (the message lists the names tried), or
+        holds both ``<case_id>.nii`` and ``<case_id>.nii.gz``.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise PromptError(f"{folder}: coarse mask folder not found")
     tried = []
     for base in (folder / case.sequence, folder):
-        for ext in _NIFTI:
-            candidate = base / f"{case.case_id}{ext}"
-            tried.append(candidate)
-            if candidate.is_file():
-                return candidate
+        found = [base / f"{case.case_id}{ext}" for ext in _NIFTI if (base / f"{case.case_id}{ext}").is_file()]
+        if len(found) > 1:
+            raise PromptError(
+                f"case {case.key}: {base} holds two coarse masks ({found[0].name}, {found[1].name}); keep one"
+            )
+        if found:
+            return found[0]
+        tried += [base / f"{case.case_id}{ext}" for ext in _NIFTI]
     names = ", ".join(str(p) for p in tried)
     raise PromptError(f"case {case.key}: no coarse mask found (tried {names})")
 
 
-def read_coarse_mask(folder: str | Path, case: Case, volume: Volume, *, label: int = 1) -> np.ndarray:
+def read_coarse_mask(folder: str | Path, case: Case, volume: Volume, *, label: int) -> np.ndarray:
     """Read the coarse mask of ``case`` from ``folder`` as a ``(Z, Y, X)`` bool array on ``volume``'s grid.
 
-    An empty coarse mask is returned as such; the strategy's ``on_empty`` policy decides what happens to it.
+    ``label`` is the structure's value in the coarse file (the run's label). A *binary* file (one foreground
+    value, as a supervised model's 0/1 prediction is) is that structure's mask whatever its value, since it holds
+    nothing else; a multi-label file is read at ``label``, and one that lacks ``label`` is an error naming the
+    values it holds. A file holding only background is returned empty, and the strategy's ``on_empty`` policy
+    decides what happens to it.
 
     Raises
     ------
     PromptError
         If no file is found (see :func:`find_coarse_file`).
     VolumeError
-        If the file is unreadable or not on the image's grid.
+        If the file is unreadable, not on the image's grid, not a label map, or lacks ``label`` among others.
     """
-    return read_label(find_coarse_file(folder, case), volume, label=label, require_label=False)
+    path = find_coarse_file(folder, case)
+    foreground = [value for value in read_label_values(path) if value != 0]
+    value = foreground[0] if len(foreground) == 1 else label
+    return read_label(path, volume, label=value, require_label=False)
 
 
-def read_source_mask(
-    strategy: Strategy, case: Case, volume: Volume, *, coarse_dir: str | Path | None = None, gt_label: int = 1
-) -> np.ndarray:
-    """Read the mask a strategy prompts from: the case's label (``gt``, ``degraded``) or its coarse mask.
-
-    ``gt_label`` is the structure's value in the label file; a coarse file's value is the strategy's
-    ``source.label``.
+def check_source_label(strategy: Strategy, label: int) -> None:
+    """Refuse a strategy whose own ``source.label`` names another structure than the run's ``label``.
 
     Raises
     ------
+    ConfigError
+        ``strategy.source.label`` is set and differs from ``label``.
+    """
+    own = strategy.source.label
+    if own is not None and own != label:
+        raise ConfigError(
+            f"strategy {strategy.name!r}: source.label {own} differs from the run's label {label}; the structure is "
+            "chosen once per run (--label): remove source.label from the strategy, or run with --label "
+            f"{own}"
+        )
+
+
+def read_source_mask(
+    strategy: Strategy, case: Case, volume: Volume, *, label: int, coarse_dir: str | Path | None = None
+) -> np.ndarray:
+    """Read the mask a strategy prompts from: the case's label (``gt``, ``degraded``) or its coarse mask.
+
+    ``label`` is the run's structure: its value in the label files and in the coarse files alike.
+
+    Raises
+    ------
+    ConfigError
+        If the strategy's own ``source.label`` differs from ``label`` (:func:`check_source_label`).
     PromptError
         If the case has no label, or a coarse strategy is given no ``coarse_dir`` or finds no file there.
     VolumeError
-        If the file cannot be read on the image's grid.
+        If the file cannot be read on the image's grid, or lacks ``label`` (see :func:`read_coarse_mask`).
     """
+    check_source_label(strategy, label)
     if strategy.source.kind == "coarse":
         if coarse_dir is None:
             raise PromptError(
                 f"strategy {strategy.name!r} prompts from coarse masks: give their folder (coarse_dir, --coarse)"
             )
-        return read_coarse_mask(coarse_dir, case, volume, label=strategy.source.label)
-    return read_gt_mask(case, volume, label=gt_label)
+        return read_coarse_mask(coarse_dir, case, volume, label=label)
+    return read_gt_mask(case, volume, label=label)
 
 
-def read_gt_mask(case: Case, volume: Volume, *, label: int = 1) -> np.ndarray:
-    """Read the case's label file as a ``(Z, Y, X)`` bool mask of value ``label`` (empty if there is none).
+def read_gt_mask(case: Case, volume: Volume, *, label: int) -> np.ndarray:
+    """Read the case's label file as a ``(Z, Y, X)`` bool mask of value ``label`` (empty for a background-only file).
 
     Raises
     ------
     PromptError
         If the case has no label file.
+    VolumeError
+        If the file lacks ``label`` among other structures (see :func:`zeroshot.volume.read_label`).
     """
     if case.label is None:
         raise PromptError(f"case {case.key}: has no label file, so prompts cannot come from the ground truth")

@@ -67,6 +67,11 @@ __all__ = [
 #: Environment variable naming the folder where bare strategy names are looked up.
 PROMPTS_DIR_ENV = "ZEROSHOT_PROMPTS_DIR"
 
+#: Largest box jitter or shift in % of the box size: a side moving by more than the box's own size leaves the
+#: structure behind (millimetre amounts are not bounded; every prompt records the fraction of the structure its
+#: box still covers, and runs warn about boxes covering less than half).
+MAX_PERCENT = 100.0
+
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 
@@ -329,7 +334,7 @@ def _source(value: object, where: object) -> SourceSettings:
         raise ConfigError(f"{where}: source.shift_mm: expected three numbers [z, y, x] in mm, got {shift!r}")
     return SourceSettings(
         kind=kind,
-        label=_integer(data.get("label", 1), where, "source.label", minimum=1),
+        label=_integer(data["label"], where, "source.label", minimum=1) if "label" in data else None,
         min_volume_ml=_number(data.get("min_volume_ml", 0.0), where, "source.min_volume_ml", minimum=0.0),
         on_empty=on_empty,
         margin_mm=_number(data.get("margin_mm", 0.0), where, "source.margin_mm"),
@@ -366,12 +371,16 @@ def _box(value: object, where: object) -> BoxSettings:
     keys = ("jitter_percent", "jitter_mm", "jitter_direction", "shift_percent", "shift_mm")
     _known(data, keys, where, "prompt.box")
     return BoxSettings(
-        jitter_percent=_number(data.get("jitter_percent", 0.0), where, "prompt.box.jitter_percent", minimum=0.0),
+        jitter_percent=_number(
+            data.get("jitter_percent", 0.0), where, "prompt.box.jitter_percent", minimum=0.0, maximum=MAX_PERCENT
+        ),
         jitter_mm=_number(data.get("jitter_mm", 0.0), where, "prompt.box.jitter_mm", minimum=0.0),
         jitter_direction=_choice(
             data.get("jitter_direction", "both"), JITTER_DIRECTIONS, where, "prompt.box.jitter_direction"
         ),
-        shift_percent=_number(data.get("shift_percent", 0.0), where, "prompt.box.shift_percent", minimum=0.0),
+        shift_percent=_number(
+            data.get("shift_percent", 0.0), where, "prompt.box.shift_percent", minimum=0.0, maximum=MAX_PERCENT
+        ),
         shift_mm=_number(data.get("shift_mm", 0.0), where, "prompt.box.shift_mm", minimum=0.0),
     )
 

@@ -115,3 +115,13 @@ class VolumePrompts:
     def key_slices(self) -> tuple[int, ...]:
         """The prompted slice indices, ascending."""
         return tuple(s.z for s in self.slices)
+
+    @property
+    def box_coverage(self) -> float:
+        """The smallest fraction of a slice's structure that its box covers (``details["slices"][i]["box_coverage"]``).
+
+        NaN when no slice records one (no box, or prompts made before coverage was recorded).
+        """
+        records = self.details.get("slices", ()) if isinstance(self.details, Mapping) else ()
+        values = [float(r["box_coverage"]) for r in records if isinstance(r, Mapping) and "box_coverage" in r]
+        return min(values) if values else float("nan")

@@ -39,6 +39,7 @@ from typing import Any
 
 from zeroshot.errors import ConfigError
 from zeroshot.interactive import ClickSettings
+from zeroshot.structure import DEFAULT_LABEL, Structure, check_label_value
 
 __all__ = [
     "MANIFEST_FORMAT",
@@ -46,7 +47,9 @@ __all__ = [
     "Shard",
     "case_identity",
     "check_compatible",
+    "check_seed",
     "config_sha256",
+    "dataset_conflict",
     "file_sha256",
     "model_identity",
     "provenance",
@@ -56,6 +59,13 @@ __all__ = [
 
 MANIFEST_FORMAT = 1
 EXECUTORS = ("local", "ray")
+#: Seeds are drawn into numpy's ``SeedSequence`` and stored as 64-bit integers in the result tables.
+MAX_SEED = 2**63 - 1
+#: What ``zeroshot eval`` tells the user to do when a run directory holds another configuration.
+EVAL_REMEDY = (
+    "Its rows would not be comparable with new ones. Pass --new-run to start over (the existing run is kept, renamed "
+    "with a .previous-<time> suffix), or choose another --out."
+)
 #: describe() keys that say where the weights lie, which library versions ran (recorded with each invocation) or
 #: where tensors are kept, not what a model computes; left out of its identity.
 VOLATILE_MODEL_KEYS = frozenset(
@@ -146,8 +156,12 @@ class EvalConfig:
         Case selection (empty keeps all).
     layout : str or None
         Dataset layout; ``None`` detects it.
-    label : int
-        Label value of the structure in the label files.
+    label : int or None
+        Label value of the structure in the label files (and coarse masks). ``None``: value 1, CrossPan's
+        pancreas, with a notice when the label files hold several structures.
+    label_name : str or None
+        The structure's name (``--label pancreas`` through the dataset's ``dataset.json``), recorded in
+        ``run.json``; the value alone is its identity.
     tolerances_mm : tuple of float
         NSD tolerances in mm (one ``nsd_<t>mm`` column each).
     image_size : int or None
@@ -189,7 +203,8 @@ class EvalConfig:
     splits: tuple[str, ...] = ()
     case_ids: tuple[str, ...] = ()
     layout: str | None = None
-    label: int = 1
+    label: int | None = None
+    label_name: str | None = None
     tolerances_mm: tuple[float, ...] = (2.0,)
     image_size: int | None = None
     device: str = "auto"
@@ -208,8 +223,10 @@ class EvalConfig:
         _require_unique_nonempty(self.models, "--model")
         _require_unique_nonempty(self.strategies, "--strategy")
         _require_unique_nonempty(self.seeds, "--seeds")
-        if any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in self.seeds):
-            raise ConfigError(f"--seeds: expected non-negative integers, got {list(self.seeds)}")
+        for seed in self.seeds:
+            check_seed(seed, "--seeds")
+        if self.label is not None:
+            check_label_value(self.label, "--label")
         if not self.tolerances_mm or any(not (math.isfinite(t) and t > 0) for t in self.tolerances_mm):
             raise ConfigError(f"--tolerance-mm: expected positive mm values, got {list(self.tolerances_mm)}")
         if self.image_size is not None and self.image_size < 16:
@@ -219,6 +236,12 @@ class EvalConfig:
         if self.workers < 0:
             raise ConfigError(f"--workers: expected 0 or more, got {self.workers}")
 
+    @property
+    def structure(self) -> Structure:
+        """The run's structure: ``label`` (default 1) with its name, and whether the user chose it."""
+        value = DEFAULT_LABEL if self.label is None else self.label
+        return Structure(value, self.label_name, given=self.label is not None)
+
     def fixed_identity(self) -> dict[str, Any]:
         """The settings every row of a run shares and that change its results.
 
@@ -226,7 +249,7 @@ class EvalConfig:
         same earlier rounds, so more rounds extend a run instead of conflicting with it).
         """
         fixed: dict[str, Any] = {
-            "label": int(self.label),
+            "label": self.structure.value,
             "tolerances_mm": [float(t) for t in self.tolerances_mm],
             "image_size": self.image_size,
         }
@@ -246,6 +269,19 @@ class EvalConfig:
             "shard": str(self.shard) if self.shard else None,
             "coarse_dir": str(Path(self.coarse_dir).resolve()) if self.coarse_dir else None,
         }
+
+
+def check_seed(seed: object, option: str = "--seeds") -> int:
+    """Return ``seed`` if it is a whole number in ``[0, 2**63)``, else raise naming ``option``.
+
+    Raises
+    ------
+    ConfigError
+        A negative, too large or non-integer seed.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{option}: seeds are whole numbers from 0 to 2**63 - 1 = {MAX_SEED}, got {seed!r}")
+    return seed
 
 
 def _require_unique_nonempty(values: Sequence[Any], option: str) -> None:
@@ -324,7 +360,9 @@ def empty_identity(fixed: Mapping[str, Any]) -> dict[str, Any]:
     return {"fixed": _plain(dict(fixed)), "cases": {}, "models": {}, "strategies": {}, "seeds": []}
 
 
-def check_compatible(recorded: Mapping[str, Any], current: Mapping[str, Any], *, where: str) -> None:
+def check_compatible(
+    recorded: Mapping[str, Any], current: Mapping[str, Any], *, where: str, remedy: str = EVAL_REMEDY
+) -> None:
     """Raise :class:`ConfigError` if ``current`` contradicts ``recorded`` anywhere they overlap.
 
     Parameters
@@ -333,6 +371,8 @@ def check_compatible(recorded: Mapping[str, Any], current: Mapping[str, Any], *,
         Identities (``fixed``, ``cases``, ``models``, ``strategies``, ``seeds``).
     where : str
         What ``recorded`` belongs to (a run directory), named in the message.
+    remedy : str
+        What the user can do about it, ending the message (default: ``zeroshot eval``'s options).
     """
     problems = []
     if "fixed" in recorded and "fixed" in current:
@@ -345,9 +385,7 @@ def check_compatible(recorded: Mapping[str, Any], current: Mapping[str, Any], *,
         shown = "\n  ".join(problems[:12])
         more = f"\n  ... and {len(problems) - 12} more" if len(problems) > 12 else ""
         raise ConfigError(
-            f"{where} holds results of a different configuration (was -> now):\n  {shown}{more}\n"
-            "Its rows would not be comparable with new ones. Pass --new-run to start over (the existing run is "
-            "kept, renamed with a .previous-<time> suffix), or choose another --out."
+            f"{where} holds results of a different configuration (was -> now):\n  {shown}{more}\n{remedy}"
         )
 
 
@@ -384,6 +422,47 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
 def _short(value: Any, limit: int = 80) -> str:
     text = json.dumps(value, default=str)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def dataset_conflict(first: Mapping[str, Any], second: Mapping[str, Any]) -> str | None:
+    """Why two runs (their ``run.json`` documents) are on different datasets, or ``None`` if they may be the same.
+
+    Two runs are on the same dataset when they record a dataset path in common (every invocation records its
+    ``selection.data``), or share a case (``sequence/case_id``) whose image has the same SHA-256: shards and runs
+    of one dataset on other sequences record its path, and a dataset moved between runs is recognised by a case
+    they share. A run that records no dataset path is not held against the other.
+    """
+    paths = [_data_paths(document) for document in (first, second)]
+    if not paths[0] or not paths[1] or paths[0] & paths[1]:
+        return None
+    images = [_case_images(document) for document in (first, second)]
+    if any(images[0][key] == images[1][key] for key in set(images[0]) & set(images[1])):
+        return None
+    return f"{', '.join(sorted(paths[0]))} and {', '.join(sorted(paths[1]))}, with no case in common"
+
+
+def _data_paths(document: Mapping[str, Any]) -> set[str]:
+    """The dataset paths a ``run.json`` records (each invocation's ``selection.data``)."""
+    invocations = document.get("invocations")
+    found = set()
+    for invocation in invocations if isinstance(invocations, list) else []:
+        selection = invocation.get("selection") if isinstance(invocation, Mapping) else None
+        data = selection.get("data") if isinstance(selection, Mapping) else None
+        if isinstance(data, str) and data:
+            found.add(data)
+    return found
+
+
+def _case_images(document: Mapping[str, Any]) -> dict[str, str]:
+    identity = document.get("identity")
+    cases = identity.get("cases") if isinstance(identity, Mapping) else None
+    if not isinstance(cases, Mapping):
+        return {}
+    return {
+        str(key): str(value["image_sha256"])
+        for key, value in cases.items()
+        if isinstance(value, Mapping) and value.get("image_sha256")
+    }
 
 
 def provenance(argv: Iterable[str] | None = None) -> dict[str, Any]:

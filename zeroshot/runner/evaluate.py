@@ -20,6 +20,7 @@ import contextlib
 import json
 import math
 import sys
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +29,9 @@ from typing import Any
 import pandas as pd
 
 from zeroshot.datasets import Case, discover, select
-from zeroshot.errors import ConfigError, ZeroshotError
+from zeroshot.errors import ConfigError, ZeroshotError, ZeroshotWarning
 from zeroshot.interactive import clicks_from_records
+from zeroshot.prompts.sources import check_source_label
 from zeroshot.runner.config import (
     MANIFEST_FORMAT,
     EvalConfig,
@@ -48,6 +50,7 @@ from zeroshot.runner.executors import CaseJob, Executor, LocalExecutor, RunConte
 from zeroshot.runner.rundir import RowKey, RunDir, read_json
 from zeroshot.runner.tables import RunTables, write_tables
 from zeroshot.runner.work import CurveStart
+from zeroshot.structure import find_dataset_json, label_file_notice
 
 __all__ = ["RunSummary", "load_strategies_for_run", "plan_curves", "plan_jobs", "run_eval", "select_cases"]
 
@@ -223,8 +226,14 @@ def run_eval(
     Raises
     ------
     ConfigError
-        A selection, strategy or option that cannot be used, or a run directory holding a conflicting
-        configuration (without ``new_run``).
+        A selection, strategy or option that cannot be used (a strategy whose ``source.label`` differs from the
+        run's label), or a run directory holding a conflicting configuration (without ``new_run``).
+
+    Warns
+    -----
+    ZeroshotWarning
+        The default label on label files that hold several structures (:func:`zeroshot.structure.multi_label_notice`);
+        box prompts covering less than :data:`zeroshot.prompts.generate.LOW_BOX_COVERAGE` of their structure.
 
     Notes
     -----
@@ -233,6 +242,10 @@ def run_eval(
     """
     cases = select_cases(config)
     strategies = load_strategies_for_run(config.strategies)
+    structure = config.structure
+    for strategy in strategies.values():
+        check_source_label(strategy, structure.value)
+    _notice_multi_label(config, cases)
     current = empty_identity(config.fixed_identity())
     current["strategies"] = {name: strategy_identity(s) for name, s in strategies.items()}
     uses_coarse = any(getattr(s.source, "kind", None) == "coarse" for s in strategies.values())
@@ -305,7 +318,7 @@ def _run_locked(
     context = RunContext(
         rundir=rundir,
         strategies=strategies,
-        label=config.label,
+        label=config.structure.value,
         tolerances_mm=tuple(config.tolerances_mm),
         save_pred=config.save_pred,
         build=build,
@@ -343,6 +356,7 @@ def _run_locked(
             & (results["round"] <= config.clicks.rounds if config.clicks is not None else True)
         ]
         failed = int(mine["failed"].sum())
+        _warn_low_box_coverage(mine)
     rows_selected = len(cases) * len(config.models) * len(strategies) * len(config.seeds)
     if config.clicks is not None:
         rows_selected *= config.clicks.rounds + 1
@@ -354,6 +368,7 @@ def _open_manifest(config: EvalConfig, current: dict[str, Any], recorded: dict[s
     invocation = provenance()
     invocation.update(
         selection=config.selection(),
+        structure={"label": config.structure.value, "name": config.structure.name, "given": config.structure.given},
         models_asked=list(config.models),
         strategies_asked=list(config.strategies),
         seeds=list(config.seeds),
@@ -402,6 +417,38 @@ def fingerprint_cases(cases: Sequence[Case], *, coarse_dir: Path | None = None) 
 
     with cf.ThreadPoolExecutor(HASH_THREADS) as pool:
         return dict(sorted(pool.map(one, cases)))
+
+
+def _notice_multi_label(config: EvalConfig, cases: Sequence[Case]) -> None:
+    """Warn once per run when the default label is scored on label files that hold several structures."""
+    structure = config.structure
+    if structure.given:
+        return
+    first = next((c.label for c in cases if c.label is not None), None)
+    notice = label_file_notice(structure, first, dataset_json=find_dataset_json(config.data))
+    if notice is not None:
+        warnings.warn(notice, ZeroshotWarning, stacklevel=3)
+
+
+def _warn_low_box_coverage(rows: pd.DataFrame) -> None:
+    """Warn about box prompts that cover less than ``LOW_BOX_COVERAGE`` of their slice's structure."""
+    from zeroshot.prompts.generate import LOW_BOX_COVERAGE
+
+    if "box_coverage" not in rows.columns:
+        return
+    initial = rows.loc[rows["round"] == 0] if "round" in rows.columns else rows
+    coverage = pd.to_numeric(initial["box_coverage"], errors="coerce")
+    low = initial.loc[coverage < LOW_BOX_COVERAGE]
+    if low.empty:
+        return
+    strategies = ", ".join(sorted(low["strategy"].astype(str).unique()))
+    warnings.warn(
+        f"{len(low)} of {int(coverage.notna().sum())} box prompt row(s) cover less than {LOW_BOX_COVERAGE:.0%} of the "
+        f"structure on their slice (lowest {coverage.min():.0%}; strategies {strategies}): the box jitter or shift is "
+        "too large for the structure; see the box_coverage column",
+        ZeroshotWarning,
+        stacklevel=4,
+    )
 
 
 def _sha_or_none(path: Path) -> str | None:

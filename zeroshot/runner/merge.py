@@ -16,11 +16,24 @@ from pathlib import Path
 from typing import Any
 
 from zeroshot.errors import ConfigError
-from zeroshot.runner.config import MANIFEST_FORMAT, check_compatible, config_sha256, now_utc, union_identity
+from zeroshot.runner.config import (
+    MANIFEST_FORMAT,
+    check_compatible,
+    config_sha256,
+    dataset_conflict,
+    now_utc,
+    union_identity,
+)
 from zeroshot.runner.rundir import PREDICTIONS, PROMPTS, ROWS, RowKey, RunDir, write_atomic
 from zeroshot.runner.tables import RunTables, write_tables
 
 __all__ = ["merge_runs"]
+
+#: What the user can do about runs that cannot be merged (``merge`` has no option to override it).
+MERGE_REMEDY = (
+    "Their rows would not be comparable. Merge only runs of one configuration (the shards of one job array, or "
+    "runs extended with the same settings); evaluate the others again with matching settings, or keep them apart."
+)
 
 
 def merge_runs(runs: Sequence[str | Path], out: str | Path) -> RunTables:
@@ -42,7 +55,8 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path) -> RunTables:
     ------
     ConfigError
         No run given, a run given twice or without ``run.json``, ``out`` not new, runs of conflicting
-        configurations (naming each difference), or a row present in two runs.
+        configurations (naming each difference: the label value and tolerances among them) or of different
+        datasets (:func:`~zeroshot.runner.config.dataset_conflict`), or a row present in two runs.
     """
     if not runs:
         raise ConfigError("merge: give at least one run directory")
@@ -64,7 +78,16 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path) -> RunTables:
 
     identity: dict[str, Any] = manifests[0]["identity"]
     for run, manifest in zip(dirs[1:], manifests[1:], strict=True):
-        check_compatible(identity, manifest["identity"], where=f"merge: {run.root} and the runs before it")
+        where = f"merge: {run.root} and the runs before it"
+        check_compatible(identity, manifest["identity"], where=where, remedy=MERGE_REMEDY)
+        for earlier, other in zip(dirs, manifests, strict=False):
+            if other is manifest:
+                break
+            conflict = dataset_conflict(other, manifest)
+            if conflict is not None:
+                raise ConfigError(
+                    f"merge: {earlier.root} and {run.root} evaluated different datasets ({conflict}). {MERGE_REMEDY}"
+                )
         identity = union_identity(identity, manifest["identity"])
 
     owner: dict[RowKey, Path] = {}

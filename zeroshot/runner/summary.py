@@ -1,7 +1,9 @@
 """The short summary ``zeroshot eval`` and ``zeroshot demo`` print: mean Dice per sequence x model x strategy.
 
 A failed row counts as Dice 0 (the worst case, as :func:`zeroshot.metrics.apply_penalties` has it) and a case
-with both masks empty is left out, so a failure can never raise a mean. In an interactive run the table describes
+with both masks empty is left out, so a failure can never raise a mean. Mean and SD are over *cases*, each case's
+seeds averaged first (:func:`zeroshot.compare.case_values`, :func:`zeroshot.stats.mean_sd`): the numbers
+``zeroshot compare`` reports for the same run. In an interactive run the table describes
 round 0 (the strategy's prompts alone) and adds the mean Dice of each curve's last row (after every round asked
 for, or the failed round a curve stopped at). Confidence intervals, paired tests and click tables (Dice after k
 clicks, NoC) belong to ``zeroshot compare``.
@@ -25,7 +27,10 @@ GROUP = ("sequence", "model", "strategy")
 
 
 def summary_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Per sequence x model x strategy: rows, failed rows, mean and standard deviation of Dice (failed = 0).
+    """Per sequence x model x strategy: rows, failed rows, mean and SD of Dice over cases (failed = 0).
+
+    ``dice_mean`` and ``dice_sd`` describe one value per case, the mean over its seeds, as every table of
+    ``zeroshot compare`` does (``rows`` still counts the rows).
 
     Sequences are listed in CrossPan order (T1, T2, OOP, then any others). With a ``round`` column (an
     interactive run) ``rows``, ``dice_mean`` and ``dice_sd`` describe round 0, and ``failed``, ``last_round`` and
@@ -57,13 +62,20 @@ def summary_table(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def _dice_table(table: pd.DataFrame) -> pd.DataFrame:
+    from zeroshot import stats
+    from zeroshot.compare.tables import case_values
+
     grouped = table.groupby(list(GROUP), sort=False)
-    return grouped.agg(
-        rows=("dice_penalised", "size"),
-        failed=("failed", "sum"),
-        dice_mean=("dice_penalised", "mean"),
-        dice_sd=("dice_penalised", "std"),
-    ).reset_index()
+    counts = grouped.agg(rows=("dice_penalised", "size"), failed=("failed", "sum")).reset_index()
+    rows = table.assign(dice=table["dice_penalised"], kind="zero-shot", train_sequence="none")
+    if "center" not in rows.columns:
+        rows["center"] = "unknown"
+    per_case = case_values(rows.drop(columns=["round"], errors="ignore"), "dice")
+    moments = [
+        (*key, *stats.mean_sd(group["value"].to_numpy())) for key, group in per_case.groupby(list(GROUP), sort=False)
+    ]
+    means = pd.DataFrame(moments, columns=[*GROUP, "dice_mean", "dice_sd"])
+    return counts.merge(means, on=list(GROUP), how="left")
 
 
 def format_summary(summary: RunSummary) -> str:

@@ -34,7 +34,7 @@ from zeroshot.interactive import Click, ClickSettings, replay, simulate
 from zeroshot.prompts.types import VolumePrompts
 from zeroshot.runner.rundir import RowKey, RunDir, write_atomic
 from zeroshot.runner.scoring import Scores
-from zeroshot.scoring import failed_row
+from zeroshot.scoring import failed_row, header_d_max_mm
 from zeroshot.volume import Volume, read_label, read_volume, write_mask
 
 __all__ = [
@@ -73,6 +73,9 @@ class CaseInputs:
         Why the case could not be read (every row of the case fails with it).
     seconds_read : float
         Time spent reading and prompting.
+    d_max_mm : float
+        The penalty distance of the case's failed rows: the image's diagonal in mm, read from the image's header
+        (else the label's) when the case could not be read; NaN only when neither header can be read.
     """
 
     case: Case
@@ -81,6 +84,7 @@ class CaseInputs:
     prompts: Mapping[tuple[str, int], VolumePrompts | BaseException] = field(default_factory=dict)
     error: BaseException | None = None
     seconds_read: float = 0.0
+    d_max_mm: float = float("nan")
 
 
 @dataclass(frozen=True, eq=False)
@@ -121,13 +125,15 @@ def read_case(
     strategies: Mapping[str, Any],
     rundir: RunDir,
     *,
-    label: int = 1,
+    label: int,
     coarse_dir: Path | None = None,
 ) -> CaseInputs:
     """Read a case and make (or load from the run's cache) the prompts of every ``(strategy, seed)`` task.
 
-    ``coarse_dir`` holds the coarse masks of strategies whose source is ``coarse``. Never raises for a bad case:
-    reading errors are returned in :attr:`CaseInputs.error`, prompting errors per task in
+    ``label`` is the run's structure (its value in the label and coarse files); a label file that holds other
+    structures but not this one fails the case with the values it holds. ``coarse_dir`` holds the coarse masks
+    of strategies whose source is ``coarse``. Never raises for a bad case: reading errors are returned in
+    :attr:`CaseInputs.error` (with the D_max its headers give), prompting errors per task in
     :attr:`CaseInputs.prompts`.
     """
     start = time.perf_counter()
@@ -137,16 +143,17 @@ def read_case(
             raise SegmenterError(f"case {case.key}: no label file; cannot score it")
         gt = read_label(case.label, volume, label=label, require_label=False)
     except Exception as exc:
-        return CaseInputs(case, None, None, error=exc, seconds_read=time.perf_counter() - start)
+        d_max_mm = header_d_max_mm(case.image, case.label)
+        return CaseInputs(case, None, None, error=exc, seconds_read=time.perf_counter() - start, d_max_mm=d_max_mm)
     prompts: dict[tuple[str, int], VolumePrompts | BaseException] = {}
     for strategy_name, seed in tasks:
         try:
             prompts[(strategy_name, seed)] = _prompts_for(
-                case, volume, gt, strategies[strategy_name], strategy_name, seed, rundir, coarse_dir
+                case, volume, gt, strategies[strategy_name], strategy_name, seed, rundir, coarse_dir, label
             )
         except Exception as exc:
             prompts[(strategy_name, seed)] = exc
-    return CaseInputs(case, volume, gt, prompts, seconds_read=time.perf_counter() - start)
+    return CaseInputs(case, volume, gt, prompts, seconds_read=time.perf_counter() - start, d_max_mm=volume.diagonal_mm)
 
 
 def _prompts_for(
@@ -158,6 +165,7 @@ def _prompts_for(
     seed: int,
     rundir: RunDir,
     coarse_dir: Path | None,
+    label: int,
 ) -> VolumePrompts:
     from zeroshot.prompts.generate import make_prompts
     from zeroshot.prompts.serialise import mask_dir_for, prompts_from_json, prompts_to_json, write_prompt_masks
@@ -167,7 +175,7 @@ def _prompts_for(
     if path.is_file():
         return prompts_from_json(path.read_text(), mask_dir=mask_dir_for(path))
     if strategy.source.kind == "coarse":
-        source = read_source_mask(strategy, case, volume, coarse_dir=coarse_dir)
+        source = read_source_mask(strategy, case, volume, label=label, coarse_dir=coarse_dir)
     else:
         source = gt
     prompts = make_prompts(strategy, case_id=case.case_id, volume=volume, source_mask=source, seed=seed, gt_mask=gt)
@@ -489,8 +497,7 @@ def finish_row(
         row.update(scores.metrics)
         slices = scores.slices
     else:
-        d_max = inputs.volume.diagonal_mm if inputs.volume is not None else float("nan")
-        row.update(failed_row(tolerances_mm, d_max_mm=d_max))
+        row.update(failed_row(tolerances_mm, d_max_mm=inputs.d_max_mm))
         slices = {}
     row["failed"] = error is not None
     row["error"] = _error_text(error) if error is not None else ""
@@ -500,6 +507,7 @@ def finish_row(
     prompts = prediction.prompts
     row["prompt_source"] = prompts.source if prompts is not None else ""
     row["key_slices"] = " ".join(str(z) for z in prompts.key_slices) if prompts is not None else ""
+    row["box_coverage"] = prompts.box_coverage if prompts is not None else float("nan")
     row["offloaded"] = prediction.offloaded
     row["prediction"] = prediction_path if error is None else ""
     row["seconds_read"] = inputs.seconds_read
