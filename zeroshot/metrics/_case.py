@@ -44,8 +44,9 @@ class CaseMetrics:
     tolerances_mm : tuple of float
         NSD tolerances, in the order asked.
     nsd : tuple of float
-        Normalised surface distance (surface Dice) at each tolerance: the area fraction of both surfaces within
-        the tolerance of the other.
+        Normalised surface distance (surface Dice) at each tolerance τ: the area fraction of both surfaces within
+        τ of the other, a surfel at exactly τ included (distance ≤ τ·(1 + 1e-6), so that float32 spacing noise
+        does not move surfels that lie exactly at τ out).
     empty_gt, empty_pred : bool
         Whether each mask is empty.
     d_max_mm : float
@@ -137,7 +138,8 @@ def score_case(
     spacing_mm : sequence of 3 floats
         Voxel size in mm in array-axis order ``(z, y, x)``; required, never assumed to be 1 mm.
     tolerances_mm : sequence of float
-        NSD tolerances in mm (default 2 mm); each gives a column ``nsd_<t>mm``.
+        NSD tolerances in mm (default 2 mm); each gives a column ``nsd_<t>mm``. A surfel at distance d counts as
+        within τ when d ≤ τ·(1 + 1e-6) (ties counted as within, robust to float32 spacing).
 
     Returns
     -------
