@@ -37,6 +37,7 @@ from typing import Any
 
 import yaml
 
+from zeroshot.bundled import bundled_path
 from zeroshot.errors import ConfigError
 from zeroshot.prompts.settings import (
     COMPONENTS,
@@ -74,13 +75,13 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 def prompts_dir() -> Path:
     """The folder where bare strategy names are looked up.
 
-    ``$ZEROSHOT_PROMPTS_DIR`` if set, else the ``prompts/`` folder at the top of the repository this package
-    lives in.
+    ``$ZEROSHOT_PROMPTS_DIR`` if set, else the ``prompts/`` folder at the top of the repository (in a checkout)
+    or its copy inside the installed package (:func:`zeroshot.bundled.bundled_path`).
     """
     env = os.environ.get(PROMPTS_DIR_ENV)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "prompts"
+    return bundled_path("prompts")
 
 
 def load_strategy(path_or_name: str | os.PathLike[str]) -> Strategy:
