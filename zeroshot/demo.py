@@ -12,7 +12,7 @@ patients.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,11 +118,8 @@ def run_demo(
     summary = run_eval(config, progress=progress)
     compare_dir = figures_dir = None
     if figures:
-        compare_dir = _subcommand("compare", [str(summary.out), "--out", str(out / "compare")], out / "compare")
-        figure_args = [str(summary.out), "--out", str(out / "figures")]
-        if compare_dir is not None and (compare_dir / "baseline_results.parquet").is_file():
-            figure_args += ["--compare", str(compare_dir)]
-        figures_dir = _subcommand("figures", figure_args, out / "figures")
+        compare_dir = _step("compare", lambda: _compare(summary.out, out / "compare"))
+        figures_dir = _step("figures", lambda: _figures(summary.out, out / "figures", compare_dir))
     print(format_summary(summary))
     print(
         "\nSynthetic phantom: these numbers test the machinery, not accuracy on patients. "
@@ -133,18 +130,37 @@ def run_demo(
     return DemoResult(data=manifest, run=summary, compare=compare_dir, figures=figures_dir)
 
 
-def _subcommand(name: str, argv: list[str], output: Path) -> Path | None:
-    """Run ``zeroshot <name> argv`` if that command exists; its output folder, or ``None`` if it failed."""
-    from zeroshot.cli import COMMANDS, main
+def _compare(run: Path, out: Path) -> Path:
+    """``zeroshot compare RUN --out OUT`` with its defaults, as a library call; lists the files written."""
+    from zeroshot.compare import BootstrapOptions, compare_runs
 
-    if name not in COMMANDS:
-        return None
+    output = compare_runs([run], out, options=BootstrapOptions())
+    for path in output.files:
+        print(path)
+    return out
+
+
+def _figures(run: Path, out: Path, compare_dir: Path | None) -> Path:
+    """``zeroshot figures RUN [--compare DIR] --out OUT`` with its defaults; lists the files and the skipped."""
+    from zeroshot.compare import BASELINE_RESULTS
+    from zeroshot.figures import make_figures
+
+    with_baselines = compare_dir is not None and (compare_dir / BASELINE_RESULTS).is_file()
+    report = make_figures([run], out, compare_dir=compare_dir if with_baselines else None)
+    for path in report.files:
+        print(path)
+    for name, reason in report.skipped:
+        print(f"skipped {name}: {reason}")
+    return out
+
+
+def _step(name: str, action: Callable[[], Path]) -> Path | None:
+    """Run one step after the evaluation; its output folder, or ``None`` (reported) if it failed."""
     try:
-        code = main([name, *argv])
+        return action()
     except Exception as exc:  # the demo's own results are safe on disk; report the step and go on
         print(
             f"zeroshot demo: {name} failed ({type(exc).__name__}: {exc}); the run's tables are complete",
             file=sys.stderr,
         )
         return None
-    return output if code == 0 else None
