@@ -177,7 +177,7 @@ def test_overlays_pick_best_median_worst(runs, rows):
     figure = plot_overlays(cases)
     assert [title.split(":")[0] for title in _titles(figure)[:3]] == ["best", "median", "worst"]
     assert figure.axes[0].get_ylabel().startswith("T1: medsam2\nmean Dice 0.")
-    assert "best model: medsam2" in figure.get_suptitle()
+    assert figure.get_suptitle().startswith("Best zero-shot model per sequence (medsam2), strategy box-mid")
     with pytest.raises(FigureSkipped, match="no saved predictions"):
         select_overlay_cases(runs, rows, strategy="point-center")
 
@@ -200,7 +200,7 @@ def test_overlays_show_the_best_model_of_each_sequence(phantom_data, tmp_path):
     oop = next(c for c in cases if c.sequence == "OOP")
     assert oop.model_mean_dice == pytest.approx(results.loc[better_on_oop, "dice"].mean())
     figure = plot_overlays(cases)
-    assert "best model per sequence (medsam2, sam2.1-tiny)" in figure.get_suptitle()
+    assert "Best zero-shot model per sequence (medsam2, sam2.1-tiny)" in figure.get_suptitle()
     labels = [ax.get_ylabel().split("\n")[0] for ax in figure.axes[::3]]
     assert labels == ["T1: medsam2", "T2: medsam2", "OOP: sam2.1-tiny"]
 

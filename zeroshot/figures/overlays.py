@@ -240,7 +240,8 @@ def plot_overlays(cases: Sequence[OverlayCase]) -> Figure:
         Line2D([], [], color=PROMPT_COLOR, ls="--", label="prompt"),
     ]
     figure.legend(handles=handles, loc="outside lower center", ncols=3)
-    models = list(dict.fromkeys(c.model for c in cases))
-    shown = f"best model per sequence ({', '.join(models)})" if len(models) > 1 else f"best model: {models[0]}"
-    figure.suptitle(f"Strategy {cases[0].strategy}, {shown}: best, median and worst case per sequence")
+    models = ", ".join(dict.fromkeys(c.model for c in cases))
+    figure.suptitle(
+        f"Best zero-shot model per sequence ({models}), strategy {cases[0].strategy}: best, median and worst case"
+    )
     return figure
