@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from zeroshot.atomic import write_atomic
-from zeroshot.errors import ZeroshotError
+from zeroshot.errors import ZeroshotError, plain
 from zeroshot.runner import EvalConfig, RunSummary, run_eval
 from zeroshot.runner.summary import format_summary
 
@@ -132,7 +132,7 @@ def run_demo(
         ``cases`` below 1, or an ``out/data`` written by an older demo that has no test cases.
     """
     if isinstance(cases, bool) or not isinstance(cases, int) or cases < 1:
-        raise ZeroshotError(f"--cases: expected at least 1 test case per sequence, got {cases!r}")
+        raise ZeroshotError(f"--cases: expected at least 1 test case per sequence, got {plain(cases)}")
     out = Path(out)
     manifest = _phantom(out / "data", subjects=SUBJECTS_PER_TEST_CASE * cases, seed=seed)
     chosen = list(models) if models else demo_models()

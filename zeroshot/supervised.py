@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn import functional
 
 from zeroshot.datasets import Case
-from zeroshot.errors import ConfigError
+from zeroshot.errors import ConfigError, plain
 from zeroshot.prompts.regions import largest_component
 from zeroshot.volume import Volume, read_label, read_volume, write_mask
 
@@ -74,7 +74,7 @@ class SliceCNNSettings:
         for name in ("steps", "batch", "patch_px", "channels"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"SliceCNNSettings.{name}: expected a positive integer, got {value!r}")
+                raise ConfigError(f"SliceCNNSettings.{name}: expected a positive integer, got {plain(value)}")
         if not (np.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ConfigError(f"SliceCNNSettings.learning_rate: expected a positive number, got {self.learning_rate}")
         if not 0.0 <= self.centred_fraction <= 1.0:

@@ -18,7 +18,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from zeroshot.distance_ties import at_most_mm
-from zeroshot.errors import MetricsError
+from zeroshot.errors import MetricsError, plain
 
 __all__ = ["DirectedSurfaceDistances", "SurfaceDistances", "surface_distances", "surfel_area_table"]
 
@@ -274,7 +274,9 @@ def _check_spacing(spacing_mm: Sequence[float]) -> tuple[float, float, float]:
     try:
         spacing = tuple(float(s) for s in spacing_mm)
     except (TypeError, ValueError):
-        raise MetricsError(f"spacing_mm: expected three mm values in (z, y, x) order, got {spacing_mm!r}") from None
+        raise MetricsError(
+            f"spacing_mm: expected three mm values in (z, y, x) order, got {plain(spacing_mm)}"
+        ) from None
     if len(spacing) != 3 or not all(math.isfinite(s) and s > 0 for s in spacing):
-        raise MetricsError(f"spacing_mm: expected three positive mm values in (z, y, x) order, got {spacing_mm!r}")
+        raise MetricsError(f"spacing_mm: expected three positive mm values in (z, y, x) order, got {plain(spacing_mm)}")
     return spacing  # type: ignore[return-value]

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zeroshot.errors import ConfigError
+from zeroshot.errors import ConfigError, plain
 from zeroshot.interactive import ClickSettings
 
 __all__ = [
@@ -209,9 +209,9 @@ class EvalConfig:
         _require_unique_nonempty(self.strategies, "--strategy")
         _require_unique_nonempty(self.seeds, "--seeds")
         if any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in self.seeds):
-            raise ConfigError(f"--seeds: expected non-negative integers, got {list(self.seeds)}")
+            raise ConfigError(f"--seeds: expected non-negative integers, got {plain(list(self.seeds))}")
         if not self.tolerances_mm or any(not (math.isfinite(t) and t > 0) for t in self.tolerances_mm):
-            raise ConfigError(f"--tolerance-mm: expected positive mm values, got {list(self.tolerances_mm)}")
+            raise ConfigError(f"--tolerance-mm: expected positive mm values, got {plain(list(self.tolerances_mm))}")
         if self.image_size is not None and self.image_size < 16:
             raise ConfigError(f"--image-size: expected at least 16 pixels, got {self.image_size}")
         if self.executor not in EXECUTORS:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from zeroshot.errors import SegmenterError
+from zeroshot.errors import SegmenterError, plain
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -67,11 +67,13 @@ class Preprocessing:
     def __post_init__(self) -> None:
         low, high = self.percentiles
         if not 0.0 <= low < high <= 100.0:
-            raise SegmenterError(f"percentiles must satisfy 0 <= low < high <= 100, got {self.percentiles}")
+            raise SegmenterError(f"percentiles must satisfy 0 <= low < high <= 100, got {plain(self.percentiles)}")
         if self.resize not in ("bicubic", "bilinear"):
             raise SegmenterError(f"resize must be 'bicubic' or 'bilinear', got {self.resize!r}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise SegmenterError(f"mean and std need three values each, std positive; got {self.mean}, {self.std}")
+            raise SegmenterError(
+                f"mean and std need three values each, std positive; got {plain(self.mean)}, {plain(self.std)}"
+            )
 
     def describe(self) -> dict[str, Any]:
         """JSON-serialisable record of the settings."""
