@@ -176,9 +176,33 @@ def test_overlays_pick_best_median_worst(runs, rows):
     assert all(c.gt.shape == c.image.shape == c.pred.shape and c.prompt.get("box") for c in cases)
     figure = plot_overlays(cases)
     assert [title.split(":")[0] for title in _titles(figure)[:3]] == ["best", "median", "worst"]
-    assert figure.axes[0].get_ylabel() == "T1"
+    assert figure.axes[0].get_ylabel().startswith("T1: medsam2\nmean Dice 0.")
+    assert figure.get_suptitle().startswith("Best zero-shot model per sequence (medsam2), strategy box-mid")
     with pytest.raises(FigureSkipped, match="no saved predictions"):
         select_overlay_cases(runs, rows, strategy="point-center")
+
+
+def test_overlays_show_the_best_model_of_each_sequence(phantom_data, tmp_path):
+    from fixtures_runs import write_predictions
+
+    from zeroshot.datasets import discover
+    from zeroshot.runner.rundir import RunDir
+
+    root = write_synthetic_run(tmp_path / "run", phantom_data, strategies=("box-mid",), with_predictions=True)
+    write_predictions(RunDir(root), discover(phantom_data), "sam2.1-tiny", "box-mid", 0)
+    results = pd.read_parquet(root / "results.parquet")
+    better_on_oop = (results["model"] == "sam2.1-tiny") & (results["sequence"] == "OOP")
+    results.loc[better_on_oop, "dice"] += 0.3  # medsam2 leads on T1 and T2, sam2.1-tiny on OOP
+    results.to_parquet(root / "results.parquet", index=False)
+    runs = load_runs([root])
+    cases = select_overlay_cases(runs, comparison_rows(runs), strategy="box-mid")
+    assert {(c.sequence, c.model) for c in cases} == {("T1", "medsam2"), ("T2", "medsam2"), ("OOP", "sam2.1-tiny")}
+    oop = next(c for c in cases if c.sequence == "OOP")
+    assert oop.model_mean_dice == pytest.approx(results.loc[better_on_oop, "dice"].mean())
+    figure = plot_overlays(cases)
+    assert "Best zero-shot model per sequence (medsam2, sam2.1-tiny)" in figure.get_suptitle()
+    labels = [ax.get_ylabel().split("\n")[0] for ax in figure.axes[::3]]
+    assert labels == ["T1: medsam2", "T2: medsam2", "OOP: sam2.1-tiny"]
 
 
 def test_figures_skip_what_a_run_cannot_support(phantom_data, tmp_path):

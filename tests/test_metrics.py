@@ -148,6 +148,47 @@ def test_docstring_examples_run() -> None:
     assert result.attempted >= 2 and result.failed == 0
 
 
+# ---------------------------------------------------------------------------------------------- ties at a tolerance
+TIE_GRID_MM = (0.8, 1.2, 4.0)  # two voxels along z and one along y: sqrt(1.6² + 1.2²) = 2 mm exactly
+
+
+def two_ellipsoids() -> tuple[np.ndarray, np.ndarray]:
+    """Two overlapping ellipsoids on the 0.8 × 1.2 × 4.0 mm grid; many surfels lie exactly 1.2, 2 or 4 mm apart."""
+    z, y, x = np.mgrid[:40, :30, :10]
+
+    def ellipsoid(centre, radii_mm):
+        axes = zip((z, y, x), centre, TIE_GRID_MM, radii_mm, strict=True)
+        return sum(((g - c) * s) ** 2 / r**2 for g, c, s, r in axes) < 1
+
+    return ellipsoid((20, 15, 5), (12, 10, 14)), ellipsoid((21, 14, 5), (10, 12, 12))
+
+
+@pytest.mark.parametrize("tolerance", [1.2, 2.0, 4.0])
+def test_nsd_does_not_depend_on_how_the_header_stores_the_spacing(tolerance: float) -> None:
+    gt, pred = two_ellipsoids()
+    as_nifti = tuple(float(np.float32(s)) for s in TIE_GRID_MM)  # 0.800000011920929, 1.2000000476837158, 4.0
+    assert as_nifti != TIE_GRID_MM
+    exact = score_case(gt, pred, TIE_GRID_MM, tolerances_mm=(tolerance,)).nsd_at(tolerance)
+    from_nifti = score_case(gt, pred, as_nifti, tolerances_mm=(tolerance,)).nsd_at(tolerance)
+    assert from_nifti == pytest.approx(exact, rel=1e-7)
+
+
+def test_the_tie_case_really_has_surfels_at_the_tolerance() -> None:
+    # Without ties the test above would pass with any rule; it needs a real share of the surface exactly at 2 mm.
+    gt, pred = two_ellipsoids()
+    forward = surface_distances(gt, pred, TIE_GRID_MM).gt_to_pred
+    at_two = forward.areas_mm2[np.isclose(forward.distances_mm, 2.0, rtol=1e-9, atol=0)]
+    assert at_two.sum() > 0.03 * forward.total_area_mm2
+
+
+def test_a_surfel_at_the_tolerance_counts_and_one_just_beyond_does_not() -> None:
+    distances = metrics.DirectedSurfaceDistances(
+        distances_mm=np.array([1.0, 2.0 * (1 - 1e-9), 2.0, 2.0 * (1 + 5e-7), 2.0 * (1 + 3e-6), 2.1]),
+        areas_mm2=np.array([1.0, 2.0, 4.0, 8.0, 16.0, 32.0]),
+    )
+    assert distances.area_within_mm2(2.0) == 1.0 + 2.0 + 4.0 + 8.0
+
+
 # ------------------------------------------------------------------------------------------------ edge-case table
 def test_empty_prediction_is_a_miss_with_infinite_distances() -> None:
     gt, _ = box_pair(0, 0)

@@ -1,6 +1,12 @@
-"""Exceptions the toolkit raises for bad input; each message names the file, case or argument at fault."""
+"""Exceptions the toolkit raises for bad input; each message names the file, case or argument at fault.
+
+Messages show values with :func:`plain`, so a spacing read by numpy reads ``(0.0, 1.3, 1.0)``, not
+``(np.float64(0.0), np.float64(1.3), np.float64(1.0))``.
+"""
 
 from __future__ import annotations
+
+import numpy as np
 
 __all__ = [
     "CheckpointError",
@@ -12,6 +18,7 @@ __all__ = [
     "VolumeError",
     "ZeroshotError",
     "ZeroshotWarning",
+    "plain",
 ]
 
 
@@ -53,3 +60,32 @@ class ZeroshotWarning(UserWarning):
     Examples: label files holding several structures while the default label is scored, tree images a manifest
     leaves out, box prompts that no longer cover their structure.
     """
+
+
+def plain(value: object) -> str:
+    """``value`` as an error message shows it: numbers plain, whatever type holds them.
+
+    Like ``repr`` (text keeps its quotes, a tuple its parentheses), except that numpy scalars and arrays, also
+    inside tuples and lists, print as the numbers they hold, each at its own precision (a float32 1.3 is ``1.3``).
+
+    Examples
+    --------
+    >>> plain((np.float64(0.0), np.float32(1.3), 1.0))
+    '(0.0, 1.3, 1.0)'
+    >>> plain([np.int64(2), "T1", np.array([0.5, 1.0]), (np.bool_(True),)])
+    "[2, 'T1', [0.5, 1.0], (True,)]"
+    """
+    if isinstance(value, np.ndarray):
+        return plain(value[()]) if value.ndim == 0 else plain(list(value))
+    if isinstance(value, np.bool_):
+        return repr(bool(value))
+    if isinstance(value, np.integer):
+        return repr(int(value))
+    if isinstance(value, np.floating):
+        return str(value)  # numpy's shortest text that reads back as the same value of its own type
+    if type(value) is tuple:
+        items = [plain(item) for item in value]
+        return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
+    if type(value) is list:
+        return f"[{', '.join(plain(item) for item in value)}]"
+    return repr(value)

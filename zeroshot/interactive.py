@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from zeroshot.errors import ConfigError
+from zeroshot.errors import ConfigError, plain
 from zeroshot.prompts import NEGATIVE, POSITIVE, SlicePrompt, VolumePrompts
 from zeroshot.prompts.points import farthest_interior_point
 from zeroshot.prompts.regions import largest_component
@@ -78,7 +78,7 @@ class ClickSettings:
 
     def __post_init__(self) -> None:
         if not isinstance(self.rounds, int) or self.rounds < 0:
-            raise ConfigError(f"clicks: rounds must be a whole number >= 0, got {self.rounds!r}")
+            raise ConfigError(f"clicks: rounds must be a whole number >= 0, got {plain(self.rounds)}")
         if self.slice_rule not in ("largest-error", "key-slice"):
             raise ConfigError(f"clicks: slice_rule must be 'largest-error' or 'key-slice', got {self.slice_rule!r}")
         if self.per_round not in ("one", "both"):

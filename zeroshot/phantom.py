@@ -30,7 +30,7 @@ from scipy import interpolate, ndimage
 from scipy.spatial import cKDTree
 
 from zeroshot.datasets import MANIFEST_COLUMNS, MANIFEST_NAME, SEQUENCES
-from zeroshot.errors import ZeroshotError
+from zeroshot.errors import ZeroshotError, plain
 from zeroshot.volume import CANONICAL_AXCODES_ORNT, Volume, save_nifti, volume_from_array
 
 __all__ = [
@@ -159,7 +159,7 @@ def make_phantom_case(
         nx = int(rng.integers(nx_lo, nx_hi + 1))
         shape = (int(rng.integers(nz_lo, nz_hi + 1)), round(nx * rng.uniform(0.78, 0.9)), nx)
     if len(shape) != 3 or min(shape) < 8:
-        raise ZeroshotError(f"phantom shape must be three sizes of at least 8 voxels, got {shape}")
+        raise ZeroshotError(f"phantom shape must be three sizes of at least 8 voxels, got {plain(shape)}")
     tissue, fat_fraction = _anatomy(rng, shape, spacing_mm)
     label = tissue == _T["pancreas"]
     bias = _bias_field(rng, shape, center.bias)

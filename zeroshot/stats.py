@@ -19,6 +19,8 @@ import numpy as np
 from scipy import special
 from scipy import stats as scipy_stats
 
+from zeroshot.errors import plain
+
 __all__ = [
     "BOOTSTRAP_METHODS",
     "ConfidenceInterval",
@@ -154,9 +156,9 @@ def _as_sample(values: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
 
 def _check_options(confidence: float, n_resamples: int, method: str) -> None:
     if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence: expected a fraction in (0, 1), found {confidence!r}")
+        raise ValueError(f"confidence: expected a fraction in (0, 1), found {plain(confidence)}")
     if n_resamples < 1:
-        raise ValueError(f"n_resamples: expected a positive count, found {n_resamples!r}")
+        raise ValueError(f"n_resamples: expected a positive count, found {plain(n_resamples)}")
     if method not in BOOTSTRAP_METHODS:
         raise ValueError(f"method: expected one of {', '.join(BOOTSTRAP_METHODS)}, found {method!r}")
 

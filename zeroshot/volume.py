@@ -20,7 +20,7 @@ import numpy as np
 from nibabel import orientations as ornt
 
 from zeroshot.atomic import write_atomic
-from zeroshot.errors import VolumeError
+from zeroshot.errors import VolumeError, plain
 from zeroshot.structure import check_label_value, describe_values
 
 __all__ = [
@@ -392,11 +392,13 @@ def _load(path: Path) -> tuple[nib.Nifti1Image, np.ndarray]:
         raise VolumeError(f"{path}: the affine is missing or not finite")
     zooms = np.linalg.norm(affine[:3, :3], axis=0)
     if np.any(zooms <= 0) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
-        raise VolumeError(f"{path}: voxel spacing must be positive, found {tuple(np.round(zooms, 6))} mm")
+        raise VolumeError(f"{path}: voxel spacing must be positive, found {plain(tuple(np.round(zooms, 6)))} mm")
     # nibabel silently replaces zero voxel sizes by 1 mm on load; read the raw header to refuse them instead.
     raw_zooms = _raw_pixdim(path, image)
     if raw_zooms is not None and (np.any(~np.isfinite(raw_zooms)) or np.any(raw_zooms <= 0)):
-        raise VolumeError(f"{path}: voxel spacing must be positive, found {tuple(float(z) for z in raw_zooms)} mm")
+        raise VolumeError(
+            f"{path}: voxel spacing must be positive, found {plain(tuple(raw_zooms.astype(np.float32)))} mm"
+        )
     return image, data
 
 
@@ -420,7 +422,9 @@ def _check_finite(array: np.ndarray, where: object) -> np.ndarray:
 def _check_spacing(spacing_mm: tuple[float, float, float], where: object) -> tuple[float, float, float]:
     spacing = tuple(float(s) for s in spacing_mm)
     if len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
-        raise VolumeError(f"{where}: spacing must be three positive mm values in (z, y, x) order, got {spacing_mm}")
+        raise VolumeError(
+            f"{where}: spacing must be three positive mm values in (z, y, x) order, got {plain(spacing_mm)}"
+        )
     return spacing  # type: ignore[return-value]
 
 

@@ -5,7 +5,7 @@ One model per line, seven whitespace-separated columns (``-`` marks an empty fie
     name  backend  config  options  licence  sha256  url
 
 The file's own header documents each column. The list in use is ``$ZEROSHOT_CHECKPOINTS`` when set, else
-``checkpoints.txt`` at the top of the repository.
+``checkpoints.txt`` at the top of the repository (a copy inside the package when installed from a wheel).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
+from zeroshot.bundled import bundled_path
 from zeroshot.errors import CheckpointError
 
 __all__ = [
@@ -128,11 +129,15 @@ class CheckpointEntry:
 
 
 def default_list_path() -> Path:
-    """The checkpoint list in use: ``$ZEROSHOT_CHECKPOINTS``, else ``checkpoints.txt`` at the repository top."""
+    """The checkpoint list in use: ``$ZEROSHOT_CHECKPOINTS``, else ``checkpoints.txt`` at the repository top.
+
+    Installed from a wheel, the package carries its own copy of ``checkpoints.txt``
+    (:func:`zeroshot.bundled.bundled_path`).
+    """
     override = os.environ.get(ENV_CHECKPOINT_LIST)
     if override:
         return Path(override).expanduser()
-    return Path(__file__).resolve().parents[2] / "checkpoints.txt"
+    return bundled_path("checkpoints.txt")
 
 
 def read_checkpoint_list(path: str | os.PathLike[str] | None = None) -> dict[str, CheckpointEntry]:

@@ -13,13 +13,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run the whole pipeline on a synthetic phantom (what `make demo` runs)",
         description=(
             "Write a phantom dataset, evaluate the weight-free baselines (grabcut, box-fill) and any SAM2/MedSAM2 "
-            "checkpoint already cached under a few prompt strategies on T1, T2 and OOP, write the tables, the "
-            "comparison and the figures, and print mean Dice per sequence x model x strategy. Running it again "
+            "checkpoint already cached under a few prompt strategies on the T1, T2 and OOP test cases, train a "
+            "small supervised network on the T1 training cases and score it on the same test cases "
+            "(--baseline-preds phantom-cnn-T1=DIR), write the tables, the comparison and the figures, and print "
+            "mean Dice per sequence x model x strategy and the train x test sequence table. Running it again "
             "resumes. Synthetic data test the machinery, not accuracy on patients."
         ),
     )
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
-    parser.add_argument("--cases", type=int, default=3, help="phantom subjects (default 3)")
+    parser.add_argument(
+        "--cases",
+        type=int,
+        default=3,
+        help="test cases per sequence (default 3); the phantom gets five times as many subjects, 3/5 of them training",
+    )
     parser.add_argument("--seed", type=int, default=0, help="phantom seed (default 0)")
     parser.add_argument("--model", action="append", help="models (repeatable; default baselines + cached)")
     parser.add_argument("--strategy", action="append", help="strategies (repeatable; default a few shipped ones)")

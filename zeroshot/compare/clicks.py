@@ -39,7 +39,7 @@ import pandas as pd
 from zeroshot import stats
 from zeroshot.compare.runs import IDENTITY, RunError
 from zeroshot.compare.tables import KIND_SUPERVISED, BootstrapOptions, higher_is_better, sequence_order
-from zeroshot.errors import ConfigError
+from zeroshot.errors import ConfigError, plain
 
 __all__ = [
     "AFTER_CLICKS",
@@ -115,7 +115,7 @@ def check_after_clicks(after_clicks: Sequence[int]) -> tuple[int, ...]:
         raise ConfigError("after_clicks (--after-clicks): expected at least one click count, found none")
     for value in values:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise ConfigError(f"after_clicks (--after-clicks): expected whole numbers >= 0, found {value!r}")
+            raise ConfigError(f"after_clicks (--after-clicks): expected whole numbers >= 0, found {plain(value)}")
     return tuple(sorted({int(v) for v in values}))
 
 
@@ -132,7 +132,9 @@ def check_noc_thresholds(thresholds: Sequence[float]) -> tuple[float, ...]:
         raise ConfigError("noc_thresholds (--noc): expected at least one Dice threshold, found none")
     for value in values:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
-            raise ConfigError(f"noc_thresholds (--noc): expected Dice values in (0, 1] such as 0.85, found {value!r}")
+            raise ConfigError(
+                f"noc_thresholds (--noc): expected Dice values in (0, 1] such as 0.85, found {plain(value)}"
+            )
     return tuple(sorted({float(v) for v in values}))
 
 

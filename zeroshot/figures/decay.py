@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from zeroshot.distance_ties import at_most_mm, bin_index
 from zeroshot.figures.data import FigureSkipped, mean_ci, sequences_of
 from zeroshot.figures.style import DOUBLE_COLUMN_IN, legend_below, model_colors, new_figure, styled
 
@@ -17,7 +17,9 @@ def decay_curve(
 ) -> pd.DataFrame:
     """Mean slice Dice per distance bin with a bootstrap CI over cases.
 
-    Slices are binned by ``dist_mm`` into ``[0, bin_mm), [bin_mm, 2 bin_mm), ...``; each case contributes the mean
+    Slices are binned by ``dist_mm`` into ``[0, bin_mm), [bin_mm, 2 bin_mm), ...`` (a distance that ties a bin edge,
+    within a relative 1e-6, falls in the bin it opens: :func:`zeroshot.distance_ties.bin_index`, so with ``bin_mm``
+    one slice thickness each slice has its own bin); each case contributes the mean
     of its slices in a bin (the case is the unit, however many slices it has there). Slices where Dice is
     undefined (both masks empty on the slice) are left out; a false positive far from the organ counts as 0.
 
@@ -28,8 +30,8 @@ def decay_curve(
     """
     valid = slices.loc[slices["slice_dice"].notna() & slices["dist_mm"].notna() & (slices["dist_mm"] >= 0)]
     if max_mm is not None:
-        valid = valid.loc[valid["dist_mm"] <= max_mm]
-    bins = np.floor(valid["dist_mm"].to_numpy() / bin_mm).astype(int)
+        valid = valid.loc[at_most_mm(valid["dist_mm"].to_numpy(), max_mm)]
+    bins = bin_index(valid["dist_mm"].to_numpy(), bin_mm)
     per_case = valid.assign(bin=bins).groupby(["bin", "case_id"])["slice_dice"].mean().reset_index()
     records = []
     for index, group in per_case.groupby("bin"):

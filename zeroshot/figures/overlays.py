@@ -1,5 +1,9 @@
 """Qualitative overlays: the best, median and worst case per sequence, on the prompted slice.
 
+Each sequence's row shows the zero-shot model that did best there (the highest mean Dice over cases under the
+strategy drawn, among the models whose predictions were saved); the row says which model and its mean Dice, so a
+weak baseline (box-fill) is never the face of a run by accident of name order.
+
 Each panel shows the image slice (0.5-99.5 percentile window, physical aspect ratio, radiological view: patient's
 right on the left), the ground-truth contour (the run's structure: the label value its ``run.json`` records), the
 predicted contour and the prompt (dashed box, + positive and x negative points), cropped around them. It needs the
@@ -48,6 +52,8 @@ class OverlayCase:
     z : int
     prompt : mapping
         The prompt of this slice (``box``, ``points``, ``labels``), empty if none was found.
+    model_mean_dice : float
+        The model's mean Dice on this sequence under this strategy (what made it the sequence's best model).
     """
 
     rank: str
@@ -62,6 +68,7 @@ class OverlayCase:
     spacing_yx_mm: tuple[float, float]
     z: int
     prompt: Mapping[str, Any]
+    model_mean_dice: float = float("nan")
 
 
 def _prompt_slices(path: Path) -> list[Mapping[str, Any]]:
@@ -76,7 +83,10 @@ def _prompt_slices(path: Path) -> list[Mapping[str, Any]]:
 
 
 def select_overlay_cases(runs: RunTables, rows: pd.DataFrame, *, strategy: str) -> list[OverlayCase]:
-    """Load the best, median and worst case (by Dice) per sequence for the model with the most saved predictions.
+    """Load the best, median and worst case (by Dice) per sequence, for that sequence's best model.
+
+    The best model of a sequence has the highest mean Dice under ``strategy`` (penalised rows, seeds averaged
+    within a case, ties to the first name) among the zero-shot models with saved predictions there.
 
     Raises
     ------
@@ -100,14 +110,16 @@ def select_overlay_cases(runs: RunTables, rows: pd.DataFrame, *, strategy: str) 
             found.append((row, path, run))
     if not found:
         raise FigureSkipped(f"no saved predictions for strategy {strategy} (run zeroshot eval with --save-pred)")
-    models = pd.Series([row.model for row, _, _ in found]).value_counts()
-    model = str(models.sort_index().sort_values(ascending=False, kind="stable").index[0])
+    best = _best_models(rows, found, strategy=strategy)
     cases_by_key = {}
     for root, info in zip(runs.roots, runs.infos, strict=True):
         data, layout = dataset_root(info, root)
         cases_by_key.update({(c.sequence, c.case_id): c for c in discover(data, layout=layout)})
     chosen = []
     for sequence in sequences_of(candidates):
+        if sequence not in best:
+            continue
+        model, model_mean_dice = best[sequence]
         here = sorted(
             ((row, path, run) for row, path, run in found if row.model == model and row.sequence == sequence),
             key=lambda item: (-item[0].dice, item[0].case_id),
@@ -136,9 +148,25 @@ def select_overlay_cases(runs: RunTables, rows: pd.DataFrame, *, strategy: str) 
                     spacing_yx_mm=(float(image.spacing_mm[1]), float(image.spacing_mm[2])),
                     z=z,
                     prompt=prompts[0] if prompts else {},
+                    model_mean_dice=model_mean_dice,
                 )
             )
     return chosen
+
+
+def _best_models(
+    rows: pd.DataFrame, found: Sequence[tuple[Any, Path, Any]], *, strategy: str
+) -> dict[str, tuple[str, float]]:
+    """Per sequence: the model with saved predictions there whose mean Dice is highest, and that mean."""
+    saved = {(row.sequence, row.model) for row, _, _ in found}
+    scored = rows.loc[(rows["strategy"] == strategy) & (rows["kind"] != KIND_SUPERVISED)]
+    per_case = scored.groupby(["sequence", "model", "case_id"])["dice"].mean()
+    means = per_case.groupby(level=["sequence", "model"]).mean()
+    best: dict[str, tuple[str, float]] = {}
+    for (sequence, model), mean in sorted(means.items(), key=lambda item: (item[0][0], -item[1], item[0][1])):
+        if (sequence, model) in saved and sequence not in best and np.isfinite(mean):
+            best[sequence] = (model, float(mean))
+    return best
 
 
 def _crop(case: OverlayCase) -> tuple[slice, slice]:
@@ -205,12 +233,15 @@ def plot_overlays(cases: Sequence[OverlayCase]) -> Figure:
                 continue
             _draw(ax, match[0])
             if c == 0:
-                ax.set_ylabel(sequence)
+                ax.set_ylabel(f"{sequence}: {match[0].model}\nmean Dice {match[0].model_mean_dice:.2f}")
     handles = [
         Line2D([], [], color=GT_COLOR, label="ground truth"),
         Line2D([], [], color=PRED_COLOR, label="prediction"),
         Line2D([], [], color=PROMPT_COLOR, ls="--", label="prompt"),
     ]
     figure.legend(handles=handles, loc="outside lower center", ncols=3)
-    figure.suptitle(f"{cases[0].model}, strategy {cases[0].strategy}: best, median and worst case per sequence")
+    models = ", ".join(dict.fromkeys(c.model for c in cases))
+    figure.suptitle(
+        f"Best zero-shot model per sequence ({models}), strategy {cases[0].strategy}: best, median and worst case"
+    )
     return figure

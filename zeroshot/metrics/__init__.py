@@ -8,7 +8,11 @@ MedSAM, the CVPR24 challenge and TotalSegmentator:
 - each surfel carries the area in mm² of the marching-cubes surface inside its 2×2×2 cell (see
   :func:`surfel_area_table`), so percentiles, means and overlaps are area-weighted;
 - the distance from a surfel to the other surface is the Euclidean distance in mm to the nearest surfel of the
-  other mask (a distance transform on the corner grid, spacing-aware).
+  other mask (a distance transform on the corner grid, spacing-aware);
+- NSD at tolerance τ counts a surfel whose distance is at most τ·(1 + 1e-6): surfels exactly at τ (common on a
+  regular grid, e.g. sqrt(1.6² + 1.2²) = 2 mm on a 0.8 × 1.2 mm grid) count as within, whether the spacing came
+  as float32 (a NIfTI header) or float64 (:mod:`zeroshot.distance_ties`). Elsewhere this is DeepMind's rule;
+  HD95 and HD need no such tolerance (their threshold is an area fraction, not a distance).
 
 Only the bounding box of the union of the two masks, plus one voxel, is ever processed: time and memory grow with
 the region around the masks, not with the image.

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from zeroshot.errors import MetricsError
+from zeroshot.errors import MetricsError, plain
 from zeroshot.metrics._surface import _check_masks, _surface_distances, _union_box
 
 __all__ = ["DEFAULT_TOLERANCES_MM", "DISTANCE_COLUMNS", "CaseMetrics", "metric_columns", "nsd_column", "score_case"]
@@ -44,8 +44,9 @@ class CaseMetrics:
     tolerances_mm : tuple of float
         NSD tolerances, in the order asked.
     nsd : tuple of float
-        Normalised surface distance (surface Dice) at each tolerance: the area fraction of both surfaces within
-        the tolerance of the other.
+        Normalised surface distance (surface Dice) at each tolerance τ: the area fraction of both surfaces within
+        τ of the other, a surfel at exactly τ included (distance ≤ τ·(1 + 1e-6), so that float32 spacing noise
+        does not move surfels that lie exactly at τ out).
     empty_gt, empty_pred : bool
         Whether each mask is empty.
     d_max_mm : float
@@ -72,7 +73,7 @@ class CaseMetrics:
         for tolerance, value in zip(self.tolerances_mm, self.nsd, strict=True):
             if tolerance == tolerance_mm:
                 return value
-        raise MetricsError(f"tolerance_mm: {tolerance_mm} mm was not computed (have {list(self.tolerances_mm)})")
+        raise MetricsError(f"tolerance_mm: {tolerance_mm} mm was not computed (have {plain(list(self.tolerances_mm))})")
 
     def as_row(self) -> dict[str, float | bool]:
         """The metrics as one results-table row: ``dice, iou, ..., nsd_<t>mm, d_max_mm, empty_gt, empty_pred``."""
@@ -137,7 +138,8 @@ def score_case(
     spacing_mm : sequence of 3 floats
         Voxel size in mm in array-axis order ``(z, y, x)``; required, never assumed to be 1 mm.
     tolerances_mm : sequence of float
-        NSD tolerances in mm (default 2 mm); each gives a column ``nsd_<t>mm``.
+        NSD tolerances in mm (default 2 mm); each gives a column ``nsd_<t>mm``. A surfel at distance d counts as
+        within τ when d ≤ τ·(1 + 1e-6) (ties counted as within, robust to float32 spacing).
 
     Returns
     -------
@@ -216,8 +218,8 @@ def score_case(
 def _check_tolerances(tolerances_mm: Sequence[float]) -> tuple[float, ...]:
     tolerances = tuple(float(t) for t in tolerances_mm)
     if not tolerances or not all(math.isfinite(t) and t > 0 for t in tolerances):
-        raise MetricsError(f"tolerances_mm: expected one or more positive mm values, got {list(tolerances_mm)}")
+        raise MetricsError(f"tolerances_mm: expected one or more positive mm values, got {plain(list(tolerances_mm))}")
     names = [nsd_column(t) for t in tolerances]
     if len(set(names)) != len(names):
-        raise MetricsError(f"tolerances_mm: {list(tolerances_mm)} name the same NSD column twice ({names})")
+        raise MetricsError(f"tolerances_mm: {plain(list(tolerances_mm))} name the same NSD column twice ({names})")
     return tolerances

@@ -17,7 +17,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from zeroshot.errors import MetricsError
+from zeroshot.distance_ties import at_most_mm
+from zeroshot.errors import MetricsError, plain
 
 __all__ = ["DirectedSurfaceDistances", "SurfaceDistances", "surface_distances", "surfel_area_table"]
 
@@ -55,7 +56,8 @@ class DirectedSurfaceDistances:
         """Area-weighted percentile: the smallest distance whose cumulative area fraction reaches ``percent``/100.
 
         No interpolation (a distance that occurs), as DeepMind's ``compute_robust_hausdorff``; ``inf`` without
-        surfels.
+        surfels. Needs no tie tolerance: the threshold is on the area fraction, not on a distance, and a distance
+        perturbed by spacing noise perturbs the percentile by as little (tied distances are interchangeable).
         """
         if self.distances_mm.size == 0:
             return math.inf
@@ -68,8 +70,14 @@ class DirectedSurfaceDistances:
         return float(np.sum(self.distances_mm * self.areas_mm2))
 
     def area_within_mm2(self, tolerance_mm: float) -> float:
-        """Area of the surfels at most ``tolerance_mm`` away from the other surface."""
-        count = int(np.searchsorted(self.distances_mm, tolerance_mm, side="right"))
+        """Area of the surfels at most ``tolerance_mm`` away from the other surface.
+
+        A surfel counts when its distance is at most ``tolerance_mm · (1 + 1e-6)``
+        (:func:`zeroshot.distance_ties.at_most_mm`): on a regular grid many surfels lie *exactly* at a round
+        tolerance, and whether the spacing came as float32 (a NIfTI header) or float64 must not decide their side.
+        Away from such ties this is DeepMind's ``distance <= tolerance``.
+        """
+        count = int(np.count_nonzero(at_most_mm(self.distances_mm, tolerance_mm)))  # sorted: the first `count`
         return float(np.sum(self.areas_mm2[:count]))
 
 
@@ -266,7 +274,9 @@ def _check_spacing(spacing_mm: Sequence[float]) -> tuple[float, float, float]:
     try:
         spacing = tuple(float(s) for s in spacing_mm)
     except (TypeError, ValueError):
-        raise MetricsError(f"spacing_mm: expected three mm values in (z, y, x) order, got {spacing_mm!r}") from None
+        raise MetricsError(
+            f"spacing_mm: expected three mm values in (z, y, x) order, got {plain(spacing_mm)}"
+        ) from None
     if len(spacing) != 3 or not all(math.isfinite(s) and s > 0 for s in spacing):
-        raise MetricsError(f"spacing_mm: expected three positive mm values in (z, y, x) order, got {spacing_mm!r}")
+        raise MetricsError(f"spacing_mm: expected three positive mm values in (z, y, x) order, got {plain(spacing_mm)}")
     return spacing  # type: ignore[return-value]

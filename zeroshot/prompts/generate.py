@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from zeroshot.errors import PromptError
+from zeroshot.errors import PromptError, plain
 from zeroshot.prompts.boxes import jitter_box
 from zeroshot.prompts.keyslices import choose_key_slices
 from zeroshot.prompts.points import place_points
@@ -101,7 +101,7 @@ def make_prompts(
     (2, (3, 2, 6, 3), {'gt_prompt': True, 'gt_z_range': False})
     """
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise PromptError(f"case {case_id}: seed must be a non-negative integer, got {seed!r}")
+        raise PromptError(f"case {case_id}: seed must be a non-negative integer, got {plain(seed)}")
     seed = int(seed)
     _check_mask(source_mask, volume, case_id, "source_mask")
     mask, used_gt, source = _usable_source(strategy, source_mask, volume, seed, case_id, gt_mask)

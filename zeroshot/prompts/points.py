@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from zeroshot.distance_ties import at_least_mm, at_most_mm, first_farthest
 from zeroshot.errors import PromptError
 from zeroshot.prompts.regions import bounding_slices, distance_from_region_mm, distance_to_boundary_mm
 from zeroshot.prompts.settings import PointSettings
@@ -30,9 +31,10 @@ Point = tuple[int, int]
 def farthest_interior_point(mask2d: np.ndarray, spacing_yx_mm: tuple[float, float]) -> Point:
     """The pixel of a ``(Y, X)`` mask farthest (in mm) from its boundary, as ``(x, y)``.
 
-    The slice's edge counts as boundary. Among equally deep pixels the first in raster order (lowest row,
-    then lowest column) wins, so the answer is deterministic. The point is always inside the mask, even for
-    concave or ring-shaped structures where the centroid is not.
+    The slice's edge counts as boundary. Among equally deep pixels (within a relative 1e-6, see
+    :mod:`zeroshot.distance_ties`) the first in raster order (lowest row, then lowest column) wins, so the answer is
+    deterministic and does not depend on whether the spacing came as float32 or float64. The point is always
+    inside the mask, even for concave or ring-shaped structures where the centroid is not.
 
     Raises
     ------
@@ -51,7 +53,7 @@ def farthest_interior_point(mask2d: np.ndarray, spacing_yx_mm: tuple[float, floa
     if block is None:
         raise PromptError("mask2d: empty mask, no interior point")
     depth = distance_to_boundary_mm(mask2d[block], spacing_yx_mm)
-    row, col = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    row, col = np.unravel_index(first_farthest(depth), depth.shape)
     return int(col + block[1].start), int(row + block[0].start)
 
 
@@ -67,8 +69,8 @@ def spread_points(
 
     Greedy farthest-point sampling: each new point maximises its distance in mm to the nearest point placed so
     far (``existing`` included), capped by ``ceiling_mm`` at that pixel when given (pass the distance to the
-    boundary to keep positives away from the edge). Ties go to the first pixel in raster order. Fewer points
-    come back when the candidates run out.
+    boundary to keep positives away from the edge). Ties (within a relative 1e-6) go to the first pixel in raster
+    order. Fewer points come back when the candidates run out.
 
     Parameters
     ----------
@@ -94,7 +96,7 @@ def spread_points(
         keep_away_from(point)
     placed: list[Point] = []
     while len(placed) < count and rows.size:
-        best = int(np.argmax(score))
+        best = first_farthest(score)
         if score[best] <= 0:
             break
         point = (int(cols[best]), int(rows[best]))
@@ -126,12 +128,13 @@ def negative_region(
     """Background pixels at a given distance in mm from a ``(Y, X)`` mask: where negative clicks may go.
 
     The region holds the pixels between ``distance_mm`` and ``distance_mm + width_mm`` from ``mask2d`` (no upper
-    bound when ``width_mm`` is ``None``); pixels of ``mask2d`` never belong to it. Distances are between pixel
+    bound when ``width_mm`` is ``None``), both ends included (within a relative 1e-6, see
+    :mod:`zeroshot.distance_ties`); pixels of ``mask2d`` never belong to it. Distances are between pixel
     centres, in mm: a pixel touching the structure along x is ``spacing_x`` away.
     """
     if width_mm is None:
         distance = distance_from_region_mm(mask2d, spacing_yx_mm)
-        return (distance >= distance_mm) & ~mask2d
+        return at_least_mm(distance, distance_mm) & ~mask2d
     reach = distance_mm + width_mm
     margin = tuple(int(np.ceil(reach / s)) + 1 for s in spacing_yx_mm)
     block = bounding_slices(mask2d, margin=margin)
@@ -139,7 +142,7 @@ def negative_region(
     if block is None:
         return region
     distance = distance_from_region_mm(mask2d[block], spacing_yx_mm)
-    region[block] = (distance >= distance_mm) & (distance <= reach) & ~mask2d[block]
+    region[block] = at_least_mm(distance, distance_mm) & at_most_mm(distance, reach) & ~mask2d[block]
     return region
 
 

@@ -37,7 +37,8 @@ from typing import Any
 
 import yaml
 
-from zeroshot.errors import ConfigError
+from zeroshot.bundled import bundled_path
+from zeroshot.errors import ConfigError, plain
 from zeroshot.prompts.settings import (
     COMPONENTS,
     JITTER_DIRECTIONS,
@@ -79,13 +80,13 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 def prompts_dir() -> Path:
     """The folder where bare strategy names are looked up.
 
-    ``$ZEROSHOT_PROMPTS_DIR`` if set, else the ``prompts/`` folder at the top of the repository this package
-    lives in.
+    ``$ZEROSHOT_PROMPTS_DIR`` if set, else the ``prompts/`` folder at the top of the repository (in a checkout)
+    or its copy inside the installed package (:func:`zeroshot.bundled.bundled_path`).
     """
     env = os.environ.get(PROMPTS_DIR_ENV)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "prompts"
+    return bundled_path("prompts")
 
 
 def load_strategy(path_or_name: str | os.PathLike[str]) -> Strategy:
@@ -331,7 +332,7 @@ def _source(value: object, where: object) -> SourceSettings:
         raise ConfigError(f"{where}: source.on_empty: 'gt' makes no sense when the source is the ground truth")
     shift = data.get("shift_mm", [0.0, 0.0, 0.0])
     if not isinstance(shift, list) or len(shift) != 3:
-        raise ConfigError(f"{where}: source.shift_mm: expected three numbers [z, y, x] in mm, got {shift!r}")
+        raise ConfigError(f"{where}: source.shift_mm: expected three numbers [z, y, x] in mm, got {plain(shift)}")
     return SourceSettings(
         kind=kind,
         label=_integer(data["label"], where, "source.label", minimum=1) if "label" in data else None,
@@ -470,19 +471,19 @@ def _number(
             float("-inf"),
         )
     ):
-        raise ConfigError(f"{where}: {key}: expected a finite number, got {value!r}")
+        raise ConfigError(f"{where}: {key}: expected a finite number, got {plain(value)}")
     if minimum is not None and value < minimum:
-        raise ConfigError(f"{where}: {key}: must be >= {minimum:g}, got {value!r}")
+        raise ConfigError(f"{where}: {key}: must be >= {minimum:g}, got {plain(value)}")
     if maximum is not None and value > maximum:
-        raise ConfigError(f"{where}: {key}: must be <= {maximum:g}, got {value!r}")
+        raise ConfigError(f"{where}: {key}: must be <= {maximum:g}, got {plain(value)}")
     return float(value)
 
 
 def _integer(value: object, where: object, key: str, *, minimum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{where}: {key}: expected a whole number, got {value!r}")
+        raise ConfigError(f"{where}: {key}: expected a whole number, got {plain(value)}")
     if minimum is not None and value < minimum:
-        raise ConfigError(f"{where}: {key}: must be >= {minimum}, got {value!r}")
+        raise ConfigError(f"{where}: {key}: must be >= {minimum}, got {plain(value)}")
     return int(value)
 
 

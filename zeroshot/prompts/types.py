@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from zeroshot.errors import PromptError
+from zeroshot.errors import PromptError, plain
 
 __all__ = ["NEGATIVE", "POSITIVE", "SlicePrompt", "VolumePrompts"]
 
@@ -49,11 +49,13 @@ class SlicePrompt:
         if len(self.points) != len(self.labels):
             raise PromptError(f"slice {self.z}: {len(self.points)} points but {len(self.labels)} labels")
         if any(label not in (POSITIVE, NEGATIVE) for label in self.labels):
-            raise PromptError(f"slice {self.z}: point labels must be 1 (positive) or 0 (negative), got {self.labels}")
+            raise PromptError(
+                f"slice {self.z}: point labels must be 1 (positive) or 0 (negative), got {plain(self.labels)}"
+            )
         if self.box is not None:
             x0, y0, x1, y1 = self.box
             if x1 < x0 or y1 < y0:
-                raise PromptError(f"slice {self.z}: box {self.box} has x1 < x0 or y1 < y0")
+                raise PromptError(f"slice {self.z}: box {plain(self.box)} has x1 < x0 or y1 < y0")
         if self.box is None and not self.points and self.mask is None:
             raise PromptError(f"slice {self.z}: a prompt needs a box, points or a mask")
 
@@ -65,10 +67,10 @@ class SlicePrompt:
         if self.box is not None:
             x0, y0, x1, y1 = self.box
             if x0 < 0 or y0 < 0 or x1 >= width or y1 >= height:
-                raise PromptError(f"slice {self.z}: box {self.box} leaves the {width}x{height} (x by y) slice")
+                raise PromptError(f"slice {self.z}: box {plain(self.box)} leaves the {width}x{height} (x by y) slice")
         for x, y in self.points:
             if not (0 <= x < width and 0 <= y < height):
-                raise PromptError(f"slice {self.z}: point {(x, y)} leaves the {width}x{height} (x by y) slice")
+                raise PromptError(f"slice {self.z}: point {plain((x, y))} leaves the {width}x{height} (x by y) slice")
         if self.mask is not None and self.mask.shape != (height, width):
             raise PromptError(f"slice {self.z}: mask shape {self.mask.shape} is not the slice shape {(height, width)}")
 
@@ -109,7 +111,7 @@ class VolumePrompts:
         if not zs:
             raise PromptError(f"case {self.case_id}: no key slice")
         if zs != sorted(set(zs)):
-            raise PromptError(f"case {self.case_id}: key slices must be unique and sorted, got {zs}")
+            raise PromptError(f"case {self.case_id}: key slices must be unique and sorted, got {plain(zs)}")
 
     @property
     def key_slices(self) -> tuple[int, ...]:

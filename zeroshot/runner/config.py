@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zeroshot.errors import ConfigError
+from zeroshot.errors import ConfigError, plain
 from zeroshot.interactive import ClickSettings
 from zeroshot.structure import DEFAULT_LABEL, Structure, check_label_value
 
@@ -228,7 +228,7 @@ class EvalConfig:
         if self.label is not None:
             check_label_value(self.label, "--label")
         if not self.tolerances_mm or any(not (math.isfinite(t) and t > 0) for t in self.tolerances_mm):
-            raise ConfigError(f"--tolerance-mm: expected positive mm values, got {list(self.tolerances_mm)}")
+            raise ConfigError(f"--tolerance-mm: expected positive mm values, got {plain(list(self.tolerances_mm))}")
         if self.image_size is not None and self.image_size < 16:
             raise ConfigError(f"--image-size: expected at least 16 pixels, got {self.image_size}")
         if self.executor not in EXECUTORS:
@@ -280,7 +280,7 @@ def check_seed(seed: object, option: str = "--seeds") -> int:
         A negative, too large or non-integer seed.
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise ConfigError(f"{option}: seeds are whole numbers from 0 to 2**63 - 1 = {MAX_SEED}, got {seed!r}")
+        raise ConfigError(f"{option}: seeds are whole numbers from 0 to 2**63 - 1 = {MAX_SEED}, got {plain(seed)}")
     return seed
 
 

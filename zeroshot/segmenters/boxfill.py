@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from zeroshot.distance_ties import at_most_mm
 from zeroshot.errors import ConfigError
 from zeroshot.prompts.types import POSITIVE, SlicePrompt, VolumePrompts
 from zeroshot.segmenters.base import Segmentation
@@ -94,14 +95,15 @@ def disk_mask(
     """Pixels whose centres lie within ``radius_mm`` of a centre pixel, in physical in-plane distance.
 
     The centre pixel is always included (also for a radius smaller than a pixel). With anisotropic pixels the
-    disk is an ellipse in pixel units.
+    disk is an ellipse in pixel units. A pixel exactly ``radius_mm`` away is inside (within a relative 1e-6, see
+    :mod:`zeroshot.distance_ties`), whether the spacing came as float32 or float64.
     """
     height, width = shape_yx
     cy, cx = center_yx
     sy, sx = spacing_yx_mm
     ys = (np.arange(height) - cy) * sy
     xs = (np.arange(width) - cx) * sx
-    disk = ys[:, None] ** 2 + xs[None, :] ** 2 <= radius_mm**2
+    disk = at_most_mm(np.hypot(ys[:, None], xs[None, :]), radius_mm)
     disk[cy, cx] = True
     return disk
 

@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
-from zeroshot.errors import ConfigError, SegmenterError
+from zeroshot.errors import ConfigError, SegmenterError, plain
 from zeroshot.prompts.types import POSITIVE, SlicePrompt, VolumePrompts
 from zeroshot.segmenters.base import Segmentation
 from zeroshot.segmenters.boxfill import bounding_box, disk_mask
@@ -177,16 +177,18 @@ class GrabCutSegmenter:
         for option in ("margin_mm", "context_mm", "seed_radius_mm", "points_margin_mm"):
             value = getattr(self, option)
             if not (np.isfinite(value) and value >= 0):
-                raise ConfigError(f"grabcut: {option} must be a non-negative number of mm, got {value!r}")
+                raise ConfigError(f"grabcut: {option} must be a non-negative number of mm, got {plain(value)}")
         if int(self.working_size_px) != self.working_size_px or self.working_size_px < 16:
             raise ConfigError(
-                f"grabcut: working_size_px must be an integer of at least 16, got {self.working_size_px!r}"
+                f"grabcut: working_size_px must be an integer of at least 16, got {plain(self.working_size_px)}"
             )
         if int(self.iterations) != self.iterations or self.iterations < 1:
-            raise ConfigError(f"grabcut: iterations must be a positive integer, got {self.iterations!r}")
+            raise ConfigError(f"grabcut: iterations must be a positive integer, got {plain(self.iterations)}")
         low, high = self.percentiles
         if not 0.0 <= low < high <= 100.0:
-            raise ConfigError(f"grabcut: percentiles must satisfy 0 <= low < high <= 100, got {self.percentiles}")
+            raise ConfigError(
+                f"grabcut: percentiles must satisfy 0 <= low < high <= 100, got {plain(self.percentiles)}"
+            )
 
     def prepare(self, volume: Volume) -> GrabCutSession:
         """Window and quantise ``volume`` once; see :class:`GrabCutSession`."""

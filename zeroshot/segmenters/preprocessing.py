@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from zeroshot.errors import SegmenterError
+from zeroshot.errors import SegmenterError, plain
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -97,7 +97,7 @@ class Preprocessing:
             raise SegmenterError(f"pipeline must be one of {', '.join(map(repr, PIPELINES))}; got {self.pipeline!r}")
         low, high = self.percentiles
         if not 0.0 <= low < high <= 100.0:
-            raise SegmenterError(f"percentiles must satisfy 0 <= low < high <= 100, got {self.percentiles}")
+            raise SegmenterError(f"percentiles must satisfy 0 <= low < high <= 100, got {plain(self.percentiles)}")
         if self.resize not in ("bicubic", "bilinear"):
             raise SegmenterError(f"resize must be 'bicubic' or 'bilinear', got {self.resize!r}")
         if self.pipeline != "float" and (self.resize != "bicubic" or self.quantize_uint8):
@@ -106,7 +106,9 @@ class Preprocessing:
                 f"resize={self.resize!r} and quantize_uint8={self.quantize_uint8} apply to pipeline='float' only"
             )
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise SegmenterError(f"mean and std need three values each, std positive; got {self.mean}, {self.std}")
+            raise SegmenterError(
+                f"mean and std need three values each, std positive; got {plain(self.mean)}, {plain(self.std)}"
+            )
 
     def describe(self) -> dict[str, Any]:
         """JSON-serialisable record of the settings."""

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from zeroshot.checkpoints import load_checkpoint, sha256_of
-from zeroshot.errors import SegmenterError
+from zeroshot.errors import SegmenterError, plain
 from zeroshot.segmenters.hole_filling import OFFICIAL_FILL_HOLE_AREA, check_fill_hole_area, fill_small_holes
 from zeroshot.segmenters.preprocessing import Preprocessing, to_preprocessing
 from zeroshot.segmenters.prompt_coords import check_coords
@@ -188,11 +188,11 @@ class Sam2Segmenter:
         if propagation not in ("reset", "continuous"):
             raise SegmenterError(f"propagation must be 'reset' or 'continuous', got {propagation!r}")
         if image_size is not None and (int(image_size) != image_size or image_size < 64 or image_size % 32):
-            raise SegmenterError(f"image_size must be a multiple of 32 and at least 64, got {image_size!r}")
+            raise SegmenterError(f"image_size must be a multiple of 32 and at least 64, got {plain(image_size)}")
         if encoder_batch_size is not None and int(encoder_batch_size) < 1:
-            raise SegmenterError(f"encoder_batch_size must be at least 1, got {encoder_batch_size!r}")
+            raise SegmenterError(f"encoder_batch_size must be at least 1, got {plain(encoder_batch_size)}")
         if not np.isfinite(logit_threshold):
-            raise SegmenterError(f"logit_threshold must be finite, got {logit_threshold!r}")
+            raise SegmenterError(f"logit_threshold must be finite, got {plain(logit_threshold)}")
         self.config = resolve_config(config)
         self.device = resolve_device(device)
         self.precision: str = resolve_precision(precision, self.device)

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from zeroshot.errors import SegmenterError
+from zeroshot.errors import SegmenterError, plain
 from zeroshot.prompts.types import POSITIVE, SlicePrompt, VolumePrompts
 from zeroshot.segmenters.base import Segmentation
 from zeroshot.segmenters.hole_filling import OFFICIAL_FILL_HOLE_AREA, check_fill_hole_area, fill_small_holes
@@ -104,7 +104,7 @@ def tiny_sam2_video_model(*, image_size: int = 128, seed: int = 0) -> torch.nn.M
         If ``image_size`` is not a positive multiple of 64.
     """
     if int(image_size) != image_size or image_size < 64 or image_size % 64:
-        raise SegmenterError(f"image_size must be a positive multiple of 64, got {image_size!r}")
+        raise SegmenterError(f"image_size must be a positive multiple of 64, got {plain(image_size)}")
     from transformers import Sam2VideoConfig, Sam2VideoModel
 
     size = int(image_size)
@@ -210,9 +210,9 @@ class TransformersVideoSegmenter:
         if propagation not in ("reset", "continuous"):
             raise SegmenterError(f"propagation must be 'reset' or 'continuous', got {propagation!r}")
         if int(encoder_batch_size) != encoder_batch_size or encoder_batch_size < 1:
-            raise SegmenterError(f"encoder_batch_size must be a positive integer, got {encoder_batch_size!r}")
+            raise SegmenterError(f"encoder_batch_size must be a positive integer, got {plain(encoder_batch_size)}")
         if not np.isfinite(logit_threshold):
-            raise SegmenterError(f"logit_threshold must be finite, got {logit_threshold!r}")
+            raise SegmenterError(f"logit_threshold must be finite, got {plain(logit_threshold)}")
         if model is None and model_id_or_path is None:
             raise SegmenterError("give model_id_or_path (a folder or Hugging Face id) or a built model")
         self.device = resolve_device(device)
