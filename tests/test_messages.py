@@ -165,7 +165,7 @@ def transformers_with_numpy_batch(tmp_path):
         (score_with_numpy_spacing, "spacing_mm: expected three positive mm values in (z, y, x) order, got (0.0, 1.3"),
         (score_with_numpy_tolerances, "tolerances_mm: expected one or more positive mm values, got [2.0, -1.0]"),
         (bootstrap_with_numpy_confidence, "confidence: expected a fraction in (0, 1), found 1.5"),
-        (eval_with_numpy_seeds, "--seeds: expected non-negative integers, got [0, 1]"),
+        (eval_with_numpy_seeds, "--seeds: seeds are whole numbers from 0 to 2**63 - 1 = 9223372036854775807, got 0"),
         (clicks_with_numpy_rounds, "clicks: rounds must be a whole number >= 0, got 2.5"),
         (grabcut_with_numpy_percentiles, "grabcut: percentiles must satisfy 0 <= low < high <= 100, got (99.5, 0.5)"),
         (preprocessing_with_numpy_std, "mean and std need three values each, std positive; got "),
