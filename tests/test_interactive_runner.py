@@ -22,7 +22,7 @@ import torch
 from test_runner import SHAPE, write_strategies, write_tiny_dataset
 
 from zeroshot.cli import main
-from zeroshot.errors import ConfigError
+from zeroshot.errors import ConfigError, PromptError
 from zeroshot.interactive import ClickSettings, clicks_from_records
 from zeroshot.runner import TIMING_COLUMNS, EvalConfig, RowKey, RunDir, run_eval
 from zeroshot.runner.evaluate import load_strategies_for_run, plan_curves, select_cases
@@ -144,7 +144,10 @@ def test_interactive_run_writes_every_round_with_its_clicks(dataset, strategy, t
     results = summary.results
     assert summary.rows_selected == summary.rows_computed == len(results) == 2 * 4
     assert counter.prepares == 2, "one session (one image encoding) per case for the whole curve"
-    assert results.columns[:10].tolist() == [*CURVE[:2], "center", "split", *CURVE[2:], "round", "n_clicks", "clicks"]
+    assert results.columns[:11].tolist() == [
+        *CURVE[:2], "center", "split", *CURVE[2:], "round", "n_clicks", "clicks", "click_protocol"
+    ]  # fmt: skip
+    assert set(results["click_protocol"]) == {"zeroshot"}
     assert results["round"].dtype == np.int64 and results["n_clicks"].dtype == np.int64
     assert not results["failed"].any()
     for _, curve in results.groupby(CURVE):
@@ -164,12 +167,13 @@ def test_interactive_run_writes_every_round_with_its_clicks(dataset, strategy, t
         build=counter.build,
     ).results
     assert "round" not in plain.columns
-    initial = results[results["round"] == 0].drop(columns=["round", "n_clicks", "clicks"])
+    initial = results[results["round"] == 0].drop(columns=["round", "n_clicks", "clicks", "click_protocol"])
     pd.testing.assert_frame_equal(comparable(initial), comparable(plain))
     slices = pd.read_parquet(out / "slices.parquet")
     assert sorted(slices["round"].unique()) == [0, 1, 2, 3] and len(slices) == len(results) * SHAPE[0]
     manifest = json.loads((out / "run.json").read_text())
     assert manifest["identity"]["fixed"]["clicks"] == {
+        "protocol": "zeroshot",
         "slice_rule": "largest-error",
         "per_round": "one",
         "feed_mask": False,
@@ -228,7 +232,11 @@ def test_a_missing_middle_row_is_made_again_and_later_rows_are_kept(dataset, str
     [
         ({"clicks": ClickSettings(rounds=3, per_round="both")}, r"settings: clicks\.per_round: \"one\" -> \"both\""),
         ({"clicks": ClickSettings(rounds=3, feed_mask=True)}, r"settings: clicks\.feed_mask: false -> true"),
-        ({"clicks": None}, r"settings: clicks: \{.*\} -> \(absent\)"),
+        (
+            {"clicks": ClickSettings(rounds=3, protocol="cvpr25")},
+            r"settings: clicks\.protocol: \"zeroshot\" -> \"cvpr25\"",
+        ),
+        ({"clicks": None}, r"settings: clicks: \{.* -> \(absent\)"),
     ],
 )
 def test_a_changed_click_rule_is_refused(dataset, strategy, tmp_path, changed, message):
@@ -236,6 +244,22 @@ def test_a_changed_click_rule_is_refused(dataset, strategy, tmp_path, changed, m
     run_eval(config_for(dataset, strategy, out, clicks=ClickSettings(rounds=1)), progress=False, build=Counting().build)
     with pytest.raises(ConfigError, match=message):
         run_eval(config_for(dataset, strategy, out, **changed), progress=False)
+
+
+def test_a_run_recorded_before_click_protocols_resumes_as_the_zeroshot_protocol(dataset, strategy, tmp_path):
+    out = tmp_path / "run"
+    first = run_eval(config_for(dataset, strategy, out), progress=False, build=Counting().build).results
+    manifest = json.loads((out / "run.json").read_text())
+    del manifest["identity"]["fixed"]["clicks"]["protocol"]  # as written before protocols existed
+    (out / "run.json").write_text(json.dumps(manifest))
+    counter = Counting()
+    again = run_eval(config_for(dataset, strategy, out), progress=False, build=counter.build)
+    assert again.rows_computed == 0 and counter.prepares == 0
+    pd.testing.assert_frame_equal(comparable(again.results), comparable(first))
+    with pytest.raises(ConfigError, match=r"clicks\.protocol: \"zeroshot\" -> \"microsam\""):
+        run_eval(
+            config_for(dataset, strategy, out, clicks=ClickSettings(rounds=3, protocol="microsam")), progress=False
+        )
 
 
 def test_a_run_without_clicks_is_not_extended_with_clicks(dataset, strategy, tmp_path):
@@ -460,3 +484,34 @@ def test_grabcut_takes_negative_clicks_off_key_slices_as_background_seeds():
     both = SlicePrompt(z=4, mask=label[4], points=((24, 24),), labels=(0,))
     seeded = session.segment(VolumePrompts("c", "s", 0, "gt", (both,))).mask
     assert not seeded[4, 24, 24] and seeded[4, 24, 18]
+
+
+# ------------------------------------------------------------------------------------------------- z-extent
+def test_a_z_extent_prompt_clears_every_prediction_outside_it():
+    from zeroshot.prompts import SlicePrompt, VolumePrompts
+    from zeroshot.runner.zextent import ZExtentSession, within_z_extent
+    from zeroshot.segmenters.base import Segmentation
+
+    class Everywhere:
+        volume = None
+
+        def segment(self, prompts):
+            return Segmentation(np.ones((6, 4, 4), bool), np.full((6, 4, 4), 0.9, np.float32), {"model": "all"})
+
+        def close(self):
+            self.closed = True
+
+    box = (SlicePrompt(z=2, box=(0, 0, 3, 3)),)
+    plain = VolumePrompts("c", "s", 0, "gt", box)
+    ranged = VolumePrompts("c", "s", 0, "gt", box, details={"z_extent": [1, 3]})
+    inner = Everywhere()
+    session = ZExtentSession(inner)
+    assert session.segment(plain).mask.all()
+    cut = session.segment(ranged)
+    assert cut.mask.any(axis=(1, 2)).tolist() == [False, True, True, True, False, False]
+    assert (cut.probabilities[[0, 4, 5]] == 0).all() and (cut.probabilities[1:4] == np.float32(0.9)).all()
+    assert cut.info == {"model": "all", "z_extent": [1, 3], "z_extent_voxels_cleared": 3 * 16}
+    session.close()
+    assert inner.closed
+    with pytest.raises(PromptError, match=r"case c: z_extent \[3, 9\] is not \[z_min, z_max\] within the volume's 6"):
+        within_z_extent(inner.segment(ranged), VolumePrompts("c", "s", 0, "gt", box, details={"z_extent": [3, 9]}))

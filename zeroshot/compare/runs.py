@@ -141,7 +141,7 @@ def load_runs(paths: Sequence[str | Path]) -> RunTables:
         infos.append(_read_info(root))
         results.append(table)
     combined = pd.concat(results, ignore_index=True)
-    identity = [*IDENTITY, *(["round"] if "round" in combined.columns else [])]
+    identity = [*IDENTITY, *(c for c in ("round", "click_protocol") if c in combined.columns)]
     duplicated = combined.duplicated(identity, keep=False)
     if duplicated.any():
         first = combined.loc[duplicated].iloc[0]
