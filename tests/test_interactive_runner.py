@@ -368,7 +368,8 @@ from zeroshot.runner import run_eval
 
 if __name__ == "__main__":
     workers = int(sys.argv[4])  # not part of a run's identity
-    config = config_for(*sys.argv[1:4], sequences=("T2", "OOP"), workers=workers, clicks=ClickSettings(rounds=4))
+    clicks = ClickSettings(rounds=4, protocol=sys.argv[5])
+    config = config_for(*sys.argv[1:4], sequences=("T2", "OOP"), workers=workers, clicks=clicks)
     run_eval(config, progress=False, build=Counting().build)
 """
 
@@ -380,14 +381,15 @@ def _partial_curves(out: Path) -> int:
     return sum(1 for r in rounds.values() if 0 < len(r) < 5)
 
 
-def test_kill_9_mid_curve_then_resume_gives_the_uninterrupted_curves(dataset, strategy, tmp_path):
+@pytest.mark.parametrize("protocol", ["zeroshot", "cvpr25", "microsam", "radioactive"])
+def test_kill_9_mid_curve_then_resume_gives_the_uninterrupted_curves(dataset, strategy, tmp_path, protocol):
     script = tmp_path / "run_clicks.py"
     script.write_text(KILL_SCRIPT.format(tests=str(TESTS)))
     killed = tmp_path / "killed"
     command = [sys.executable, str(script), str(dataset), str(strategy), str(killed)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # Scoring in a worker process writes rows as scores arrive (possibly out of order): the harder case to resume.
-    process = subprocess.Popen([*command, "1"], env=env, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen([*command, "1", protocol], env=env, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         if len(RunDir(killed).done_keys()) >= 3 and _partial_curves(killed):
@@ -401,13 +403,15 @@ def test_kill_9_mid_curve_then_resume_gives_the_uninterrupted_curves(dataset, st
     before = row_bytes(killed)
     assert 3 <= len(before) < 10
 
-    subprocess.run([*command, "0"], check=True, env=env, capture_output=True)
+    subprocess.run([*command, "0", protocol], check=True, env=env, capture_output=True)
     after = row_bytes(killed)
     assert len(after) == 2 * 5
     assert {p: after[p] for p in before} == before, "rows written before the kill are never rewritten"
     reference = tmp_path / "reference"
-    config = config_for(dataset, strategy, reference, sequences=("T2", "OOP"), clicks=ClickSettings(rounds=4))
+    clicks = ClickSettings(rounds=4, protocol=protocol)
+    config = config_for(dataset, strategy, reference, sequences=("T2", "OOP"), clicks=clicks)
     expected = run_eval(config, progress=False, build=Counting().build).results
+    assert set(expected["click_protocol"]) == {protocol} and expected["n_clicks"].max() > 0
     got = pd.read_parquet(killed / "results.parquet")
     pd.testing.assert_frame_equal(comparable(got), comparable(expected))
     pd.testing.assert_frame_equal(
