@@ -463,6 +463,31 @@ def test_eval_cli_clicks_writes_curves_and_refuses_loose_click_options(dataset, 
     assert "--click-slice, --feed-mask: only with --clicks N" in capsys.readouterr().err
     assert main([*base, "--clicks", "0"]) == 2
     assert "--clicks: expected 1 or more rounds, got 0" in capsys.readouterr().err
+    assert main([*base, "--click-protocol", "microsam", "--clicks-per-round", "both"]) == 2
+    assert "--clicks-per-round: options of the zeroshot protocol; --click-protocol microsam" in capsys.readouterr().err
+
+
+def test_eval_cli_click_protocol_alone_runs_the_protocols_own_budget(dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    command = ["eval", "--data", str(dataset), "--strategy", "cvpr25-box", "--model", "grabcut", "--sequence", "T2"]
+    command += ["--out", str(out), "--no-progress", "--workers", "0", "--click-protocol", "cvpr25", "--save-pred"]
+    assert main(command) == 0
+    results = pd.read_parquet(out / "results.parquet")
+    assert results["round"].tolist() == [0, 1, 2, 3, 4, 5], "cvpr25: the box, then 5 clicks"
+    assert set(results["click_protocol"]) == {"cvpr25"} and results["oracle_gt_z_range"].all()
+    assert json.loads((out / "run.json").read_text())["identity"]["fixed"]["clicks"]["protocol"] == "cvpr25"
+    from zeroshot.datasets import discover, select
+    from zeroshot.volume import read_label, read_volume
+
+    (case,) = select(discover(dataset), sequences=["T2"])
+    volume = read_volume(case.image)
+    gt = read_label(case.label, volume)
+    present = np.flatnonzero(gt.any(axis=(1, 2)))
+    for path in results["prediction"]:  # every round's prediction lies inside the ground truth's z-extent
+        predicted = np.flatnonzero(read_label(out / path, volume, require_label=False).any(axis=(1, 2)))
+        assert predicted.size and present[0] <= predicted.min() and predicted.max() <= present[-1]
+    record = json.loads(next(iter(sorted(RunDir(out).row_paths()))).read_text())
+    assert record["info"]["z_extent"] == [int(present[0]), int(present[-1])]
 
 
 # ----------------------------------------------------------------------------------------- grabcut and clicks
