@@ -544,3 +544,22 @@ def test_a_z_extent_prompt_clears_every_prediction_outside_it():
     assert inner.closed
     with pytest.raises(PromptError, match=r"case c: z_extent \[3, 9\] is not \[z_min, z_max\] within the volume's 6"):
         within_z_extent(inner.segment(ranged), VolumePrompts("c", "s", 0, "gt", box, details={"z_extent": [3, 9]}))
+
+
+@pytest.mark.slow  # ~30 s of CPU (a minute on a shared machine); the grabcut-only CLI test runs by default
+def test_cvpr25_protocol_end_to_end_ends_with_the_auc_table_and_a_curve_figure(dataset, tmp_path):
+    """Phantom, GrabCut and random-weight SAM2.1-tiny at 64 px, the challenge's box and clicks: eval, compare,
+    figures. Random weights test the machinery, never accuracy."""
+    pytest.importorskip("sam2")
+    run, tables, figures = tmp_path / "run", tmp_path / "tables", tmp_path / "figures"
+    command = ["eval", "--data", str(dataset), "--sequence", "T2", "--strategy", "cvpr25-box", "--model", "grabcut"]
+    command += ["--model", "random:sam2.1_hiera_t@64", "--click-protocol", "cvpr25", "--clicks", "2"]
+    assert main([*command, "--out", str(run), "--no-progress", "--workers", "0"]) == 0
+    assert main(["compare", str(run), "--out", str(tables), "--resamples", "100", "--time-cap-s", "90"]) == 0
+    auc = pd.read_csv(tables / "auc.csv")
+    assert set(auc["model"]) == {"grabcut", "random:sam2.1_hiera_t@64"}
+    assert set(auc["strategy"]) == {"cvpr25-box · cvpr25"} and set(auc["rounds"]) == {2}
+    assert auc["mean"].between(0, 1).all()  # R = 2: AUCs lie in [0, R - 1]
+    assert "DSC_AUC" in (tables / "auc.md").read_text()
+    assert main(["figures", str(run), "--out", str(figures), "--resamples", "100"]) == 0
+    assert (figures / "dice_vs_clicks.png").stat().st_size > 10_000
