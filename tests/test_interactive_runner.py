@@ -522,7 +522,7 @@ def test_a_z_extent_prompt_clears_every_prediction_outside_it():
     from zeroshot.segmenters.base import Segmentation
 
     class Everywhere:
-        volume = None
+        volume = "the volume"
 
         def segment(self, prompts):
             return Segmentation(np.ones((6, 4, 4), bool), np.full((6, 4, 4), 0.9, np.float32), {"model": "all"})
@@ -535,6 +535,7 @@ def test_a_z_extent_prompt_clears_every_prediction_outside_it():
     ranged = VolumePrompts("c", "s", 0, "gt", box, details={"z_extent": [1, 3]})
     inner = Everywhere()
     session = ZExtentSession(inner)
+    assert session.volume == "the volume"
     assert session.segment(plain).mask.all()
     cut = session.segment(ranged)
     assert cut.mask.any(axis=(1, 2)).tolist() == [False, True, True, True, False, False]

@@ -63,7 +63,10 @@ class ZExtentSession:
 
     def __init__(self, session: Any) -> None:
         self.session = session
-        self.volume = session.volume
+
+    def __getattr__(self, name: str) -> Any:
+        """Anything else (``volume``, a backend's own attributes) is the wrapped session's."""
+        return getattr(self.session, name)
 
     def segment(self, prompts: VolumePrompts) -> Segmentation:
         """The wrapped session's segmentation of ``prompts``, within their z-extent."""
