@@ -22,7 +22,7 @@ import torch
 from test_runner import SHAPE, write_strategies, write_tiny_dataset
 
 from zeroshot.cli import main
-from zeroshot.errors import ConfigError
+from zeroshot.errors import ConfigError, PromptError
 from zeroshot.interactive import ClickSettings, clicks_from_records
 from zeroshot.runner import TIMING_COLUMNS, EvalConfig, RowKey, RunDir, run_eval
 from zeroshot.runner.evaluate import load_strategies_for_run, plan_curves, select_cases
@@ -144,7 +144,10 @@ def test_interactive_run_writes_every_round_with_its_clicks(dataset, strategy, t
     results = summary.results
     assert summary.rows_selected == summary.rows_computed == len(results) == 2 * 4
     assert counter.prepares == 2, "one session (one image encoding) per case for the whole curve"
-    assert results.columns[:10].tolist() == [*CURVE[:2], "center", "split", *CURVE[2:], "round", "n_clicks", "clicks"]
+    assert results.columns[:11].tolist() == [
+        *CURVE[:2], "center", "split", *CURVE[2:], "round", "n_clicks", "clicks", "click_protocol"
+    ]  # fmt: skip
+    assert set(results["click_protocol"]) == {"zeroshot"}
     assert results["round"].dtype == np.int64 and results["n_clicks"].dtype == np.int64
     assert not results["failed"].any()
     for _, curve in results.groupby(CURVE):
@@ -164,12 +167,13 @@ def test_interactive_run_writes_every_round_with_its_clicks(dataset, strategy, t
         build=counter.build,
     ).results
     assert "round" not in plain.columns
-    initial = results[results["round"] == 0].drop(columns=["round", "n_clicks", "clicks"])
+    initial = results[results["round"] == 0].drop(columns=["round", "n_clicks", "clicks", "click_protocol"])
     pd.testing.assert_frame_equal(comparable(initial), comparable(plain))
     slices = pd.read_parquet(out / "slices.parquet")
     assert sorted(slices["round"].unique()) == [0, 1, 2, 3] and len(slices) == len(results) * SHAPE[0]
     manifest = json.loads((out / "run.json").read_text())
     assert manifest["identity"]["fixed"]["clicks"] == {
+        "protocol": "zeroshot",
         "slice_rule": "largest-error",
         "per_round": "one",
         "feed_mask": False,
@@ -228,7 +232,11 @@ def test_a_missing_middle_row_is_made_again_and_later_rows_are_kept(dataset, str
     [
         ({"clicks": ClickSettings(rounds=3, per_round="both")}, r"settings: clicks\.per_round: \"one\" -> \"both\""),
         ({"clicks": ClickSettings(rounds=3, feed_mask=True)}, r"settings: clicks\.feed_mask: false -> true"),
-        ({"clicks": None}, r"settings: clicks: \{.*\} -> \(absent\)"),
+        (
+            {"clicks": ClickSettings(rounds=3, protocol="cvpr25")},
+            r"settings: clicks\.protocol: \"zeroshot\" -> \"cvpr25\"",
+        ),
+        ({"clicks": None}, r"settings: clicks: \{.* -> \(absent\)"),
     ],
 )
 def test_a_changed_click_rule_is_refused(dataset, strategy, tmp_path, changed, message):
@@ -236,6 +244,22 @@ def test_a_changed_click_rule_is_refused(dataset, strategy, tmp_path, changed, m
     run_eval(config_for(dataset, strategy, out, clicks=ClickSettings(rounds=1)), progress=False, build=Counting().build)
     with pytest.raises(ConfigError, match=message):
         run_eval(config_for(dataset, strategy, out, **changed), progress=False)
+
+
+def test_a_run_recorded_before_click_protocols_resumes_as_the_zeroshot_protocol(dataset, strategy, tmp_path):
+    out = tmp_path / "run"
+    first = run_eval(config_for(dataset, strategy, out), progress=False, build=Counting().build).results
+    manifest = json.loads((out / "run.json").read_text())
+    del manifest["identity"]["fixed"]["clicks"]["protocol"]  # as written before protocols existed
+    (out / "run.json").write_text(json.dumps(manifest))
+    counter = Counting()
+    again = run_eval(config_for(dataset, strategy, out), progress=False, build=counter.build)
+    assert again.rows_computed == 0 and counter.prepares == 0
+    pd.testing.assert_frame_equal(comparable(again.results), comparable(first))
+    with pytest.raises(ConfigError, match=r"clicks\.protocol: \"zeroshot\" -> \"microsam\""):
+        run_eval(
+            config_for(dataset, strategy, out, clicks=ClickSettings(rounds=3, protocol="microsam")), progress=False
+        )
 
 
 def test_a_run_without_clicks_is_not_extended_with_clicks(dataset, strategy, tmp_path):
@@ -344,7 +368,8 @@ from zeroshot.runner import run_eval
 
 if __name__ == "__main__":
     workers = int(sys.argv[4])  # not part of a run's identity
-    config = config_for(*sys.argv[1:4], sequences=("T2", "OOP"), workers=workers, clicks=ClickSettings(rounds=4))
+    clicks = ClickSettings(rounds=4, protocol=sys.argv[5])
+    config = config_for(*sys.argv[1:4], sequences=("T2", "OOP"), workers=workers, clicks=clicks)
     run_eval(config, progress=False, build=Counting().build)
 """
 
@@ -356,14 +381,15 @@ def _partial_curves(out: Path) -> int:
     return sum(1 for r in rounds.values() if 0 < len(r) < 5)
 
 
-def test_kill_9_mid_curve_then_resume_gives_the_uninterrupted_curves(dataset, strategy, tmp_path):
+@pytest.mark.parametrize("protocol", ["zeroshot", "cvpr25", "microsam", "radioactive"])
+def test_kill_9_mid_curve_then_resume_gives_the_uninterrupted_curves(dataset, strategy, tmp_path, protocol):
     script = tmp_path / "run_clicks.py"
     script.write_text(KILL_SCRIPT.format(tests=str(TESTS)))
     killed = tmp_path / "killed"
     command = [sys.executable, str(script), str(dataset), str(strategy), str(killed)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # Scoring in a worker process writes rows as scores arrive (possibly out of order): the harder case to resume.
-    process = subprocess.Popen([*command, "1"], env=env, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen([*command, "1", protocol], env=env, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         if len(RunDir(killed).done_keys()) >= 3 and _partial_curves(killed):
@@ -377,13 +403,15 @@ def test_kill_9_mid_curve_then_resume_gives_the_uninterrupted_curves(dataset, st
     before = row_bytes(killed)
     assert 3 <= len(before) < 10
 
-    subprocess.run([*command, "0"], check=True, env=env, capture_output=True)
+    subprocess.run([*command, "0", protocol], check=True, env=env, capture_output=True)
     after = row_bytes(killed)
     assert len(after) == 2 * 5
     assert {p: after[p] for p in before} == before, "rows written before the kill are never rewritten"
     reference = tmp_path / "reference"
-    config = config_for(dataset, strategy, reference, sequences=("T2", "OOP"), clicks=ClickSettings(rounds=4))
+    clicks = ClickSettings(rounds=4, protocol=protocol)
+    config = config_for(dataset, strategy, reference, sequences=("T2", "OOP"), clicks=clicks)
     expected = run_eval(config, progress=False, build=Counting().build).results
+    assert set(expected["click_protocol"]) == {protocol} and expected["n_clicks"].max() > 0
     got = pd.read_parquet(killed / "results.parquet")
     pd.testing.assert_frame_equal(comparable(got), comparable(expected))
     pd.testing.assert_frame_equal(
@@ -435,6 +463,31 @@ def test_eval_cli_clicks_writes_curves_and_refuses_loose_click_options(dataset, 
     assert "--click-slice, --feed-mask: only with --clicks N" in capsys.readouterr().err
     assert main([*base, "--clicks", "0"]) == 2
     assert "--clicks: expected 1 or more rounds, got 0" in capsys.readouterr().err
+    assert main([*base, "--click-protocol", "microsam", "--clicks-per-round", "both"]) == 2
+    assert "--clicks-per-round: options of the zeroshot protocol; --click-protocol microsam" in capsys.readouterr().err
+
+
+def test_eval_cli_click_protocol_alone_runs_the_protocols_own_budget(dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    command = ["eval", "--data", str(dataset), "--strategy", "cvpr25-box", "--model", "grabcut", "--sequence", "T2"]
+    command += ["--out", str(out), "--no-progress", "--workers", "0", "--click-protocol", "cvpr25", "--save-pred"]
+    assert main(command) == 0
+    results = pd.read_parquet(out / "results.parquet")
+    assert results["round"].tolist() == [0, 1, 2, 3, 4, 5], "cvpr25: the box, then 5 clicks"
+    assert set(results["click_protocol"]) == {"cvpr25"} and results["oracle_gt_z_range"].all()
+    assert json.loads((out / "run.json").read_text())["identity"]["fixed"]["clicks"]["protocol"] == "cvpr25"
+    from zeroshot.datasets import discover, select
+    from zeroshot.volume import read_label, read_volume
+
+    (case,) = select(discover(dataset), sequences=["T2"])
+    volume = read_volume(case.image)
+    gt = read_label(case.label, volume)
+    present = np.flatnonzero(gt.any(axis=(1, 2)))
+    for path in results["prediction"]:  # every round's prediction lies inside the ground truth's z-extent
+        predicted = np.flatnonzero(read_label(out / path, volume, require_label=False).any(axis=(1, 2)))
+        assert predicted.size and present[0] <= predicted.min() and predicted.max() <= present[-1]
+    record = json.loads(next(iter(sorted(RunDir(out).row_paths()))).read_text())
+    assert record["info"]["z_extent"] == [int(present[0]), int(present[-1])]
 
 
 # ----------------------------------------------------------------------------------------- grabcut and clicks
@@ -460,3 +513,54 @@ def test_grabcut_takes_negative_clicks_off_key_slices_as_background_seeds():
     both = SlicePrompt(z=4, mask=label[4], points=((24, 24),), labels=(0,))
     seeded = session.segment(VolumePrompts("c", "s", 0, "gt", (both,))).mask
     assert not seeded[4, 24, 24] and seeded[4, 24, 18]
+
+
+# ------------------------------------------------------------------------------------------------- z-extent
+def test_a_z_extent_prompt_clears_every_prediction_outside_it():
+    from zeroshot.prompts import SlicePrompt, VolumePrompts
+    from zeroshot.runner.zextent import ZExtentSession, within_z_extent
+    from zeroshot.segmenters.base import Segmentation
+
+    class Everywhere:
+        volume = "the volume"
+
+        def segment(self, prompts):
+            return Segmentation(np.ones((6, 4, 4), bool), np.full((6, 4, 4), 0.9, np.float32), {"model": "all"})
+
+        def close(self):
+            self.closed = True
+
+    box = (SlicePrompt(z=2, box=(0, 0, 3, 3)),)
+    plain = VolumePrompts("c", "s", 0, "gt", box)
+    ranged = VolumePrompts("c", "s", 0, "gt", box, details={"z_extent": [1, 3]})
+    inner = Everywhere()
+    session = ZExtentSession(inner)
+    assert session.volume == "the volume"
+    assert session.segment(plain).mask.all()
+    cut = session.segment(ranged)
+    assert cut.mask.any(axis=(1, 2)).tolist() == [False, True, True, True, False, False]
+    assert (cut.probabilities[[0, 4, 5]] == 0).all() and (cut.probabilities[1:4] == np.float32(0.9)).all()
+    assert cut.info == {"model": "all", "z_extent": [1, 3], "z_extent_voxels_cleared": 3 * 16}
+    session.close()
+    assert inner.closed
+    with pytest.raises(PromptError, match=r"case c: z_extent \[3, 9\] is not \[z_min, z_max\] within the volume's 6"):
+        within_z_extent(inner.segment(ranged), VolumePrompts("c", "s", 0, "gt", box, details={"z_extent": [3, 9]}))
+
+
+@pytest.mark.slow  # ~30 s of CPU (a minute on a shared machine); the grabcut-only CLI test runs by default
+def test_cvpr25_protocol_end_to_end_ends_with_the_auc_table_and_a_curve_figure(dataset, tmp_path):
+    """Phantom, GrabCut and random-weight SAM2.1-tiny at 64 px, the challenge's box and clicks: eval, compare,
+    figures. Random weights test the machinery, never accuracy."""
+    pytest.importorskip("sam2")
+    run, tables, figures = tmp_path / "run", tmp_path / "tables", tmp_path / "figures"
+    command = ["eval", "--data", str(dataset), "--sequence", "T2", "--strategy", "cvpr25-box", "--model", "grabcut"]
+    command += ["--model", "random:sam2.1_hiera_t@64", "--click-protocol", "cvpr25", "--clicks", "2"]
+    assert main([*command, "--out", str(run), "--no-progress", "--workers", "0"]) == 0
+    assert main(["compare", str(run), "--out", str(tables), "--resamples", "100", "--time-cap-s", "90"]) == 0
+    auc = pd.read_csv(tables / "auc.csv")
+    assert set(auc["model"]) == {"grabcut", "random:sam2.1_hiera_t@64"}
+    assert set(auc["strategy"]) == {"cvpr25-box · cvpr25"} and set(auc["rounds"]) == {2}
+    assert auc["mean"].between(0, 1).all()  # R = 2: AUCs lie in [0, R - 1]
+    assert "DSC_AUC" in (tables / "auc.md").read_text()
+    assert main(["figures", str(run), "--out", str(figures), "--resamples", "100"]) == 0
+    assert (figures / "dice_vs_clicks.png").stat().st_size > 10_000

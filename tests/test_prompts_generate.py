@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from zeroshot.errors import PromptError
+from zeroshot.errors import ConfigError, PromptError
 from zeroshot.prompts import (
     BoxSettings,
     KeySliceSettings,
@@ -122,8 +122,8 @@ def test_zero_jitter_keeps_the_tight_box_and_still_draws():
     assert box == (3, 4, 9, 7)
     assert info["side_offsets_px"] == [0.0, 0.0, 0.0, 0.0]
     assert info["clipped"] is False
-    # Six numbers were consumed, whatever the settings.
-    assert rng.random() == np.random.default_rng(1).random(7)[6]
+    # Seven numbers were consumed, whatever the settings.
+    assert rng.random() == np.random.default_rng(1).random(8)[7]
 
 
 def test_outward_jitter_contains_the_tight_box_and_clips_to_the_slice():
@@ -482,3 +482,34 @@ def test_numpy_integer_seed_is_accepted_and_recorded_as_int():
     )
     assert p.seed == 3 and type(p.seed) is int
     assert dataclasses.replace(p, seed=3).seed == 3
+
+
+def test_cvpr25_box_median_occupied_slice_outward_shift_at_256_and_the_gt_z_extent():
+    """The CVPR 2025 challenge's box (get_boxes.py): z_mid = entry n // 2 of the slices holding the structure (the
+    upper middle of an even extent), the tight box moved out by int(k * size / 256) on all sides, k in 0..5, plus
+    the z-extent, which from the ground truth is the gt_z_range oracle."""
+    label = np.zeros((10, 128, 300), bool)
+    label[2:8, 40:60, 50:90] = True  # six slices: z_mid = 5, where the middle rule takes 4
+    label[3, 40:60, 95:99] = True
+    strategy = load_strategy("cvpr25-box")
+    volume = volume_from_array(np.zeros(label.shape, np.float32))
+    drawn = set()
+    for seed in range(40):
+        prompts = make_prompts(strategy, case_id="c", volume=volume, source_mask=label, seed=seed)
+        (key,) = prompts.slices
+        record = prompts.details["slices"][0]
+        k = record["outward_256px_drawn"]
+        drawn.add(k)
+        x_out, y_out = int(k * 300 / 256), int(k * 128 / 256)
+        assert key.z == 5 and key.box == (50 - x_out, 40 - y_out, 89 + x_out, 59 + y_out)
+        assert prompts.details["z_extent"] == [2, 7]
+        assert dict(prompts.oracle) == {"gt_prompt": True, "gt_z_range": True}
+    assert drawn == {0, 1, 2, 3, 4, 5}
+
+
+def test_strategies_without_the_new_settings_keep_their_digests():
+    assert load_strategy("box-mid").digest() == "9f5c190365ee6f84"  # as before outward_256px and z_extent existed
+    with pytest.raises(ConfigError, match=r"prompt\.box\.outward_256px"):
+        strategy_from_dict({"prompt": {"type": "box", "box": {"outward_256px": -1}}}, name="bad")
+    with pytest.raises(ConfigError, match=r"prompt\.z_extent"):
+        strategy_from_dict({"prompt": {"type": "box", "z_extent": "yes"}}, name="bad")

@@ -17,8 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "a train x test sequence table with supervised models beside the zero-shot ones; paired comparisons "
             "on common cases (bootstrap CI of the difference, Wilcoxon signed-rank, Holm correction). "
             "Seeds are averaged within a case first: the case is the unit. Interactive runs (zeroshot eval "
-            "--clicks) add Dice after k corrective clicks and the number of clicks to reach a Dice (NoC); the "
-            "other tables then use the initial prompts (round 0)."
+            "--clicks) add Dice after k corrective clicks, the number of clicks to reach a Dice (NoC) and the "
+            "CVPR 2025 challenge's DSC_AUC / NSD_AUC / final DSC and NSD (auc); the other tables then use the "
+            "initial prompts (round 0)."
         ),
     )
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="run directories (zeroshot eval --out)")
@@ -77,6 +78,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "cases that never reach them (default 0.85 0.90)"
         ),
     )
+    parser.add_argument(
+        "--time-cap-s",
+        type=float,
+        default=None,
+        metavar="S",
+        help=(
+            "interactive runs: the CVPR 2025 challenge's per-case time cap (90 s per structure there): a curve whose "
+            "prepare + segment seconds exceed S scores 0 in the auc table (default: no cap)"
+        ),
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.set_defaults(func=run)
 
@@ -102,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         both_empty_as_perfect=args.both_empty_as_perfect,
         after_clicks=args.after_clicks if args.after_clicks is not None else AFTER_CLICKS,
         noc_thresholds=args.noc if args.noc is not None else NOC_THRESHOLDS,
+        time_cap_s=args.time_cap_s,
     )
     for path in output.files:
         print(path)

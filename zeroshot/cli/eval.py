@@ -12,6 +12,9 @@ from zeroshot.cli.options import add_label_option, seed
 if TYPE_CHECKING:
     from zeroshot.interactive import ClickSettings
 
+#: ``--click-protocol`` choices (``zeroshot.interactive.PROTOCOLS``, spelled out so ``--help`` imports nothing).
+PROTOCOL_NAMES = ("zeroshot", "cvpr25", "microsam", "radioactive")
+
 EPILOG = """\
 Run directory: run.json (provenance and identity), prompts/, rows/ (one file per case x model x strategy x seed
 [x round], written atomically), predictions/ (--save-pred), results.csv/.parquet, failures.csv, slices.parquet.
@@ -25,13 +28,21 @@ The structure (--label) is chosen once per run and recorded: ground truth, coars
 supervised baselines and `zeroshot figures`' overlays all read it. A label file that lacks it (but holds other
 structures) fails its case with the values it holds; a strategy whose own source.label differs is refused.
 
-Interactive evaluation (--clicks N): a simulated user corrects each prediction for N rounds (default rule: one
-click per round at the deepest point of the largest error region, on the slice with the most error). The image
-encoder runs once per case; each round re-propagates with every click so far. One row per round (0 = the
-strategy's prompts alone) with `round`, `n_clicks` and `clicks` (every click so far: round, z, x, y, label), so a
-curve replays exactly. A killed run resumes at the round where it stopped; a larger N extends every curve, a
-changed click rule is refused. `zeroshot compare` reports Dice after k clicks and NoC; `zeroshot figures` draws
-the curves.
+Interactive evaluation (--clicks N and/or --click-protocol P): a simulated user corrects each prediction for N
+rounds (default: the protocol's own). Protocols (docs/interactive.md):
+  zeroshot     (default, 8 rounds) one click per round at the deepest point of the largest 2D error region, on
+               the slice with the most error
+  cvpr25       (5) CVPR 2025 interactive 3D challenge: deepest voxel of the largest 3D error component; use it
+               with --strategy cvpr25-box (2D box on the middle slice + the GT z-extent) for its full protocol
+  microsam     (7 after the initial prompt = micro-sam's 8 iterations) one positive and one negative voxel drawn
+               from the false negatives / false positives
+  radioactive  (5) RadioActive: sign drawn with p = FP/(FP+FN); positives at the largest false-negative
+               component's centre on each slice it spans, negatives along a contour scribble (one point per pixel)
+The image encoder runs once per case; each round re-propagates with every click so far. One row per round (0 =
+the strategy's prompts alone) with `round`, `n_clicks`, `clicks` (every click so far: round, z, x, y, label) and
+`click_protocol`, so a curve replays exactly. A killed run resumes at the round where it stopped; a larger N
+extends every curve, a changed click rule is refused. `zeroshot compare` reports Dice after k clicks, NoC and the
+CVPR25 AUCs; `zeroshot figures` draws the curves.
 
 Job arrays: `--shard $I/$N --out runs/x/shard-$I`, then `zeroshot merge runs/x/shard-* --out runs/x/all`.
 Ray: `--executor ray` (pip install 'zeroshot[ray]'; RAY_ADDRESS selects a cluster, else a local one starts).
@@ -40,6 +51,8 @@ Examples:
   zeroshot eval --data crosspan/ --sequence T2 --split test --model sam2.1-tiny --model medsam2 \\
       --strategy box-mid --strategy prompts/box-mid-jitter10.yaml --seeds 0 1 2 --out runs/t2-zeroshot
   zeroshot eval --data crosspan/ --sequence T1 --model medsam2 --strategy box-mid --clicks 8 --out runs/t1-clicks
+  zeroshot eval --data crosspan/ --sequence T2 --model medsam2 --strategy cvpr25-box --click-protocol cvpr25 \
+      --out runs/t2-cvpr25
 """
 
 
@@ -80,7 +93,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--clicks",
         type=int,
         metavar="N",
-        help="simulate N rounds of corrective clicks after the initial prompts (one row per round)",
+        help="simulate N rounds of corrective clicks after the initial prompts (one row per round; default with "
+        "--click-protocol: the protocol's own)",
+    )
+    clicks.add_argument(
+        "--click-protocol",
+        choices=PROTOCOL_NAMES,
+        help="the simulated user: zeroshot (default), cvpr25, microsam or radioactive (see below)",
     )
     clicks.add_argument(
         "--click-slice",
@@ -162,24 +181,31 @@ def run(args: argparse.Namespace) -> int:
 
 
 def click_settings(args: argparse.Namespace) -> ClickSettings | None:
-    """The click settings the options ask for; ``None`` without ``--clicks``.
+    """The click settings the options ask for; ``None`` without ``--clicks`` and ``--click-protocol``.
 
     Raises
     ------
     ConfigError
-        If a click option is given without ``--clicks``, or ``--clicks`` is below 1.
+        If a click option is given without ``--clicks`` or ``--click-protocol``, ``--clicks`` is below 1, or an
+        option of the ``zeroshot`` protocol is given with another protocol.
     """
     from zeroshot.errors import ConfigError
     from zeroshot.interactive import ClickSettings
 
     options = {"slice_rule": args.click_slice, "per_round": args.clicks_per_round, "feed_mask": args.feed_mask}
     given = {name: value for name, value in options.items() if value is not None}
-    if args.clicks is None:
+    flags = {"slice_rule": "--click-slice", "per_round": "--clicks-per-round", "feed_mask": "--feed-mask"}
+    protocol = getattr(args, "click_protocol", None)
+    if args.clicks is None and protocol is None:
         if given:
-            flags = {"slice_rule": "--click-slice", "per_round": "--clicks-per-round", "feed_mask": "--feed-mask"}
             named = ", ".join(flags[name] for name in given)
-            raise ConfigError(f"{named}: only with --clicks N (the number of correction rounds)")
+            raise ConfigError(f"{named}: only with --clicks N (the number of correction rounds) or --click-protocol")
         return None
-    if args.clicks < 1:
+    if args.clicks is not None and args.clicks < 1:
         raise ConfigError(f"--clicks: expected 1 or more rounds, got {args.clicks} (leave it out for no clicks)")
-    return ClickSettings(rounds=args.clicks, **given)
+    if protocol not in (None, "zeroshot") and {"slice_rule", "per_round"} & set(given):
+        named = ", ".join(flags[name] for name in ("slice_rule", "per_round") if name in given)
+        raise ConfigError(
+            f"{named}: options of the zeroshot protocol; --click-protocol {protocol} places clicks by its own rule"
+        )
+    return ClickSettings(rounds=args.clicks, protocol=protocol or "zeroshot", **given)

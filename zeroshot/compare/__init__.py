@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from zeroshot.compare import render
+from zeroshot.compare.auc import AUC_MEASURES, auc_table, case_aucs
 from zeroshot.compare.baselines import (
     BaselinePredictions,
     parse_baseline_predictions,
@@ -44,9 +45,11 @@ from zeroshot.compare.tables import (
     prepare_rows,
     summary_table,
 )
+from zeroshot.errors import ConfigError
 
 __all__ = [
     "AFTER_CLICKS",
+    "AUC_MEASURES",
     "BASELINE_RESULTS",
     "COMPARISON_JSON",
     "NOC_THRESHOLDS",
@@ -55,6 +58,8 @@ __all__ = [
     "ComparisonOutput",
     "RunError",
     "RunTables",
+    "auc_table",
+    "case_aucs",
     "case_values",
     "click_curves",
     "clicks_table",
@@ -93,6 +98,8 @@ class ComparisonOutput:
         The numeric tables (also in the CSV files); initial prompts only (round 0) for interactive runs.
     clicks, noc : DataFrame or None
         Value after k clicks and clicks to reach a Dice, for interactive runs (else ``None``).
+    auc : DataFrame or None
+        The CVPR 2025 challenge's curve values (DSC_AUC, NSD_AUC, final DSC and NSD) for interactive runs.
     """
 
     out: Path
@@ -102,6 +109,7 @@ class ComparisonOutput:
     paired: pd.DataFrame
     clicks: pd.DataFrame | None = None
     noc: pd.DataFrame | None = None
+    auc: pd.DataFrame | None = None
 
 
 def comparison_rows(
@@ -134,6 +142,7 @@ def compare_runs(
     both_empty_as_perfect: bool = False,
     after_clicks: Sequence[int] = AFTER_CLICKS,
     noc_thresholds: Sequence[float] = NOC_THRESHOLDS,
+    time_cap_s: float | None = None,
 ) -> ComparisonOutput:
     """Write every comparison table for one or more runs into ``out``.
 
@@ -157,6 +166,9 @@ def compare_runs(
         Interactive runs: the click counts k of the Dice-after-k-clicks table (clipped to each budget).
     noc_thresholds : sequence of float
         Interactive runs: the Dice values of the NoC table (0.85 for NoC@85).
+    time_cap_s : float or None
+        Interactive runs: the CVPR 2025 challenge's per-case time cap (90 s per structure there): a curve whose
+        ``seconds_prepare`` plus every round's ``seconds_segment`` exceed it scores 0 in the ``auc`` table.
 
     Returns
     -------
@@ -164,12 +176,14 @@ def compare_runs(
 
     Files written (each table as ``.csv``, ``.md`` and ``.tex``): ``summary``, ``summary_by_center`` (with
     ``by_center``), ``cross_sequence``, ``paired``, ``published`` (with ``published``), and for interactive runs
-    ``clicks`` and ``noc``; ``per_case.csv`` (the penalised per-case values every statistic used) and for
-    interactive runs ``per_case_clicks.csv`` (every case's Dice after each click count);
+    ``clicks``, ``noc`` and ``auc``; ``per_case.csv`` (the penalised per-case values every statistic used) and for
+    interactive runs ``per_case_clicks.csv`` (every case's Dice after each click count) and ``per_case_auc.csv``;
     ``baseline_results.parquet``/``.csv`` (the scored supervised rows, with ``baseline_predictions``);
     ``comparison.json`` (the settings).
     """
     options = options or BootstrapOptions()
+    if time_cap_s is not None and not (isinstance(time_cap_s, (int, float)) and time_cap_s > 0):
+        raise ConfigError(f"time_cap_s (--time-cap-s): expected seconds > 0, found {time_cap_s!r}")
     after_clicks = check_after_clicks(after_clicks)
     noc_thresholds = check_noc_thresholds(noc_thresholds)
     out = Path(out)
@@ -230,7 +244,7 @@ def compare_runs(
             f"Holm-adjusted across the comparisons of each metric.{initial_note}"
         ),
     )
-    clicks = noc = None
+    clicks = noc = auc = None
     if interactive:
         curves = click_curves(all_rows)
         clicks = clicks_table(curves, after_clicks=after_clicks, options=options)
@@ -258,6 +272,24 @@ def compare_runs(
         )
         curves.to_csv(out / "per_case_clicks.csv", index=False, float_format="%.10g")
         files.append(out / "per_case_clicks.csv")
+        if "nsd_2mm" in all_rows.columns:
+            cases = case_aucs(all_rows, time_cap_s=time_cap_s)
+            auc = auc_table(cases, options=options)
+            cap = f"; a case over {time_cap_s:g} s scores 0" if time_cap_s is not None else ""
+            files += render.write_table(
+                auc,
+                render.auc_display(auc),
+                out,
+                "auc",
+                caption=(
+                    "CVPR 2025 interactive challenge curve values per case, mean [bootstrap CI] over cases: DSC_AUC "
+                    "and NSD_AUC are trapezoid areas (unit spacing) over click rounds 1..R, not the initial prompt; "
+                    "NSD at 2 mm counts only where DSC > 0.2; / (R−1) normalises to [0, 1]; final = after round "
+                    f"R{cap}."
+                ),
+            )
+            cases.to_csv(out / "per_case_auc.csv", index=False, float_format="%.10g")
+            files.append(out / "per_case_auc.csv")
     if published_table is not None:
         files += render.write_table(
             published_table,
@@ -284,8 +316,9 @@ def compare_runs(
         settings["interactive"] = {
             "after_clicks": list(after_clicks),
             "noc_thresholds": list(noc_thresholds),
+            "time_cap_s": time_cap_s,
             "initial_prompt_tables": "summary, cross_sequence, paired and per_case use round 0 only",
         }
     (out / COMPARISON_JSON).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
     files.append(out / COMPARISON_JSON)
-    return ComparisonOutput(out, tuple(files), summary, cross, paired, clicks, noc)
+    return ComparisonOutput(out, tuple(files), summary, cross, paired, clicks, noc, auc)

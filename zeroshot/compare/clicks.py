@@ -8,6 +8,8 @@ round 0 holds the initial prompts alone, round r the state after r rounds of sim
 Definitions, for the rows penalised by :func:`~zeroshot.compare.tables.prepare_rows` (a failed round scores as
 the worst case, Dice 0):
 
+- **Protocol**: curves made by another click protocol than ``zeroshot`` (the ``click_protocol`` column,
+  ``zeroshot eval --click-protocol``) are shown as their own method: the strategy reads ``box-mid · cvpr25``.
 - **Clicks so far** are read from ``n_clicks`` when the column exists (a row whose count is missing, such as a
   round that failed, is given the count of the round before it), else from ``round`` (one click per round).
 - **Value after k clicks** of one curve (case x seed) is the value of the row with the largest ``n_clicks <= k``
@@ -60,7 +62,7 @@ AFTER_CLICKS = (0, 1, 3, 5, 8)
 #: Dice thresholds of the NoC table by default.
 NOC_THRESHOLDS = (0.85, 0.90)
 #: Columns only interactive runs have.
-INTERACTIVE_COLUMNS = ("round", "n_clicks", "clicks")
+INTERACTIVE_COLUMNS = ("round", "n_clicks", "clicks", "click_protocol")
 #: A group of the click tables: one curve per case of it.
 GROUP = ("sequence", "model", "strategy")
 _CASE = (*GROUP, "case_id", "center")
@@ -89,6 +91,9 @@ def initial_rows(rows: pd.DataFrame) -> pd.DataFrame:
         return rows
     rounds = pd.to_numeric(rows["round"], errors="coerce")
     kept = rows.loc[rows["round"].isna() | (rounds == 0)]
+    if "click_protocol" in kept.columns:  # round 0 does not depend on the protocol: runs of two protocols share it
+        same = [c for c in (*IDENTITY, "round") if c in kept.columns]
+        kept = kept.loc[kept["round"].isna() | ~kept.duplicated(same, keep="first")]
     kept = kept.drop(columns=[c for c in INTERACTIVE_COLUMNS if c in kept.columns])
     identity = [c for c in IDENTITY if c in kept.columns]
     duplicated = kept.duplicated(identity, keep=False)
@@ -167,7 +172,14 @@ def _curve_rows(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
         chosen = chosen.loc[chosen["kind"] != KIND_SUPERVISED]
     if chosen.empty:
         raise RunError("the results have a round column but no interactive row")
-    columns = [*_CURVE, "round", metric, *(c for c in ("n_clicks", "failed") if c in chosen.columns)]
+    if "click_protocol" in chosen.columns:
+        protocol = chosen["click_protocol"].fillna("zeroshot").astype(str)
+        other = protocol != "zeroshot"
+        chosen = chosen.assign(
+            strategy=chosen["strategy"].astype(str).where(~other, chosen["strategy"] + " · " + protocol)
+        )
+    extra = ("n_clicks", "failed", "seconds_prepare", "seconds_segment")
+    columns = [*_CURVE, "round", metric, *(c for c in extra if c in chosen.columns and c != metric)]
     table = chosen[columns].copy()
     table["round"] = _whole(pd.to_numeric(table["round"], errors="coerce"), "round", table)
     table["_curve"] = table.groupby(list(_CURVE), sort=True, dropna=False).ngroup()

@@ -18,6 +18,7 @@ import pandas as pd
 from zeroshot.compare.tables import KIND_SUPERVISED, higher_is_better, sequence_order
 
 __all__ = [
+    "auc_display",
     "clicks_display",
     "cross_sequence_display",
     "format_ci",
@@ -153,6 +154,36 @@ def clicks_display(clicks: pd.DataFrame) -> pd.DataFrame:
     wide = wide.reindex(columns=columns).fillna(NOT_AVAILABLE)
     wide.insert(0, "n", first.reindex(wide.index).fillna(0).astype(int))
     return wide.reset_index().rename(columns={"budget_clicks": "budget (clicks)"})
+
+
+#: Column headings of the CVPR25 curve values.
+AUC_HEADINGS = {
+    "dsc_auc": "DSC_AUC",
+    "nsd_auc": "NSD_AUC",
+    "dsc_auc_norm": "DSC_AUC / (R−1)",
+    "nsd_auc_norm": "NSD_AUC / (R−1)",
+    "dsc_final": "DSC final",
+    "nsd_final": "NSD final",
+}
+
+
+def auc_display(auc: pd.DataFrame) -> pd.DataFrame:
+    """Rows: sequence x method with its rounds R; columns: the CVPR25 curve values, cells ``mean [CI]``."""
+    if auc.empty:
+        return pd.DataFrame()
+    lines: dict[tuple[str, str], dict[str, object]] = {}
+    for _, row in auc.iterrows():
+        key = (row["sequence"], _click_method(row))
+        line = lines.setdefault(
+            key, {"sequence": key[0], "method": key[1], "R (rounds)": int(row["rounds"]), "n": int(row["n_cases"])}
+        )
+        if row["n_over_time_cap"]:
+            line["over time cap"] = int(row["n_over_time_cap"])
+        cell = NOT_AVAILABLE if math.isnan(row["mean"]) else f"{row['mean']:.3f}"
+        if not math.isnan(row["ci_low"]):
+            cell += f" [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+        line[AUC_HEADINGS[row["measure"]]] = cell
+    return pd.DataFrame(list(lines.values()))
 
 
 def noc_display(noc: pd.DataFrame) -> pd.DataFrame:

@@ -154,7 +154,7 @@ def load_runs(paths: Sequence[str | Path]) -> RunTables:
         results.append(table)
     check_comparable(roots, infos)
     combined = pd.concat(results, ignore_index=True)
-    identity = [*IDENTITY, *(["round"] if "round" in combined.columns else [])]
+    identity = [*IDENTITY, *(c for c in ("round", "click_protocol") if c in combined.columns)]
     duplicated = combined.duplicated(identity, keep=False)
     if duplicated.any():
         first = combined.loc[duplicated].iloc[0]

@@ -68,6 +68,9 @@ def plot_dice_vs_clicks(
 ) -> Figure:
     """Mean Dice after k clicks with 95 % CI bands: one panel per sequence, colour = model, line style = strategy.
 
+    Curves of a click protocol other than ``zeroshot`` are their own strategy, ``box-mid · cvpr25``; a single
+    strategy is named in the title.
+
     ``curves`` is the output of :func:`zeroshot.compare.clicks.click_curves` (``None`` for runs without
     corrective clicks: the figure is skipped). Thin grey lines mark the NoC ``thresholds``.
     """
@@ -109,5 +112,7 @@ def plot_dice_vs_clicks(
     axes[0][0].set_ylabel(f"{name} (mean, 95 % CI)")
     legend_below(figure, axes[0][-1])
     marks = f" (dotted: {name} {', '.join(f'{t:g}' for t in thresholds)})" if thresholds else ""
-    figure.suptitle(f"{name} after simulated corrective clicks{marks}")
+    # One strategy is not in the legend: name it (and its click protocol, "strategy · protocol") in the title.
+    only = f" — {strategies[0]}" if len(strategies) == 1 else ""
+    figure.suptitle(f"{name} after simulated corrective clicks{only}{marks}")
     return figure

@@ -10,8 +10,9 @@ from zeroshot.prompts.settings import BoxSettings
 
 __all__ = ["jitter_box"]
 
-#: Uniform draws each box consumes, whatever its settings, so that streams stay aligned across ablations.
-DRAWS_PER_BOX = 6
+#: Uniform draws each box consumes, whatever its settings, so that streams stay aligned across ablations (the
+#: seventh, for ``outward_256px``, came last: the first six are those boxes drew before it existed).
+DRAWS_PER_BOX = 7
 
 
 def jitter_box(
@@ -25,7 +26,10 @@ def jitter_box(
 
     Each side moves outwards by ``a * u`` pixels, with ``u`` uniform in ``[-1, 1]`` (``both``) or ``[0, 1]``
     (``outward``) and ``a = jitter_percent / 100 * size + jitter_mm / spacing`` using the box's size and the pixel
-    spacing along that side's axis (x sides: columns; y sides: rows). The box then moves by ``b * v`` along
+    spacing along that side's axis (x sides: columns; y sides: rows). With ``outward_256px = n`` every side also
+    moves outwards by ``int(k * X / 256)`` columns (x sides) or ``int(k * Y / 256)`` rows (y sides), one whole
+    ``k = floor(w * (n + 1))`` for all four, ``w`` uniform in ``[0, 1)`` (MedSAM's and the CVPR 2025 challenge's
+    perturbation). The box then moves by ``b * v`` along
     each axis, ``v`` uniform in ``[-1, 1]`` and ``b`` from ``shift_percent`` and ``shift_mm`` alike. Sides that
     cross are merged at their mean; the result is rounded to whole pixels and clipped to the slice. Exactly
     :data:`DRAWS_PER_BOX` numbers are drawn from ``rng`` (even at zero jitter), so a given seed moves the box of
@@ -48,7 +52,8 @@ def jitter_box(
         The box to use, inside the slice.
     info : dict
         ``tight_box``, ``side_offsets_px`` (outward moves of x0, y0, x1, y1 before rounding), ``shift_px``
-        (x, y) and ``clipped`` (whether the slice's edge cut the box), JSON-ready.
+        (x, y), ``clipped`` (whether the slice's edge cut the box) and, with ``outward_256px``, the
+        ``outward_256px_drawn`` k, JSON-ready.
 
     Examples
     --------
@@ -62,10 +67,13 @@ def jitter_box(
     size_x, size_y = x1 - x0 + 1, y1 - y0 + 1
     draws = rng.random(DRAWS_PER_BOX)
     sides = draws[:4] if settings.jitter_direction == "outward" else 2.0 * draws[:4] - 1.0
-    shifts = 2.0 * draws[4:] - 1.0
+    shifts = 2.0 * draws[4:6] - 1.0
     amplitude_x = settings.jitter_percent / 100.0 * size_x + settings.jitter_mm / spacing_x
     amplitude_y = settings.jitter_percent / 100.0 * size_y + settings.jitter_mm / spacing_y
     offsets = sides * np.array([amplitude_x, amplitude_y, amplitude_x, amplitude_y])
+    outward_256 = int(draws[6] * (settings.outward_256px + 1))
+    outward_x, outward_y = int(outward_256 * width / 256), int(outward_256 * height / 256)
+    offsets = offsets + np.array([outward_x, outward_y, outward_x, outward_y])
     shift_x = shifts[0] * (settings.shift_percent / 100.0 * size_x + settings.shift_mm / spacing_x)
     shift_y = shifts[1] * (settings.shift_percent / 100.0 * size_y + settings.shift_mm / spacing_y)
     lo_x, hi_x = _ordered(x0 - offsets[0] + shift_x, x1 + offsets[2] + shift_x)
@@ -79,6 +87,8 @@ def jitter_box(
         "shift_px": [_rounded(shift_x), _rounded(shift_y)],
         "clipped": list(used) != rounded,
     }
+    if settings.outward_256px:
+        info["outward_256px_drawn"] = outward_256
     return used, info  # type: ignore[return-value]
 
 

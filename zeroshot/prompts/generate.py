@@ -31,7 +31,8 @@ LOW_BOX_COVERAGE = 0.5
 
 #: The oracle flags every :class:`VolumePrompts` carries (the runner writes them as ``oracle_<flag>`` columns).
 #: ``gt_prompt``: a prompt (key slice, box, point or mask) was derived from the ground truth, degraded or not.
-#: ``gt_z_range``: prompts sit on every slice holding the ground-truth structure, so they reveal its z-range.
+#: ``gt_z_range``: prompts sit on every slice holding the ground-truth structure, or carry its z-extent
+#: (``z_extent: true``), so they reveal its z-range.
 ORACLE_FLAGS = ("gt_prompt", "gt_z_range")
 
 #: Purposes that separate the random streams of one case and seed.
@@ -122,7 +123,10 @@ def make_prompts(
         slices.append(prompt)
         records.append(record)
     details["slices"] = records
-    oracle = {"gt_prompt": used_gt, "gt_z_range": used_gt and strategy.key_slices.rule == "every"}
+    if strategy.z_extent:
+        details["z_extent"] = list(details["key_slices"]["z_extent"])
+    reveals_range = strategy.key_slices.rule == "every" or strategy.z_extent
+    oracle = {"gt_prompt": used_gt, "gt_z_range": used_gt and reveals_range}
     kind = "gt" if used_gt and strategy.source.kind == "coarse" else strategy.source.kind
     return VolumePrompts(**base, source=kind, slices=tuple(slices), oracle=oracle, details=details)
 

@@ -57,6 +57,8 @@ def choose_key_slices(mask: np.ndarray, settings: KeySliceSettings) -> tuple[tup
     rule = settings.rule
     if rule == "middle":
         targets = [(z_min + z_max) // 2]
+    elif rule == "occupied-median":
+        targets = [int(present[len(present) // 2])]
     elif rule == "largest":
         targets = [int(np.argmax(areas))]
     elif rule == "centroid":

@@ -31,7 +31,7 @@ __all__ = [
 
 SOURCE_KINDS = ("gt", "coarse", "degraded")
 ON_EMPTY = ("fail", "gt", "volume-middle-box")
-KEY_SLICE_RULES = ("middle", "largest", "centroid", "spread", "every", "index")
+KEY_SLICE_RULES = ("middle", "occupied-median", "largest", "centroid", "spread", "every", "index")
 PROMPT_TYPES = ("box", "points", "box+points", "mask")
 COMPONENTS = ("all", "largest")
 JITTER_DIRECTIONS = ("both", "outward")
@@ -102,8 +102,10 @@ class KeySliceSettings:
 
     Attributes
     ----------
-    rule : {"middle", "largest", "centroid", "spread", "every", "index"}
-        ``middle``: ``floor((z_min + z_max) / 2)`` of the source's z-extent. ``largest``: the slice with the most
+    rule : {"middle", "occupied-median", "largest", "centroid", "spread", "every", "index"}
+        ``middle``: ``floor((z_min + z_max) / 2)`` of the source's z-extent. ``occupied-median``: entry
+        ``n // 2`` of the ``n`` slices holding structure in ascending order (the CVPR 2025 challenge's ``z_mid``;
+        the upper of the two middle slices of an even extent). ``largest``: the slice with the most
         source pixels (the lowest such z on ties). ``centroid``: the slice nearest the source's centre of mass.
         ``spread``: ``count`` slices at the centres of ``count`` equal parts of the z-extent (``count=1`` is
         ``middle``). ``every``: every slice holding the structure (2D mode). ``index``: the slices in ``index``.
@@ -145,6 +147,10 @@ class BoxSettings:
     jitter_direction : {"both", "outward"}
     shift_percent, shift_mm : float
         Largest move of the whole box along each in-plane axis, in % of the box size and in mm.
+    outward_256px : int
+        MedSAM's and the CVPR 2025 challenge's box perturbation: all four sides move outwards together by ``k``
+        pixels at 256 px, ``k`` drawn uniformly from ``0 .. outward_256px``, i.e. ``int(k * X / 256)`` columns
+        and ``int(k * Y / 256)`` rows on a ``(Y, X)`` slice (the challenge uses 5). 0: none.
     """
 
     jitter_percent: float = 0.0
@@ -152,16 +158,20 @@ class BoxSettings:
     jitter_direction: str = "both"
     shift_percent: float = 0.0
     shift_mm: float = 0.0
+    outward_256px: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        """All settings as plain values."""
-        return {
+        """All settings as plain values (``outward_256px`` only when used, so older digests stay valid)."""
+        out: dict[str, Any] = {
             "jitter_percent": self.jitter_percent,
             "jitter_mm": self.jitter_mm,
             "jitter_direction": self.jitter_direction,
             "shift_percent": self.shift_percent,
             "shift_mm": self.shift_mm,
         }
+        if self.outward_256px:
+            out["outward_256px"] = self.outward_256px
+        return out
 
 
 @dataclass(frozen=True)
@@ -223,6 +233,10 @@ class Strategy:
         Used by ``box`` and ``box+points``.
     points : PointSettings
         Used by ``points`` and ``box+points``.
+    z_extent : bool
+        Also give the model the source's z-extent ``[z_min, z_max]`` (``VolumePrompts.details["z_extent"]``): the
+        runner clears every prediction outside it, and from the ground truth it is the ``gt_z_range`` oracle.
+        The CVPR 2025 challenge's box is a 2D box on the middle slice plus this extent.
     description : str
         Free text; not part of the digest.
     """
@@ -234,6 +248,7 @@ class Strategy:
     components: str = "all"
     box: BoxSettings = field(default_factory=BoxSettings)
     points: PointSettings = field(default_factory=PointSettings)
+    z_extent: bool = False
     description: str = ""
 
     @property
@@ -262,6 +277,8 @@ class Strategy:
             prompt["box"] = self.box.to_dict()
         if self.uses_points:
             prompt["points"] = self.points.to_dict()
+        if self.z_extent:  # only when used, so the digests of strategies without it are unchanged
+            prompt["z_extent"] = True
         out["prompt"] = prompt
         return out
 

@@ -187,7 +187,7 @@ def strategy_from_dict(data: Mapping[str, Any], *, name: str | None = None, wher
     if "prompt" not in data:
         raise ConfigError(f"{where}: prompt: missing (say at least `prompt: {{type: box}}`)")
     prompt = _mapping(data["prompt"], where, "prompt")
-    _known(prompt, ("type", "components", "box", "points"), where, "prompt")
+    _known(prompt, ("type", "components", "box", "points", "z_extent"), where, "prompt")
     if "type" not in prompt:
         raise ConfigError(f"{where}: prompt.type: missing; choose one of {', '.join(PROMPT_TYPES)}")
     prompt_type = _choice(prompt["type"], PROMPT_TYPES, where, "prompt.type")
@@ -206,6 +206,7 @@ def strategy_from_dict(data: Mapping[str, Any], *, name: str | None = None, wher
         components=components,
         box=_box(prompt.get("box", {}), where),
         points=_points(prompt.get("points", {}), where),
+        z_extent=_boolean(prompt.get("z_extent", False), where, "prompt.z_extent"),
         description=description,
     )
 
@@ -369,7 +370,7 @@ def _key_slices(value: object, where: object) -> KeySliceSettings:
 
 def _box(value: object, where: object) -> BoxSettings:
     data = _mapping(value, where, "prompt.box")
-    keys = ("jitter_percent", "jitter_mm", "jitter_direction", "shift_percent", "shift_mm")
+    keys = ("jitter_percent", "jitter_mm", "jitter_direction", "shift_percent", "shift_mm", "outward_256px")
     _known(data, keys, where, "prompt.box")
     return BoxSettings(
         jitter_percent=_number(
@@ -383,6 +384,7 @@ def _box(value: object, where: object) -> BoxSettings:
             data.get("shift_percent", 0.0), where, "prompt.box.shift_percent", minimum=0.0, maximum=MAX_PERCENT
         ),
         shift_mm=_number(data.get("shift_mm", 0.0), where, "prompt.box.shift_mm", minimum=0.0),
+        outward_256px=_integer(data.get("outward_256px", 0), where, "prompt.box.outward_256px", minimum=0),
     )
 
 

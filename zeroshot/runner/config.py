@@ -9,9 +9,10 @@ with the current configuration component by component:
 * a component present in both with a different identity (an edited strategy YAML, another checkpoint, a changed
   image, other tolerances) is refused, naming every difference, unless ``--new-run`` starts over;
 * new cases, models, strategies or seeds *extend* the run: their rows are added beside the existing ones;
-* in an interactive run (``--clicks``) the click rule (slice rule, clicks per round, mask feedback) is a shared
-  setting, while more rounds extend every curve from where it ends (``identity["click_rounds"]`` records the
-  largest budget asked for); a run with clicks and one without never share a directory;
+* in an interactive run (``--clicks``) the click rule (protocol, slice rule, clicks per round, mask feedback) is a
+  shared setting, while more rounds extend every curve from where it ends (``identity["click_rounds"]`` records
+  the largest budget asked for); a run with clicks and one without never share a directory; a run recorded before
+  protocols existed (no ``protocol`` in its click rule) was made by the ``zeroshot`` protocol;
 * what cannot change results is not part of the identity: the data folder's path (files are identified by
   content), the worker count, the executor, the shard, ``--save-pred``, and the device index (``cuda:1`` is
   ``cuda``; ``cpu`` versus ``cuda`` *is* part of it, since kernels and dtypes differ).
@@ -374,6 +375,7 @@ def check_compatible(
     remedy : str
         What the user can do about it, ending the message (default: ``zeroshot eval``'s options).
     """
+    recorded, current = with_click_protocol(recorded), with_click_protocol(current)
     problems = []
     if "fixed" in recorded and "fixed" in current:
         problems += [f"settings: {d}" for d in _differences(recorded["fixed"], current["fixed"])]
@@ -391,6 +393,7 @@ def check_compatible(
 
 def union_identity(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
     """The identity of a run holding both (call :func:`check_compatible` first)."""
+    recorded, current = with_click_protocol(recorded), with_click_protocol(current)
     merged = {"fixed": dict(recorded.get("fixed") or current.get("fixed") or {})}
     for section in ("cases", "models", "strategies"):
         merged[section] = {**current.get(section, {}), **recorded.get(section, {})}
@@ -400,6 +403,19 @@ def union_identity(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> d
     if rounds:
         merged["click_rounds"] = max(rounds)
     return merged
+
+
+def with_click_protocol(identity: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``identity`` with ``fixed.clicks.protocol`` set to ``zeroshot`` where an interactive run predates protocols.
+
+    Runs made before the click protocols existed record a click rule without ``protocol``: theirs was the rule now
+    named ``zeroshot``, so they resume and merge as such.
+    """
+    clicks = (identity.get("fixed") or {}).get("clicks")
+    if not isinstance(clicks, Mapping) or "protocol" in clicks:
+        return identity
+    fixed = {**identity["fixed"], "clicks": {**clicks, "protocol": "zeroshot"}}
+    return {**identity, "fixed": fixed}
 
 
 def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:

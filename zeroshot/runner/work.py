@@ -34,6 +34,7 @@ from zeroshot.interactive import Click, ClickSettings, replay, simulate
 from zeroshot.prompts.types import VolumePrompts
 from zeroshot.runner.rundir import RowKey, RunDir, write_atomic
 from zeroshot.runner.scoring import Scores
+from zeroshot.runner.zextent import ZExtentSession
 from zeroshot.scoring import failed_row, header_d_max_mm
 from zeroshot.volume import Volume, read_label, read_volume, write_mask
 
@@ -106,6 +107,8 @@ class Prediction:
         Whether this row ran on the offloading variant after running out of GPU memory.
     clicks : tuple of Click
         Interactive runs: every click made up to this row's round (for a failed round, those before it).
+    click_protocol : str
+        Interactive runs: the protocol that made the clicks (``ClickSettings.protocol``).
     """
 
     key: RowKey
@@ -117,6 +120,7 @@ class Prediction:
     seconds_segment: float = float("nan")
     offloaded: bool = False
     clicks: tuple[Click, ...] = ()
+    click_protocol: str = ""
 
 
 def read_case(
@@ -280,7 +284,7 @@ class _SessionSource:
                 raise self._error
             start = time.perf_counter()
             try:
-                self._session = self.segmenter.prepare(self.volume)
+                self._session = ZExtentSession(self.segmenter.prepare(self.volume))
             except Exception as exc:
                 self._error = exc
                 raise
@@ -359,6 +363,7 @@ def _predict_curve(
                         seconds_segment=seconds,
                         offloaded=source.offloaded,
                         clicks=state.clicks,
+                        click_protocol=settings.protocol,
                     )
                 began = time.perf_counter()
             return
@@ -366,7 +371,13 @@ def _predict_curve(
             if source.fall_back(exc):
                 continue
             yield Prediction(
-                key.at_round(done + 1), None, prompts, error=exc, offloaded=source.offloaded, clicks=clicks
+                key.at_round(done + 1),
+                None,
+                prompts,
+                error=exc,
+                offloaded=source.offloaded,
+                clicks=clicks,
+                click_protocol=settings.protocol,
             )
             return
 
@@ -382,9 +393,12 @@ def _failed(
     """The failed row of a key; for a curve, its first round still to make."""
     if clicks is None:
         return Prediction(key, None, prompts, error=error)
+    protocol = clicks.protocol
     if start is None:
-        return Prediction(key.at_round(0), None, prompts, error=error, clicks=())
-    return Prediction(key.at_round(start.round + 1), None, prompts, error=error, clicks=start.clicks)
+        return Prediction(key.at_round(0), None, prompts, error=error, click_protocol=protocol)
+    return Prediction(
+        key.at_round(start.round + 1), None, prompts, error=error, clicks=start.clicks, click_protocol=protocol
+    )
 
 
 def _checked_mask(mask: Any, volume: Volume, segmenter: Any) -> np.ndarray:
@@ -473,10 +487,10 @@ def finish_row(
 
     Notes
     -----
-    A row of an interactive run (a key with a ``round``) also has ``round``, ``n_clicks`` (clicks so far) and
-    ``clicks`` (JSON list of ``{round, z, x, y, label}`` so far) after the identity columns. Its ``key_slices``
-    are the slices prompted in that round (the strategy's and the clicked ones), which the per-slice distances
-    are measured from.
+    A row of an interactive run (a key with a ``round``) also has ``round``, ``n_clicks`` (clicks so far),
+    ``clicks`` (JSON list of ``{round, z, x, y, label}`` so far) and ``click_protocol`` after the identity columns.
+    Its ``key_slices`` are the slices prompted in that round (the strategy's and the clicked ones), which the
+    per-slice distances are measured from.
     """
     key, case = prediction.key, inputs.case
     error = prediction.error if prediction.error is not None else scores if isinstance(scores, BaseException) else None
@@ -493,6 +507,7 @@ def finish_row(
         row["round"] = key.round
         row["n_clicks"] = len(prediction.clicks)
         row["clicks"] = json.dumps([click.as_record() for click in prediction.clicks])
+        row["click_protocol"] = prediction.click_protocol or "zeroshot"
     if error is None and isinstance(scores, Scores):
         row.update(scores.metrics)
         slices = scores.slices
