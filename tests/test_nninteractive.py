@@ -5,6 +5,7 @@ never accuracy: no Dice value here says anything about nnInteractive.
 """
 
 import json
+import sys
 
 import numpy as np
 import pandas as pd
@@ -256,6 +257,33 @@ def test_a_folder_that_is_not_a_trained_model_is_refused(tmp_path):
         NnInteractiveSegmenter(model_folder=tmp_path / "half")
     with pytest.raises(SegmenterError, match="seed must be an integer"):
         NnInteractiveSegmenter(model_folder=tmp_path / "half", seed=0.5)
+
+
+def test_options_the_package_cannot_honour_are_refused(folder, monkeypatch):
+    with pytest.raises(SegmenterError, match="use_torch_compile=True needs a CUDA device"):
+        NnInteractiveSegmenter(model_folder=folder, device="cpu", use_torch_compile=True)
+    monkeypatch.setitem(sys.modules, "nnInteractive.inference.inference_session", None)
+    with pytest.raises(SegmenterError, match=r"nnInteractive is not installed .*zeroshot\[nninteractive\]"):
+        NnInteractiveSegmenter(model_folder=folder, device="cpu")
+
+
+def test_an_interaction_nninteractive_refuses_is_named_and_the_next_call_starts_over(
+    segmenter, volume, key_box, monkeypatch
+):
+    z, box = key_box
+    inference = segmenter.inference
+    original = inference.add_point_interaction
+
+    def refuse(*args, **kwargs):
+        raise ValueError("no such point")
+
+    with segmenter.prepare(volume) as session:
+        monkeypatch.setattr(inference, "add_point_interaction", refuse)
+        with pytest.raises(SegmenterError, match=r"case phantom: nnInteractive refused .*'point'.*: no such point"):
+            session.segment(_prompts(SlicePrompt(z=z, box=box, points=((box[0], box[1]),), labels=(1,))))
+        monkeypatch.setattr(inference, "add_point_interaction", original)
+        after = session.segment(_prompts(SlicePrompt(z=z, box=box)))
+    assert after.info["interactions_reset"] and after.info["interactions_kept"] == 0
 
 
 def test_a_checkpoint_the_package_cannot_load_is_named(tmp_path):

@@ -115,7 +115,8 @@ class NnInteractiveSegmenter:
         nnInteractive's AutoZoom (widen the window while the prediction touches its border), on by default as in
         the authors' examples.
     use_torch_compile : bool
-        Compile the network (CUDA only; the package refuses it on a CPU). Off by default, as in the README.
+        Compile the network (CUDA only: the package turns it off on a CPU, so asking for it there is an error).
+        Off by default, as in the README.
     seed : int
         Seed of NumPy's global generator before each interaction (see the module docstring).
     verbose : bool
@@ -126,8 +127,8 @@ class NnInteractiveSegmenter:
     Raises
     ------
     SegmenterError
-        For a folder that is not an nnInteractive trained-model folder, a model the package cannot load, or an
-        unusable device.
+        For a folder that is not an nnInteractive trained-model folder, a model the package cannot load, an
+        unusable device, ``use_torch_compile`` without CUDA, or nnInteractive not installed.
     """
 
     def __init__(
@@ -157,7 +158,12 @@ class NnInteractiveSegmenter:
         self.device = resolve_device(device)
         self.fold = fold
         self.do_autozoom = bool(do_autozoom)
-        self.use_torch_compile = bool(use_torch_compile) and self.device.type == "cuda"
+        if use_torch_compile and self.device.type != "cuda":
+            raise SegmenterError(
+                f"use_torch_compile=True needs a CUDA device (nnInteractive does not compile on {self.device.type}); "
+                "drop it or use device='cuda'"
+            )
+        self.use_torch_compile = bool(use_torch_compile)
         self.seed = int(seed)
         self.verbose = bool(verbose)
         self.name = name or folder.name

@@ -4,8 +4,8 @@ The folder has the layout of the published ``nnInteractive_v1.0`` model (``plans
 session metadata, ``fold_0/checkpoint_final.pth``, ``LICENSE``), so that the ``nninteractive`` package loads and
 runs it through its own code path (``initialize_from_trained_model_folder``, its normalisation, interaction
 channels, AutoZoom and refinement). The network is the published architecture class (nnU-Net's
-``ResidualEncoderUNet``) shrunk to three stages of 4 to 16 features, with 1 x 1 x 1 kernels at full resolution so
-that a CPU forward pass over a patch takes about a second.
+``ResidualEncoderUNet``) shrunk to three stages of 4 to 16 features, with 1 x 1 x 1 kernels at full resolution
+(3 x 3 x 3 there would double the CPU time of a forward pass over a patch).
 
 Random weights test machinery (loading, coordinates, interaction bookkeeping, determinism, speed of the package's
 own steps), never accuracy. A randomly initialised network marks most of a volume as foreground, which would make
