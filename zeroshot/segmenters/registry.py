@@ -203,7 +203,9 @@ def _build_entry(entry: CheckpointEntry, *, name: str, device: str, options: dic
     if entry.backend == "transformers" and "image_size" in options:
         raise SegmenterError(f"{name!r}: a transformers model takes its image size from its config.json")
     if entry.backend == "nninteractive" and "image_size" in options:
-        raise SegmenterError(f"{name!r}: nnInteractive works in the volume's own voxels; it has no image size")
+        raise SegmenterError(
+            f"{name!r}: nnInteractive works in the volume's own voxels; it has no image size (drop --image-size)"
+        )
     resolved = resolve_checkpoint(entry)
     backend_options = {**entry.option_dict(), **options, backend.weights_argument: resolved.path}
     if entry.config is not None:
@@ -249,7 +251,9 @@ def _build_nninteractive(path: Path, *, device: str, options: dict[str, Any]) ->
     backend = BACKENDS["nninteractive"]
     path = path.expanduser()
     if "image_size" in options:
-        raise SegmenterError(f"{str(path)!r}: nnInteractive works in the volume's own voxels; it has no image size")
+        raise SegmenterError(
+            f"{str(path)!r}: nnInteractive works in the volume's own voxels; it has no image size (drop --image-size)"
+        )
     return _build(
         backend.module,
         backend.cls,
