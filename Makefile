@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q $(TORCH)
 	# sam2 is an sdist whose build imports torch: build it against the torch above, pure Python (no CUDA op).
 	SAM2_BUILD_CUDA=0 $(BIN)/pip install -q --no-build-isolation sam2==1.1.0
-	$(BIN)/pip install -q -e '.[test,ray]'
+	$(BIN)/pip install -q -e '.[test,ray,nninteractive]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -159,6 +159,8 @@ HASH = "ab" * 32
         ("tiny sam2 configs/x.yaml - Apache-2.0 - hf://owner", r"list.txt:1: 'hf://owner' is not a Hub URL"),
         ("tiny transformers - - Apache-2.0 - hf://o/r/model.pt", r"transformers entry is a whole repository"),
         ("tiny sam2 configs/x.yaml - Apache-2.0 - hf://o/r", r"sam2 entry needs the checkpoint file"),
+        ("nni nninteractive - - CC-BY-NC-SA-4.0 - hf://o/r", r"nninteractive entry names the trained-model folder"),
+        ("nni nninteractive - - CC-BY-NC-SA-4.0 - https://e.org/m/", r"nninteractive entry must be a folder on the"),
         ("tiny transformers - - Apache-2.0 - https://e.org/t.pt", r"must be a Hub repository"),
         ("tiny sam2 configs/x.yaml - Apache-2.0 - https://e.org/dir/", r"does not end in a file name"),
         ("tiny sam2 configs/x.yaml image_size Apache-2.0 - https://e.org/t.pt", r"option 'image_size' must be"),
@@ -207,6 +209,13 @@ def test_shipped_list_covers_the_models_with_licences_and_sourced_hashes() -> No
             assert e.hub is not None and e.hub.repo_id == "wanglab/MedSAM2"
         elif e.backend == "transformers":
             assert e.is_repository and e.hub.repo_id.startswith("facebook/sam2.1-hiera-")
+        elif e.backend == "nninteractive":
+            assert e.licence == "CC-BY-NC-SA-4.0" and e.is_folder and not e.is_repository
+            assert (e.hub.repo_id, e.hub.filename, e.filename) == (
+                "MIC-DKFZ/nnInteractive",
+                "nnInteractive_v1.0",
+                "nnInteractive_v1.0",
+            )
         else:
             assert e.licence == "Apache-2.0"
     # Only hashes with a source named in the file: the MedSAM2_latest LFS pointer.
@@ -471,6 +480,23 @@ def test_hub_files_and_repositories_are_verified_and_linked(
     assert (blobs / "snapshot" / "config.json").read_text() == '{"model_type": "sam2_video"}'
     assert ck.download(repo_entry, force=True, progress=False).sha256 == folder.sha256
     assert calls[-1][2]["force_download"] is True
+
+    # An nnInteractive entry is one folder of the repository: only its files, relative to it.
+    (blobs / "snapshot" / "nnInteractive_v1.0" / "fold_0").mkdir(parents=True)
+    (blobs / "snapshot" / "nnInteractive_v1.0" / "plans.json").write_text("{}")
+    (blobs / "snapshot" / "nnInteractive_v1.0" / "fold_0" / "checkpoint_final.pth").write_bytes(weights)
+    nni_entry = entry("hf://org/repo/nnInteractive_v1.0", name="nni", backend="nninteractive")
+    nni = ck.download(nni_entry, progress=False)
+    assert nni.path.name == "nnInteractive_v1.0" and calls[-1][2]["allow_patterns"] == ["nnInteractive_v1.0/*"]
+    assert sorted(p.relative_to(nni.path).as_posix() for p in nni.path.rglob("*") if p.is_file()) == [
+        "fold_0/checkpoint_final.pth",
+        "plans.json",
+    ]
+    assert nni.sha256 == ck.sha256_of(nni.path) == ck.recorded_sha256(nni_entry)
+    missing = entry("hf://org/repo/nnInteractive_v9", name="nni-missing", backend="nninteractive")
+    with pytest.raises(CheckpointError, match=r"cannot download hf://org/repo/nnInteractive_v9: .*no files under"):
+        ck.download(missing, progress=False)
+    assert not ck.cached_path(missing).exists()
 
     def failing(*args: object, **kwargs: object) -> str:
         raise OSError("gated repository")

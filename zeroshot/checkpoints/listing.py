@@ -23,6 +23,7 @@ __all__ = [
     "BACKENDS",
     "COLUMNS",
     "ENV_CHECKPOINT_LIST",
+    "FOLDER_BACKENDS",
     "CheckpointEntry",
     "HubLocation",
     "default_list_path",
@@ -33,7 +34,9 @@ __all__ = [
 ]
 
 COLUMNS = ("name", "backend", "config", "options", "licence", "sha256", "url")
-BACKENDS = ("sam2", "transformers")
+BACKENDS = ("sam2", "transformers", "nninteractive")
+#: Backends whose weights are a folder: a whole transformers repository, an nnInteractive trained-model folder.
+FOLDER_BACKENDS = ("transformers", "nninteractive")
 ENV_CHECKPOINT_LIST = "ZEROSHOT_CHECKPOINTS"
 
 #: Names are typed on command lines and used as folder names; ``@`` and ``:`` are kept for ``NAME@SIZE`` and
@@ -80,7 +83,8 @@ class CheckpointEntry:
     name : str
         The name ``build_segmenter`` and ``zeroshot checkpoints`` accept.
     backend : str
-        ``"sam2"`` (official SAM2 code) or ``"transformers"`` (``Sam2VideoModel``).
+        ``"sam2"`` (official SAM2 code), ``"transformers"`` (``Sam2VideoModel``) or ``"nninteractive"`` (an
+        nnInteractive trained-model folder).
     config : str or None
         sam2 Hydra config name relative to the sam2 package (e.g. ``configs/sam2.1/sam2.1_hiera_t.yaml``).
     options : tuple of (str, value) pairs
@@ -116,8 +120,16 @@ class CheckpointEntry:
         return hub is not None and hub.filename is None
 
     @property
+    def is_folder(self) -> bool:
+        """True for an entry whose weights are a folder (see :data:`FOLDER_BACKENDS`), cached as a folder."""
+        return self.backend in FOLDER_BACKENDS
+
+    @property
     def filename(self) -> str:
-        """The name the weights get in the cache: the URL's last path component (the repository's, for a repo)."""
+        """The name the weights get in the cache: the URL's last path component (the repository's, for a repo).
+
+        For an nnInteractive entry that is the trained-model folder's name (``nnInteractive_v1.0``).
+        """
         hub = self.hub
         if hub is not None:
             return PurePosixPath(hub.filename or hub.repo_id).name
@@ -247,9 +259,16 @@ def _check_url(url: str, *, backend: str, origin: str) -> None:
             raise CheckpointError(f"{origin}: a transformers entry is a whole repository: hf://OWNER/REPO, no file")
         if backend == "sam2" and hub.filename is None:
             raise CheckpointError(f"{origin}: a sam2 entry needs the checkpoint file: hf://OWNER/REPO/FILE.pt")
+        if backend == "nninteractive" and hub.filename is None:
+            raise CheckpointError(
+                f"{origin}: an nninteractive entry names the trained-model folder in its repository: "
+                "hf://OWNER/REPO/FOLDER (e.g. hf://MIC-DKFZ/nnInteractive/nnInteractive_v1.0)"
+            )
         return
     if backend == "transformers":
         raise CheckpointError(f"{origin}: a transformers entry must be a Hub repository (hf://OWNER/REPO)")
+    if backend == "nninteractive":
+        raise CheckpointError(f"{origin}: an nninteractive entry must be a folder on the Hub (hf://OWNER/REPO/FOLDER)")
     path = unquote(urlparse(url).path)
     if path.endswith("/") or not PurePosixPath(path).name:
         raise CheckpointError(f"{origin}: url {url!r} does not end in a file name")

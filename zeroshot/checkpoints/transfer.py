@@ -116,7 +116,7 @@ def download(
             _copy_local(Path(source), staging, desc=entry.name, progress=progress)
         elif entry.hub is not None:
             _remove(staging)
-            _fetch_hub(entry.hub, staging, progress=progress, force=force or retrust)
+            _fetch_hub(entry.hub, staging, folder=entry.is_folder, progress=progress, force=force or retrust)
         elif urlparse(entry.url).scheme == "file":
             _remove(staging)
             _copy_local(Path(url2pathname(urlparse(entry.url).path)), staging, desc=entry.name, progress=progress)
@@ -276,8 +276,12 @@ def hub_offline() -> bool:
     return value in {"1", "ON", "YES", "TRUE"}
 
 
-def _fetch_hub(hub: HubLocation, staging: Path, *, progress: bool, force: bool) -> None:
+def _fetch_hub(hub: HubLocation, staging: Path, *, folder: bool, progress: bool, force: bool) -> None:
     """Fetch through huggingface_hub (its cache, tokens, resume and offline mode), then copy into ``staging``.
+
+    A file entry fetches one file. A folder entry fetches the repository's ``*.json`` and ``*.safetensors``
+    (a transformers repository) or, when the URL names a folder in the repository (an nnInteractive
+    trained-model folder), every file under that folder; ``staging`` then holds the folder's content.
 
     huggingface_hub does not reliably check SHA-256 itself (huggingface_hub issue #3643), so the caller does.
     Copies, not hard links: a file altered in one cache must not alter the other, so that ``force`` (which also
@@ -288,21 +292,27 @@ def _fetch_hub(hub: HubLocation, staging: Path, *, progress: bool, force: bool) 
     offline = hub_offline()
     try:
         with _hub_progress(progress):
-            if hub.filename is not None:
+            if not folder:
                 local = huggingface_hub.hf_hub_download(
                     hub.repo_id, hub.filename, revision=hub.revision, local_files_only=offline, force_download=force
                 )
                 _copy_resolved(Path(local), staging)
             else:
+                # In huggingface_hub's patterns `*` also matches `/`: "FOLDER/*" is everything under FOLDER.
+                patterns = [f"{hub.filename}/*"] if hub.filename else list(REPOSITORY_PATTERNS)
                 local = huggingface_hub.snapshot_download(
                     hub.repo_id,
                     revision=hub.revision,
-                    allow_patterns=list(REPOSITORY_PATTERNS),
+                    allow_patterns=patterns,
                     local_files_only=offline,
                     force_download=force,
                 )
-                for file in sorted(p for p in Path(local).rglob("*") if p.is_file()):
-                    _copy_resolved(file, staging / file.relative_to(local))
+                root = Path(local) / hub.filename if hub.filename else Path(local)
+                files = sorted(p for p in root.rglob("*") if p.is_file())
+                if not files:
+                    raise FileNotFoundError(f"no files under {hub.filename or '/'} in {hub.repo_id}")
+                for file in files:
+                    _copy_resolved(file, staging / file.relative_to(root))
     except Exception as exc:  # huggingface_hub raises many types (HTTP, offline, not found, gated); name them all
         _remove(staging)
         if offline:

@@ -81,6 +81,7 @@ VOLATILE_MODEL_KEYS = frozenset(
         "torch_version",
         "sam2_version",
         "transformers_version",
+        "nninteractive_version",
         "offload_video_to_cpu",
         "offload_state_to_cpu",
     }
@@ -92,6 +93,7 @@ RECORDED_PACKAGES = (
     "torchvision",
     "sam2",
     "transformers",
+    "nninteractive",
     "numpy",
     "scipy",
     "scikit-image",

@@ -1,4 +1,4 @@
-"""Segmenters: the SAM2/MedSAM2 video predictors, the transformers backend and weight-free baselines."""
+"""Segmenters: the SAM2/MedSAM2 video predictors, the transformers backend, nnInteractive and weight-free baselines."""
 
 from importlib import import_module
 from typing import Any
@@ -8,6 +8,7 @@ from zeroshot.segmenters.base import Segmentation, Segmenter, Session
 __all__ = [
     "BoxFillSegmenter",
     "GrabCutSegmenter",
+    "NnInteractiveSegmenter",
     "Sam2Segmenter",
     "Segmentation",
     "Segmenter",
@@ -22,6 +23,7 @@ __all__ = [
 _LAZY = {
     "BoxFillSegmenter": "zeroshot.segmenters.boxfill",
     "GrabCutSegmenter": "zeroshot.segmenters.grabcut",
+    "NnInteractiveSegmenter": "zeroshot.segmenters.nninteractive",
     "Sam2Segmenter": "zeroshot.segmenters.sam2_video",
     "TransformersVideoSegmenter": "zeroshot.segmenters.transformers_video",
     "available_models": "zeroshot.segmenters.registry",

@@ -19,6 +19,9 @@ A name is one of, tried in this order:
     A local SAM2-format checkpoint; ``config=`` (CLI ``--config``) names its SAM2 config, or a sam2 entry of the
     checkpoint list whose config and options it runs with (``config="medsam2"``: a MedSAM2 file held locally
     runs MedSAM2's recipe). Its SHA-256 is recorded in ``describe()``, but nothing is known to check it against.
+``nninteractive:PATH``, or ``PATH`` of a folder holding ``plans.json`` and ``dataset.json``
+    A local nnInteractive trained-model folder (:mod:`zeroshot.segmenters.nninteractive`); the SHA-256 of its
+    file manifest is recorded in ``describe()``.
 
 ``@SIZE`` sets ``image_size`` (the memory-attention RoPE sizes follow). Keyword options go to the backend and
 override the entry's options. This module imports no model code until a model is built.
@@ -85,7 +88,14 @@ BACKENDS = {
     "transformers": Backend(
         "zeroshot.segmenters.transformers_video", "TransformersVideoSegmenter", "model_id_or_path", "weights_sha256"
     ),
+    "nninteractive": Backend(
+        "zeroshot.segmenters.nninteractive", "NnInteractiveSegmenter", "model_folder", "checkpoint_sha256"
+    ),
 }
+#: ``nninteractive:PATH`` names a local nnInteractive trained-model folder.
+NNINTERACTIVE_PREFIX = "nninteractive:"
+#: Files that make a local folder an nnInteractive trained-model folder.
+_NNINTERACTIVE_FILES = ("plans.json", "dataset.json")
 #: The transformers backend's random model, ``random:transformers-tiny[@SIZE]``.
 RANDOM_TRANSFORMERS = "random:transformers-tiny"
 #: Random-weight names listed by :func:`available_models` (any sam2 config name or sam2 entry works after ``random:``).
@@ -107,7 +117,8 @@ def build_segmenter(name: str, *, device: str = "auto", **options: Any) -> Segme
     ----------
     name : str
         ``box-fill``, ``grabcut``, ``random:CONFIG[@SIZE]``, ``random:transformers-tiny[@SIZE]``, a
-        checkpoint-list entry ``NAME[@SIZE]``, or the path of a local SAM2 checkpoint (with ``config=``).
+        checkpoint-list entry ``NAME[@SIZE]``, the path of a local SAM2 checkpoint (with ``config=``), or of a
+        local nnInteractive trained-model folder (``nninteractive:PATH`` or ``PATH``).
     device : str
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; ignored by the baselines.
     **options
@@ -120,9 +131,10 @@ def build_segmenter(name: str, *, device: str = "auto", **options: Any) -> Segme
     Raises
     ------
     SegmenterError
-        For a name that is none of the above (the message lists the available names), ``@SIZE`` on a baseline
-        or a transformers entry, a path without ``config=``, ``config=`` or ``checkpoint=`` given for a named
-        entry (the entry fixes them), an option the backend does not take, or a backend that is not installed.
+        For a name that is none of the above (the message lists the available names), ``@SIZE`` on a baseline,
+        a transformers entry or an nnInteractive model, a path without ``config=``, ``config=`` or
+        ``checkpoint=`` given for a named entry (the entry fixes them), an option the backend does not take, or
+        a backend that is not installed.
     CheckpointError
         For a named entry that is not downloaded (the message gives the download command) or whose file fails
         verification.
@@ -132,11 +144,15 @@ def build_segmenter(name: str, *, device: str = "auto", **options: Any) -> Segme
     base, image_size = _split_size(name)
     if base in BASELINES:
         raise SegmenterError(f"{name!r}: the {base} baseline has no image size (drop '@{image_size}')")
+    if _is_nninteractive(base) and image_size is not None:
+        raise SegmenterError(f"{name!r}: nnInteractive works in the volume's own voxels; drop '@{image_size}'")
     if image_size is not None:
         options = {**options, "image_size": image_size}
     sam2 = BACKENDS["sam2"]
     if base == RANDOM_TRANSFORMERS:
         return _build_random_transformers(name=name, device=device, options=options)
+    if base.startswith(NNINTERACTIVE_PREFIX):
+        return _build_nninteractive(Path(base.removeprefix(NNINTERACTIVE_PREFIX)), device=device, options=options)
     entries = read_checkpoint_list()
     if base.startswith("random:"):
         recipe = _sam2_recipe(base.removeprefix("random:"), entries, options)
@@ -146,6 +162,8 @@ def build_segmenter(name: str, *, device: str = "auto", **options: Any) -> Segme
     if base in entries:
         return _build_entry(entries[base], name=name, device=device, options=options)
     path = Path(name).expanduser()
+    if _is_nninteractive(name):
+        return _build_nninteractive(path, device=device, options=options)
     if path.is_file() or path.suffix in _CHECKPOINT_SUFFIXES:
         if "config" not in options:
             raise SegmenterError(
@@ -187,6 +205,10 @@ def _build_entry(entry: CheckpointEntry, *, name: str, device: str, options: dic
         )
     if entry.backend == "transformers" and "image_size" in options:
         raise SegmenterError(f"{name!r}: a transformers model takes its image size from its config.json")
+    if entry.backend == "nninteractive" and "image_size" in options:
+        raise SegmenterError(
+            f"{name!r}: nnInteractive works in the volume's own voxels; it has no image size (drop --image-size)"
+        )
     resolved = resolve_checkpoint(entry)
     backend_options = {**entry.option_dict(), **options, backend.weights_argument: resolved.path}
     if entry.config is not None:
@@ -229,6 +251,31 @@ def _build_random_transformers(*, name: str, device: str, options: dict[str, Any
         model=model,
         device=device,
         **{"name": name, **options},
+    )
+
+
+def _is_nninteractive(name: str) -> bool:
+    """Whether ``name`` is ``nninteractive:PATH`` or a local folder with nnInteractive's plans and dataset files."""
+    if name.startswith(NNINTERACTIVE_PREFIX):
+        return True
+    path = Path(name).expanduser()
+    return path.is_dir() and all((path / file).is_file() for file in _NNINTERACTIVE_FILES)
+
+
+def _build_nninteractive(path: Path, *, device: str, options: dict[str, Any]) -> Segmenter:
+    backend = BACKENDS["nninteractive"]
+    path = path.expanduser()
+    if "image_size" in options:
+        raise SegmenterError(
+            f"{str(path)!r}: nnInteractive works in the volume's own voxels; it has no image size (drop --image-size)"
+        )
+    return _build(
+        backend.module,
+        backend.cls,
+        what="nninteractive backend",
+        model_folder=path,
+        device=device,
+        **{"name": path.resolve().name, **options},
     )
 
 
