@@ -481,10 +481,10 @@ def test_eval_cli_click_protocol_alone_runs_the_protocols_own_budget(dataset, tm
 
     (case,) = select(discover(dataset), sequences=["T2"])
     volume = read_volume(case.image)
-    gt = read_label(case.label, volume)
+    gt = read_label(case.label, volume, label=1)
     present = np.flatnonzero(gt.any(axis=(1, 2)))
     for path in results["prediction"]:  # every round's prediction lies inside the ground truth's z-extent
-        predicted = np.flatnonzero(read_label(out / path, volume, require_label=False).any(axis=(1, 2)))
+        predicted = np.flatnonzero(read_label(out / path, volume, label=1, require_label=False).any(axis=(1, 2)))
         assert predicted.size and present[0] <= predicted.min() and predicted.max() <= present[-1]
     record = json.loads(next(iter(sorted(RunDir(out).row_paths()))).read_text())
     assert record["info"]["z_extent"] == [int(present[0]), int(present[-1])]

@@ -48,7 +48,7 @@ def test_predictions_are_written_in_the_baseline_preds_layout_on_each_image_grid
         "T2/phantom_004.nii.gz",
     ]
     for case in test:  # the scorer's grid and binary checks accept them
-        assert 0.0 <= score_files(case.label, out / case.sequence / f"{case.case_id}.nii.gz").dice <= 1.0
+        assert 0.0 <= score_files(case.label, out / case.sequence / f"{case.case_id}.nii.gz", label=1).dice <= 1.0
     assert model.describe()["settings"]["steps"] == QUICK.steps
 
 
@@ -72,7 +72,7 @@ def test_the_default_baseline_succeeds_in_sequence_and_collapses_across(phantom,
     for case in select(phantom, splits=["test"]):
         volume = read_volume(case.image)
         write_predictions(model, [case], tmp_path)
-        dice[case.sequence] = score_files(case.label, tmp_path / case.sequence / f"{case.case_id}.nii.gz").dice
+        dice[case.sequence] = score_files(case.label, tmp_path / case.sequence / f"{case.case_id}.nii.gz", label=1).dice
         assert volume.shape == model.predict(volume).shape
     assert dice["T1"] > 0.7
     assert dice["T2"] < 0.1 and dice["OOP"] < 0.1
