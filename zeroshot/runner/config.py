@@ -297,9 +297,9 @@ def _require_unique_nonempty(values: Sequence[Any], option: str) -> None:
 
 def _plain(value: Any) -> Any:
     """``value`` as plain JSON types (a JSON round trip), so identities compare the way run.json stores them."""
-    from zeroshot.runner.rundir import _json_default
+    from zeroshot.store.records import json_default
 
-    return json.loads(json.dumps(value, default=_json_default, sort_keys=True))
+    return json.loads(json.dumps(value, default=json_default, sort_keys=True))
 
 
 def model_identity(description: Mapping[str, Any]) -> dict[str, Any]:

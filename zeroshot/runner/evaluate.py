@@ -3,7 +3,7 @@
 One call does, in order: select the cases (and this shard's part of them), load the strategies, fingerprint the
 case files, open the run directory (refusing a conflicting configuration, see :mod:`zeroshot.runner.config`),
 list the rows still missing, and for each model with missing rows build it once and let the executor make them.
-The tables are rebuilt from the row files at the end. A second call with the same arguments finds every row
+The tables are rebuilt from the run's store at the end. A second call with the same arguments finds every row
 present, builds no model and only rebuilds the tables.
 
 With corrective clicks (``EvalConfig.clicks``) each case x model x strategy x seed is a *curve* of rows, rounds 0
@@ -21,7 +21,7 @@ import json
 import math
 import sys
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,9 +47,11 @@ from zeroshot.runner.config import (
     union_identity,
 )
 from zeroshot.runner.executors import CaseJob, Executor, LocalExecutor, RunContext
-from zeroshot.runner.rundir import RowKey, RunDir, read_json
+from zeroshot.runner.rundir import RowKey, RunDir
 from zeroshot.runner.tables import RunTables, write_tables
 from zeroshot.runner.work import CurveStart
+from zeroshot.store import RowRecord
+from zeroshot.store.store import KEY_COLUMNS
 from zeroshot.structure import find_dataset_json, label_file_notice
 
 __all__ = ["RunSummary", "load_strategies_for_run", "plan_curves", "plan_jobs", "run_eval", "select_cases"]
@@ -115,7 +117,7 @@ def load_strategies_for_run(specs: Sequence[str]) -> dict[str, Any]:
 
 
 def plan_jobs(
-    cases: Sequence[Case], model: str, strategies: Sequence[str], seeds: Sequence[int], done: set[RowKey]
+    cases: Sequence[Case], model: str, strategies: Sequence[str], seeds: Sequence[int], done: Container[RowKey]
 ) -> list[CaseJob]:
     """The case jobs of one model: for each case, the (strategy, seed) rows not yet ``done``."""
     jobs = []
@@ -136,71 +138,87 @@ def plan_curves(
     model: str,
     strategies: Sequence[str],
     seeds: Sequence[int],
-    row_files: Sequence[tuple[RowKey, Path]],
+    rundir: RunDir,
     *,
     rounds: int,
     retry_failed: bool = False,
 ) -> list[CaseJob]:
     """The case jobs of one model in an interactive run: the click curves with rounds still to make.
 
-    ``row_files`` are the run's rows (:meth:`RunDir.row_files`). A curve is finished when its rows run unbroken
-    from round 0 to ``rounds``, or to a failed round (unless ``retry_failed``). Any other curve with rows
-    resumes after the last row of that unbroken run (:class:`~zeroshot.runner.work.CurveStart`, with the clicks
-    that row recorded); rows after a gap are kept.
+    A curve is finished when its rows (in ``rundir``'s store) run unbroken from round 0 to ``rounds``, or to a
+    failed round (unless ``retry_failed``). Any other curve with rows resumes after the last row of that unbroken
+    run (:class:`~zeroshot.runner.work.CurveStart`, with the clicks that row recorded); rows after a gap are kept.
+    Only the rows a curve resumes from are read whole; the others by their keys alone.
 
     Raises
     ------
     ConfigError
-        If a row that a curve resumes from has no readable clicks (a row file not written by zeroshot).
+        If a row that a curve resumes from has no readable clicks (a row not written by zeroshot).
     """
-    written: dict[RowKey, dict[int, Path]] = {}
-    for key, path in row_files:
+    written: dict[RowKey, set[int]] = {}
+    for key in rundir.done_keys():
         if key.round is not None and key.model == model:
-            written.setdefault(key.curve, {})[key.round] = path
+            written.setdefault(key.curve, set()).add(key.round)
+    plans: dict[RowKey, int] = {}  # curve -> the last round of its unbroken run from round 0 (-1: none)
+    for case in cases:
+        for strategy in strategies:
+            for seed in seeds:
+                key = RowKey(case.sequence, case.case_id, model, strategy, seed)
+                present = written.get(key, set())
+                last = -1
+                while last + 1 in present:
+                    last += 1
+                if last < 0 or last < rounds or retry_failed:
+                    plans[key] = last
+    rows = rundir.store.rows(key.at_round(last) for key, last in plans.items() if last >= 0)
+    if retry_failed:  # a failed last round is made again, from the round before it
+        retry = {key: last - 1 for key, last in plans.items() if last >= 0 and rows[key.at_round(last)].get("failed")}
+        rows.update(rundir.store.rows(key.at_round(last) for key, last in retry.items() if last >= 0))
     jobs = []
     for case in cases:
         keys, starts = [], {}
         for strategy in strategies:
             for seed in seeds:
                 key = RowKey(case.sequence, case.case_id, model, strategy, seed)
-                present = written.get(key, {})
-                last = -1
-                while last + 1 in present:
-                    last += 1
+                if key not in plans:
+                    continue  # complete (read by its keys alone)
+                last = plans[key]
                 if last < 0:
                     keys.append(key)
                     continue
-                if last >= rounds and not retry_failed:
-                    continue  # complete (a completed run reads no row file)
-                row = read_json(present[last])["row"]
+                row = rows[key.at_round(last)]
                 if row.get("failed"):
                     if not retry_failed:
                         continue
-                    last -= 1  # make the failed round again, from the round before it
+                    last -= 1
                     if last < 0:
                         keys.append(key)
                         continue
-                    row = read_json(present[last])["row"]
+                    row = rows[key.at_round(last)]
                 if last >= rounds:
                     continue
                 keys.append(key)
+                present = written.get(key, set())
                 starts[key] = CurveStart(
-                    last, _recorded_clicks(row, present[last]), frozenset(r for r in present if r > last + 1)
+                    last,
+                    _recorded_clicks(row, rundir, key.at_round(last)),
+                    frozenset(r for r in present if r > last + 1),
                 )
         if keys:
             jobs.append(CaseJob(case, tuple(keys), starts))
     return jobs
 
 
-def _recorded_clicks(row: Mapping[str, Any], path: Path) -> tuple[Any, ...]:
+def _recorded_clicks(row: Mapping[str, Any], rundir: RunDir, key: RowKey) -> tuple[Any, ...]:
+    where = f"{rundir.root}: row {key.describe()}"
     try:
         records = json.loads(row["clicks"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"{path}: no readable 'clicks' column ({exc}); cannot resume this click curve") from exc
+        raise ConfigError(f"{where}: no readable 'clicks' column ({exc}); cannot resume this click curve") from exc
     try:
         return clicks_from_records(records)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+        raise ConfigError(f"{where}: {exc}") from exc
 
 
 def run_eval(
@@ -258,6 +276,7 @@ def run_eval(
     rundir = RunDir(config.out)
     with contextlib.ExitStack() as locks:
         locks.enter_context(rundir.lock())
+        rundir.check_layout()
         recorded = rundir.read_manifest()
         if recorded is not None:
             try:
@@ -283,8 +302,10 @@ def _run_locked(
     progress: bool | None,
 ) -> RunSummary:
     rundir.remove_temporaries()
+    rundir.store.compact_all()  # segments of killed writers; a torn last record is dropped here
     manifest = _open_manifest(config, current, recorded)
     invocation = manifest["invocations"][-1]
+    rundir.store.session = len(manifest["invocations"])
     rundir.write_manifest(manifest)
 
     def record_model(name: str, description: Mapping[str, Any]) -> None:
@@ -299,17 +320,16 @@ def _run_locked(
     if config.clicks is None:
         done = rundir.done_keys()
         if config.retry_failed:
-            done -= _failed_keys(rundir)
+            done = done.without(_failed_keys(rundir))
         plans = {m: plan_jobs(cases, m, list(strategies), config.seeds, done) for m in config.models}
     else:
-        row_files = rundir.row_files()
         plans = {
             m: plan_curves(
                 cases,
                 m,
                 list(strategies),
                 config.seeds,
-                row_files,
+                rundir,
                 rounds=config.clicks.rounds,
                 retry_failed=config.retry_failed,
             )
@@ -337,8 +357,10 @@ def _run_locked(
         raise
     finally:
         bar.close()
+        rundir.store.close()  # this process's segment, rolled into parts
         invocation.update(ended=now_utc(), status=status, rows_computed=bar.rows)
         rundir.write_manifest(manifest)
+    rundir.store.compact_all()  # the segments of Ray actors
     tables = write_tables(rundir)
     selected = {(c.sequence, c.case_id) for c in cases}
     results = tables.results
@@ -458,8 +480,10 @@ def _sha_or_none(path: Path) -> str | None:
         return None
 
 
-def _failed_keys(rundir: RunDir) -> set[RowKey]:
-    return {key for key, path in rundir.row_files() if read_json(path)["row"].get("failed")}
+def _failed_keys(rundir: RunDir) -> list[RowKey]:
+    keys = rundir.store.key_frame("failed")
+    failed = keys.loc[keys["failed"].fillna(False).astype(bool)] if len(keys) else keys
+    return [RowKey.from_tuple(values) for values in failed[list(KEY_COLUMNS)].itertuples(index=False)]
 
 
 def _archive(rundir: RunDir) -> Path:
@@ -510,8 +534,8 @@ class _ProgressBar:
         self._dice_count = 0
         self._failed = 0
 
-    def row(self, record: Mapping[str, Any]) -> None:
-        row = record["row"]
+    def row(self, record: RowRecord) -> None:
+        row = record.row
         self.rows += 1
         dice = row.get("dice")
         if row.get("failed"):

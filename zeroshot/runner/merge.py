@@ -3,8 +3,9 @@
 Runs combine under the rules that let one run directory be extended (:mod:`zeroshot.runner.config`): the shared
 settings must be equal, and every case, model and strategy present in several runs must have the same identity
 there. Each row may come from one run only. The output is a complete run directory: its ``run.json`` holds the
-union identity and every input run's invocations; row files and prompts are copied, predictions hard-linked
-(copied across file systems); the tables are rebuilt from the rows.
+union identity and every input run's invocations; the runs' stores are copied file by file (their Parquet parts,
+and the log segments of runs killed before compacting them, then compacted), mask prompts copied, predictions
+hard-linked (copied across file systems); the tables are rebuilt from the store.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from zeroshot.runner.config import (
     now_utc,
     union_identity,
 )
-from zeroshot.runner.rundir import PREDICTIONS, PROMPTS, ROWS, RowKey, RunDir, write_atomic
+from zeroshot.runner.rundir import PREDICTIONS, RunDir, write_atomic
 from zeroshot.runner.tables import RunTables, write_tables
+from zeroshot.store.parts import part_paths
+from zeroshot.store.store import PROMPT_MASKS, KeySet, RunStore
 
 __all__ = ["merge_runs"]
 
@@ -90,21 +93,24 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path) -> RunTables:
                 )
         identity = union_identity(identity, manifest["identity"])
 
-    owner: dict[RowKey, Path] = {}
+    seen: list[tuple[Path, KeySet]] = []
     for run in dirs:
-        for key, _ in run.row_files():
-            if key in owner:
+        run.check_layout()
+        keys = run.done_keys()
+        for root, earlier in seen:
+            shared = next((key for key in keys if key in earlier), None) if len(earlier) else None
+            if shared is not None:
                 raise ConfigError(
-                    f"merge: row {key.describe()} is in both {owner[key]} and {run.root}; each row must come from "
-                    "one run"
+                    f"merge: row {shared.describe()} is in both {root} and {run.root}; each row must come from one run"
                 )
-            owner[key] = run.root
+        seen.append((run.root, keys))
 
     with target.lock():
         for run in dirs:
-            _copy_tree(run.root / ROWS, target.root / ROWS, link=False)
-            _copy_tree(run.root / PROMPTS, target.root / PROMPTS, link=False)
+            _copy_store(run.store, target.store)
+            _copy_tree(run.store.folder / PROMPT_MASKS, target.store.folder / PROMPT_MASKS, link=False)
             _copy_tree(run.root / PREDICTIONS, target.root / PREDICTIONS, link=True)
+        target.store.compact_all()
         invocations = []
         for run, manifest in zip(dirs, manifests, strict=True):
             for invocation in manifest.get("invocations", []):
@@ -121,6 +127,23 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path) -> RunTables:
             }
         )
         return write_tables(target)
+
+
+def _copy_store(source: RunStore, target: RunStore) -> None:
+    """Copy the records of ``source`` into ``target``: committed parts as they are, segments to be compacted."""
+    for stem in source.stems():
+        paths, copies = part_paths(source.parts_folder, stem), part_paths(target.parts_folder, stem)
+        if copies.rows.exists() or (target.log_folder / f"{stem}.jsonl").exists():
+            raise ConfigError(f"merge: {source.root} holds records named {stem} that another run also holds")
+        if paths.rows.is_file():
+            for origin, copy in (
+                (paths.slices, copies.slices),
+                (paths.prompts, copies.prompts),
+                (paths.rows, copies.rows),
+            ):
+                write_atomic(copy, origin.read_bytes())  # the rows part last: it commits the stem
+        else:
+            write_atomic(target.log_folder / f"{stem}.jsonl", (source.log_folder / f"{stem}.jsonl").read_bytes())
 
 
 def _copy_tree(source: Path, destination: Path, *, link: bool) -> None:
