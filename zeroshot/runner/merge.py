@@ -98,7 +98,7 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path) -> RunTables:
         run.check_layout()
         keys = run.done_keys()
         for root, earlier in seen:
-            shared = next((key for key in keys if key in earlier), None) if len(earlier) else None
+            shared = keys.first_shared(earlier)
             if shared is not None:
                 raise ConfigError(
                     f"merge: row {shared.describe()} is in both {root} and {run.root}; each row must come from one run"

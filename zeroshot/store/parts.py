@@ -100,15 +100,19 @@ def read_chunk(parts: Path, log: Path, stem: str, *, columns: list[str] | None =
     whole.
     """
     paths = part_paths(parts, stem)
-    if paths.rows.is_file():
-        if columns is not None:
-            present = set(pq.read_schema(paths.rows).names)
-            frame = pd.read_parquet(paths.rows, columns=[c for c in columns if c in present])
-            return Chunk(frame, {}, pd.DataFrame())
-        table = pq.read_table(paths.slices)
-        slices = {name: table.column(name).to_numpy() for name in SLICE_COLUMNS}
-        return Chunk(pd.read_parquet(paths.rows), slices, pd.read_parquet(paths.prompts))
-    return chunk_of_segment(read_segment(log / f"{stem}.jsonl"))
+    if not paths.rows.is_file():
+        try:
+            return chunk_of_segment(read_segment(log / f"{stem}.jsonl"))
+        except FileNotFoundError:  # compacted since we looked (a reader without the run's lock): read its parts
+            if not paths.rows.is_file():
+                raise
+    if columns is not None:
+        present = set(pq.read_schema(paths.rows).names)
+        frame = pd.read_parquet(paths.rows, columns=[c for c in columns if c in present])
+        return Chunk(frame, {}, pd.DataFrame())
+    table = pq.read_table(paths.slices)
+    slices = {name: table.column(name).to_numpy() for name in SLICE_COLUMNS}
+    return Chunk(pd.read_parquet(paths.rows), slices, pd.read_parquet(paths.prompts))
 
 
 def compact_segment(parts: Path, log: Path, stem: str) -> bool:

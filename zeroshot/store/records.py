@@ -87,6 +87,19 @@ class RowKey:
         return cls(str(sequence), str(case_id), str(model), str(strategy), int(seed), _optional_int(round_index))
 
 
+    @classmethod
+    def of_row(cls, row: Mapping[str, Any]) -> RowKey:
+        """The key of a result row (its identity columns; ``round`` where the row has one)."""
+        return cls(
+            str(row["sequence"]),
+            str(row["case_id"]),
+            str(row["model"]),
+            str(row["strategy"]),
+            int(row["seed"]),
+            _optional_int(row.get("round")),
+        )
+
+
 @dataclass(frozen=True)
 class PromptKey:
     """The identity of one prompt set: prompts are shared by every model of a run."""

@@ -76,6 +76,11 @@ class KeySet:
     def __iter__(self) -> Iterator[RowKey]:
         return (RowKey.from_tuple(values) for values in self._tuples)
 
+    def first_shared(self, other: KeySet) -> RowKey | None:
+        """The first key (in table order) present in both sets, or ``None``."""
+        shared = self._tuples & other._tuples
+        return min(map(RowKey.from_tuple, shared)) if shared else None
+
     def without(self, keys: Iterable[RowKey]) -> KeySet:
         """These keys less ``keys``."""
         return KeySet(self._tuples - {key.astuple() for key in keys})
@@ -266,7 +271,7 @@ class RunStore:
         for _, chunk in self.chunks():
             frame = chunk.rows.drop(columns=[INFO_COLUMN, NSLICES_COLUMN])
             for record in frame.to_dict("records"):
-                key = _key_of(record)
+                key = RowKey.of_row(record).astuple()
                 if key in wanted:
                     found[wanted[key]] = record
         return found
@@ -286,7 +291,7 @@ class RunStore:
             for i, row in enumerate(frame.to_dict("records")):
                 lo, hi = int(starts[i]), int(starts[i + 1])
                 slices = {n: chunk.slices[n][lo:hi].tolist() for n in SLICE_COLUMNS} if hi > lo else {}
-                key = RowKey.from_tuple(_key_of(row))
+                key = RowKey.of_row(row)
                 latest.pop(key.astuple(), None)
                 latest[key.astuple()] = RowRecord(key, row, slices, json.loads(infos[i]))
         yield from latest.values()
@@ -297,6 +302,13 @@ class RunStore:
             if self._prompts is None:
                 self._prompts = self._read_prompts()
             return self._prompts.get(key.astuple())
+
+    def prompt_sets(self) -> dict[PromptKey, str]:
+        """Every stored prompt set (its JSON) by key."""
+        with self._lock:
+            if self._prompts is None:
+                self._prompts = self._read_prompts()
+            return {PromptKey(*key): text for key, text in self._prompts.items()}
 
     def _read_prompts(self) -> dict[tuple, str]:
         found: dict[tuple, str] = {}
@@ -313,17 +325,6 @@ class RunStore:
     def file_count(self) -> int:
         """Files below ``store/`` (segments, parts and mask prompts)."""
         return sum(1 for p in self.folder.rglob("*") if p.is_file()) if self.folder.is_dir() else 0
-
-
-def _key_of(row: dict[str, Any]) -> KeyTuple:
-    return (
-        str(row["sequence"]),
-        str(row["case_id"]),
-        str(row["model"]),
-        str(row["strategy"]),
-        int(row["seed"]),
-        _int_or_none(row.get(ROUND)),
-    )
 
 
 def _int_or_none(value: Any) -> int | None:
