@@ -86,7 +86,6 @@ class RowKey:
         sequence, case_id, model, strategy, seed, round_index = values
         return cls(str(sequence), str(case_id), str(model), str(strategy), int(seed), _optional_int(round_index))
 
-
     @classmethod
     def of_row(cls, row: Mapping[str, Any]) -> RowKey:
         """The key of a result row (its identity columns; ``round`` where the row has one)."""
