@@ -24,8 +24,8 @@ from zeroshot.compare import prepare_rows, summary_table
 from zeroshot.compare.tables import BootstrapOptions
 from zeroshot.errors import ConfigError, ZeroshotWarning
 from zeroshot.runner import EvalConfig, RunDir
-from zeroshot.store import PromptKey
 from zeroshot.runner.summary import summary_table as eval_summary_table
+from zeroshot.store import PromptKey
 
 FAST = BootstrapOptions(n_resamples=200)
 

@@ -19,14 +19,15 @@ import torch
 from zeroshot.errors import ConfigError
 from zeroshot.phantom import make_phantom_case
 from zeroshot.runner import EvalConfig, RowKey, RunDir, Shard, merge_runs, run_eval
-from zeroshot.runner.config import check_compatible, model_identity
+from zeroshot.runner.config import model_identity
+from zeroshot.runner.identity import RunIdentity
 from zeroshot.runner.rundir import path_component, read_json, write_atomic
-from zeroshot.store.paths import legacy_key, legacy_row_path
 from zeroshot.runner.scoring import slice_table
 from zeroshot.runner.summary import summary_table
 from zeroshot.runner.work import TIMING_COLUMNS, offload_variant
 from zeroshot.segmenters.base import Segmentation
 from zeroshot.segmenters.boxfill import BoxFillSegmenter
+from zeroshot.store.paths import legacy_key, legacy_row_path
 
 SHAPE = (10, 32, 40)
 IDENTITY = ["case_id", "sequence", "model", "strategy", "seed"]
@@ -208,9 +209,16 @@ def test_model_identity_ignores_where_and_with_what_it_ran():
 def test_check_compatible_names_every_difference():
     old = {"fixed": {"label": 1}, "strategies": {"s": {"jitter": 0}}, "cases": {"T1/a": {"image_sha256": "1"}}}
     new = {"fixed": {"label": 2}, "strategies": {"s": {"jitter": 5}}, "cases": {"T1/b": {"image_sha256": "2"}}}
+    recorded = RunIdentity.from_json(old)
     with pytest.raises(ConfigError, match=r"(?s)settings: label: 1 -> 2.*strategy 's': jitter: 0 -> 5"):
-        check_compatible(old, new, where="runs/x")
-    check_compatible(old, {"cases": new["cases"]}, where="runs/x")  # a new case extends the run
+        recorded.check_compatible(RunIdentity.from_json(new), where="runs/x")
+    extended = RunIdentity(cases=new["cases"])
+    recorded.check_compatible(extended, where="runs/x")  # a new case extends the run
+    union = recorded.union(extended)
+    assert set(union.cases) == {"T1/a", "T1/b"} and union.fixed == {"label": 1}
+    assert RunIdentity.from_json(union.to_json()) == union and union.sha256() != recorded.sha256()
+    with pytest.raises(TypeError):
+        union.cases["T1/c"] = {}  # frozen: identities are never mutated in place
 
 
 # --------------------------------------------------------------------------------------------- scoring, tables

@@ -36,17 +36,14 @@ from zeroshot.runner.config import (
     MANIFEST_FORMAT,
     EvalConfig,
     case_identity,
-    check_compatible,
-    config_sha256,
-    empty_identity,
     file_sha256,
     model_identity,
     now_utc,
     provenance,
     strategy_identity,
-    union_identity,
 )
 from zeroshot.runner.executors import CaseJob, Executor, LocalExecutor, RunContext
+from zeroshot.runner.identity import RunIdentity
 from zeroshot.runner.rundir import RowKey, RunDir
 from zeroshot.runner.tables import RunTables, write_tables
 from zeroshot.runner.work import CurveStart
@@ -264,13 +261,14 @@ def run_eval(
     for strategy in strategies.values():
         check_source_label(strategy, structure.value)
     _notice_multi_label(config, cases)
-    current = empty_identity(config.fixed_identity())
-    current["strategies"] = {name: strategy_identity(s) for name, s in strategies.items()}
     uses_coarse = any(getattr(s.source, "kind", None) == "coarse" for s in strategies.values())
-    current["cases"] = fingerprint_cases(cases, coarse_dir=config.coarse_dir if uses_coarse else None)
-    current["seeds"] = sorted(config.seeds)
-    if config.clicks is not None:
-        current["click_rounds"] = config.clicks.rounds
+    current = RunIdentity(
+        fixed=config.fixed_identity(),
+        cases=fingerprint_cases(cases, coarse_dir=config.coarse_dir if uses_coarse else None),
+        strategies={name: strategy_identity(s) for name, s in strategies.items()},
+        seeds=config.seeds,
+        click_rounds=config.clicks.rounds if config.clicks is not None else None,
+    )
     build = build or _registry_builder(config)
     executor = executor or _executor_for(config)
     rundir = RunDir(config.out)
@@ -280,7 +278,7 @@ def run_eval(
         recorded = rundir.read_manifest()
         if recorded is not None:
             try:
-                check_compatible(recorded.get("identity", {}), current, where=f"{rundir.root}")
+                RunIdentity.from_json(recorded.get("identity")).check_compatible(current, where=f"{rundir.root}")
             except ConfigError:
                 if not config.new_run:
                     raise
@@ -294,7 +292,7 @@ def _run_locked(
     config: EvalConfig,
     cases: list[Case],
     strategies: dict[str, Any],
-    current: dict[str, Any],
+    current: RunIdentity,
     recorded: dict[str, Any] | None,
     rundir: RunDir,
     build: Callable[[str], Any],
@@ -309,11 +307,12 @@ def _run_locked(
     rundir.write_manifest(manifest)
 
     def record_model(name: str, description: Mapping[str, Any]) -> None:
-        identity = model_identity(description)
-        check_compatible(manifest["identity"], {"models": {name: identity}}, where=f"{rundir.root}")
-        manifest["identity"]["models"][name] = identity
-        manifest["identity"]["models"] = dict(sorted(manifest["identity"]["models"].items()))
-        manifest["config_sha256"] = config_sha256(manifest["identity"])
+        recorded = RunIdentity.from_json(manifest["identity"])
+        model = RunIdentity(models={name: model_identity(description)})
+        recorded.check_compatible(model, where=f"{rundir.root}")
+        identity = recorded.union(model)
+        manifest["identity"] = identity.to_json()
+        manifest["config_sha256"] = identity.sha256()
         invocation["models"][name] = dict(description)
         rundir.write_manifest(manifest)
 
@@ -385,8 +384,8 @@ def _run_locked(
     return RunSummary(Path(config.out), rows_selected, bar.rows, failed, tables)
 
 
-def _open_manifest(config: EvalConfig, current: dict[str, Any], recorded: dict[str, Any] | None) -> dict[str, Any]:
-    identity = union_identity(recorded["identity"], current) if recorded else current
+def _open_manifest(config: EvalConfig, current: RunIdentity, recorded: dict[str, Any] | None) -> dict[str, Any]:
+    identity = RunIdentity.from_json(recorded["identity"]).union(current) if recorded else current
     invocation = provenance()
     invocation.update(
         selection=config.selection(),
@@ -412,8 +411,8 @@ def _open_manifest(config: EvalConfig, current: dict[str, Any], recorded: dict[s
         "format": MANIFEST_FORMAT,
         "tool": "zeroshot",
         "created": recorded.get("created") if recorded else invocation["started"],
-        "config_sha256": config_sha256(identity),
-        "identity": identity,
+        "config_sha256": identity.sha256(),
+        "identity": identity.to_json(),
         "invocations": [*earlier, invocation],
     }
 

@@ -14,17 +14,14 @@ import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from zeroshot.errors import ConfigError
 from zeroshot.runner.config import (
     MANIFEST_FORMAT,
-    check_compatible,
-    config_sha256,
     dataset_conflict,
     now_utc,
-    union_identity,
 )
+from zeroshot.runner.identity import RunIdentity
 from zeroshot.runner.rundir import PREDICTIONS, RunDir, write_atomic
 from zeroshot.runner.tables import RunTables, write_tables
 from zeroshot.store.parts import part_paths
@@ -79,10 +76,11 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path) -> RunTables:
             raise ConfigError(f"merge: {run.root} has no run.json; is it a run directory (zeroshot eval --out)?")
         manifests.append(manifest)
 
-    identity: dict[str, Any] = manifests[0]["identity"]
+    identity = RunIdentity.from_json(manifests[0]["identity"])
     for run, manifest in zip(dirs[1:], manifests[1:], strict=True):
         where = f"merge: {run.root} and the runs before it"
-        check_compatible(identity, manifest["identity"], where=where, remedy=MERGE_REMEDY)
+        added = RunIdentity.from_json(manifest["identity"])
+        identity.check_compatible(added, where=where, remedy=MERGE_REMEDY)
         for earlier, other in zip(dirs, manifests, strict=False):
             if other is manifest:
                 break
@@ -91,7 +89,7 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path) -> RunTables:
                 raise ConfigError(
                     f"merge: {earlier.root} and {run.root} evaluated different datasets ({conflict}). {MERGE_REMEDY}"
                 )
-        identity = union_identity(identity, manifest["identity"])
+        identity = identity.union(added)
 
     seen: list[tuple[Path, KeySet]] = []
     for run in dirs:
@@ -120,8 +118,8 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path) -> RunTables:
                 "format": MANIFEST_FORMAT,
                 "tool": "zeroshot",
                 "created": now_utc(),
-                "config_sha256": config_sha256(identity),
-                "identity": identity,
+                "config_sha256": identity.sha256(),
+                "identity": identity.to_json(),
                 "merged_from": [str(r) for r in resolved],
                 "invocations": invocations,
             }
