@@ -21,7 +21,7 @@ import json
 import math
 import sys
 import warnings
-from collections.abc import Callable, Container, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,7 @@ from zeroshot.runner.identity import RunIdentity
 from zeroshot.runner.rundir import RowKey, RunDir
 from zeroshot.runner.tables import RunTables, write_tables
 from zeroshot.runner.work import CurveStart
-from zeroshot.store import RowRecord
+from zeroshot.store import KeySet, RowRecord
 from zeroshot.store.store import KEY_COLUMNS
 from zeroshot.structure import find_dataset_json, label_file_notice
 
@@ -114,16 +114,16 @@ def load_strategies_for_run(specs: Sequence[str]) -> dict[str, Any]:
 
 
 def plan_jobs(
-    cases: Sequence[Case], model: str, strategies: Sequence[str], seeds: Sequence[int], done: Container[RowKey]
+    cases: Sequence[Case], model: str, strategies: Sequence[str], seeds: Sequence[int], done: KeySet
 ) -> list[CaseJob]:
     """The case jobs of one model: for each case, the (strategy, seed) rows not yet ``done``."""
     jobs = []
     for case in cases:
         keys = tuple(
-            key
+            RowKey(case.sequence, case.case_id, model, strategy, seed)
             for strategy in strategies
             for seed in seeds
-            if (key := RowKey(case.sequence, case.case_id, model, strategy, seed)) not in done
+            if (case.sequence, case.case_id, model, strategy, seed, None) not in done
         )
         if keys:
             jobs.append(CaseJob(case, keys))

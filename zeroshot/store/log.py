@@ -123,7 +123,7 @@ class LogWriter:
 
     def _sync_locked(self) -> None:
         if self._fd is not None and self._unsynced:
-            os.fsync(self._fd)
+            os.fdatasync(self._fd)  # the data and the size; timestamps need not be durable
             self._unsynced = False
 
 

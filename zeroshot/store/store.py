@@ -61,14 +61,16 @@ KEY_COLUMNS = ("sequence", "case_id", "model", "strategy", "seed", ROUND)
 class KeySet:
     """The row keys present in a store: cheap to build for a million rows (plain tuples inside).
 
-    Supports ``key in keys``, ``len(keys)`` and iteration (:class:`RowKey` objects, made as iterated).
+    Supports ``key in keys`` (a :class:`RowKey` or its :data:`~zeroshot.store.records.KeyTuple`: planning a million
+    rows asks with tuples and makes keys only for the rows missing), ``len(keys)`` and iteration (:class:`RowKey`
+    objects, made as iterated).
     """
 
     def __init__(self, tuples: Iterable[KeyTuple] = ()) -> None:
         self._tuples = set(tuples)
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, RowKey) and key.astuple() in self._tuples
+        return (key.astuple() if isinstance(key, RowKey) else key) in self._tuples
 
     def __len__(self) -> int:
         return len(self._tuples)
