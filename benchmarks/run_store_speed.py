@@ -38,7 +38,7 @@ from zeroshot.datasets import Case
 from zeroshot.runner.evaluate import plan_jobs
 from zeroshot.runner.rundir import RunDir, read_json, write_atomic, write_json
 from zeroshot.runner.tables import write_tables
-from zeroshot.store import PromptKey, RowKey, RowRecord, RunStore
+from zeroshot.store import KeySet, PromptKey, RowKey, RowRecord, RunStore
 from zeroshot.store.paths import legacy_key, legacy_prompt_path, legacy_row_path
 from zeroshot.store.schema import IDENTITY_COLUMNS, SLICE_COLUMNS
 
@@ -173,7 +173,7 @@ def measure_old(root: Path, rows: int) -> Measure:
         write_s += time.perf_counter() - start
     start = time.perf_counter()
     found = sorted((key, p) for p in (root / "rows").rglob("*.json") if (key := legacy_key(root, p)) is not None)
-    done = {key.astuple() for key, _ in found}
+    done = KeySet(key.astuple() for key, _ in found)
     left = plan_all(done, cases)
     plan_s = time.perf_counter() - start
     assert left == len(cases) * 90 - rows, left

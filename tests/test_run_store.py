@@ -210,13 +210,18 @@ def test_parts_of_differing_columns_give_the_columns_of_one_frame(tmp_path):
 
 def test_a_row_written_again_replaces_the_earlier_one(tmp_path):
     first, second = RunStore(tmp_path, session=1), RunStore(tmp_path, session=2)
-    record = fabricated_record(4)  # a failed row, made again by --retry-failed
-    first.append_row(record)
+    failed, other = fabricated_record(4), fabricated_record(1)  # a failed row, made again by --retry-failed
+    first.append_row(failed)
+    first.append_row(other)
     first.close()
-    second.append_row(RowRecord(record.key, {**record.row, "failed": False, "error": ""}, {}, {}))
+    again = fabricated_record(0)
+    second.append_row(RowRecord(failed.key, {**failed.row, "failed": False, "error": ""}, again.slices, {}))
     second.close()
-    (row,) = build_tables(RunStore(tmp_path)).results.itertuples()
-    assert not row.failed and len(RunStore(tmp_path).done_keys()) == 1
+    tables = build_tables(RunStore(tmp_path))
+    assert tables.results["failed"].tolist() == [False, False] and len(RunStore(tmp_path).done_keys()) == 2
+    by_row = tables.slices.groupby(["case_id", "strategy", "seed"], sort=False)["gt_area_mm2"].apply(list)
+    assert by_row[(failed.key.case_id, failed.key.strategy, failed.key.seed)] == again.slices["gt_area_mm2"]
+    assert by_row[(other.key.case_id, other.key.strategy, other.key.seed)] == other.slices["gt_area_mm2"]
 
 
 # ------------------------------------------------------------------------------------------- torn records

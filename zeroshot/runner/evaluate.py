@@ -117,13 +117,14 @@ def plan_jobs(
     cases: Sequence[Case], model: str, strategies: Sequence[str], seeds: Sequence[int], done: KeySet
 ) -> list[CaseJob]:
     """The case jobs of one model: for each case, the (strategy, seed) rows not yet ``done``."""
+    present = done.tuples  # plain tuples: a million lookups without making a RowKey for each
     jobs = []
     for case in cases:
         keys = tuple(
             RowKey(case.sequence, case.case_id, model, strategy, seed)
             for strategy in strategies
             for seed in seeds
-            if (case.sequence, case.case_id, model, strategy, seed, None) not in done
+            if (case.sequence, case.case_id, model, strategy, seed, None) not in present
         )
         if keys:
             jobs.append(CaseJob(case, keys))

@@ -65,6 +65,7 @@ class LogWriter:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.records = 0
+        self.rows = 0
         self._fd: int | None = None
         self._lock = threading.Lock()
         self._case: tuple[str, str] | None = None
@@ -80,6 +81,7 @@ class LogWriter:
             "slices": encode_slices(record.slices),
         }
         self._append(document, (record.key.sequence, record.key.case_id))
+        self.rows += 1
 
     def append_prompts(self, key: PromptKey, text: str) -> None:
         """Append one prompt set (the JSON of :func:`zeroshot.prompts.serialise.prompts_to_json`)."""

@@ -67,13 +67,18 @@ class KeySet:
     """
 
     def __init__(self, tuples: Iterable[KeyTuple] = ()) -> None:
-        self._tuples = set(tuples)
+        self._tuples = frozenset(tuples)
 
     def __contains__(self, key: object) -> bool:
         return (key.astuple() if isinstance(key, RowKey) else key) in self._tuples
 
     def __len__(self) -> int:
         return len(self._tuples)
+
+    @property
+    def tuples(self) -> frozenset[KeyTuple]:
+        """The keys as :data:`~zeroshot.store.records.KeyTuple` (what planning a million rows asks)."""
+        return self._tuples
 
     def __iter__(self) -> Iterator[RowKey]:
         return (RowKey.from_tuple(values) for values in self._tuples)
@@ -155,7 +160,7 @@ class RunStore:
         with self._lock:
             writer = self._current_writer()
             writer.append_row(record)
-            if writer.records >= self.rotate_rows:
+            if writer.rows >= self.rotate_rows:
                 self._close_writer(compact=True)
 
     def append_prompts(self, key: PromptKey, text: str) -> None:

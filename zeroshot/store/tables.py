@@ -17,11 +17,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from zeroshot.store.parts import INFO_COLUMN, NSLICES_COLUMN
 from zeroshot.store.schema import FAILURE_COLUMNS, IDENTITY_COLUMNS, ROUND, SLICE_COLUMNS, type_results
 
 __all__ = ["RunTables", "build_tables"]
+
+#: Where a row's slices start among every part's slices (a column of the frames while tables are built).
+START_COLUMN = "__store_slice_start"
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,19 +70,17 @@ def build_tables(store: Any) -> RunTables:
             slices.append(chunk.slices)
     if not frames:
         return _empty_tables()
-    offsets = np.cumsum([0, *(len(f) for f in frames)])
-    slice_offsets = np.cumsum([0, *(int(f[NSLICES_COLUMN].sum()) for f in frames)])
+    first_slice = 0
+    for frame in frames:  # where each row's slices start in the concatenated per-slice columns
+        counts = frame[NSLICES_COLUMN].to_numpy(dtype=np.int64)
+        frame[START_COLUMN] = first_slice + np.cumsum(counts) - counts
+        first_slice += int(counts.sum())
     rows = _concat_rows(frames)
-    counts = rows[NSLICES_COLUMN].to_numpy(dtype=np.int64)
-    # Where each row's slices start in the concatenated per-slice columns.
-    part = np.repeat(np.arange(len(frames)), np.diff(offsets))
-    within = np.concatenate([np.cumsum(f[NSLICES_COLUMN].to_numpy(dtype=np.int64)) - f[NSLICES_COLUMN] for f in frames])
-    starts = slice_offsets[part] + within
-    rows = rows.drop(columns=[INFO_COLUMN, NSLICES_COLUMN])
     order = _table_order(rows)
-    results = rows.take(order).reset_index(drop=True)
+    counts = rows[NSLICES_COLUMN].to_numpy(dtype=np.int64)[order]
+    starts = rows[START_COLUMN].to_numpy(dtype=np.int64)[order]
+    results = rows.drop(columns=[INFO_COLUMN, NSLICES_COLUMN, START_COLUMN]).take(order).reset_index(drop=True)
     type_results(results)
-    counts, starts = counts[order], starts[order]
     return RunTables(results=results, slices=_slice_table(results, slices, starts, counts))
 
 
@@ -130,15 +132,17 @@ def _slice_table(
     # Index of every slice in the concatenated columns: each row's range, rows in table order.
     ends = np.cumsum(counts)
     take = np.arange(total) - np.repeat(ends - counts, counts) + np.repeat(starts, counts)
-    owner = np.repeat(np.arange(len(results)), counts)
+    owner = pa.array(np.repeat(np.arange(len(results)), counts))
     columns: dict[str, Any] = {}
+    # Built as Arrow columns and handed to pandas without consolidating them into blocks (a copy of every value):
+    # identity columns repeated per slice by an Arrow take, the slice columns gathered by numpy.
     for name in IDENTITY_COLUMNS:
-        columns[name] = results[name].take(owner).reset_index(drop=True)
+        columns[name] = pa.array(results[name]).take(owner)
     if ROUND in results.columns and results[ROUND].notna().any():
-        columns[ROUND] = results[ROUND].take(owner).astype("int64").reset_index(drop=True)
+        columns[ROUND] = pa.array(results[ROUND].astype("int64")).take(owner)
     for name in SLICE_COLUMNS:
         columns[name] = np.concatenate([p[name] for p in parts])[take]
-    return pd.DataFrame(columns)
+    return pa.table(columns).to_pandas(split_blocks=True, self_destruct=True)
 
 
 def _empty_slices() -> pd.DataFrame:
