@@ -96,14 +96,14 @@ def _normalise(results: pd.DataFrame, where: Path) -> pd.DataFrame:
     return frame
 
 
-def load_runs(paths: Sequence[str | Path], *, slices: bool = True) -> RunTables:
+def load_runs(paths: Sequence[str | Path], *, read_slices: bool = True) -> RunTables:
     """Read the tables of one or more run directories (one :class:`~zeroshot.store.RunTables` for them all).
 
     Parameters
     ----------
     paths : sequence of path
         Run directories (each with ``results.parquet`` or ``results.csv``).
-    slices : bool
+    read_slices : bool
         Also read the per-slice tables (``False``: ``slices`` is ``None``; the comparison tables do not use them,
         and at 100k rows they are 6M rows to read).
 
@@ -123,7 +123,7 @@ def load_runs(paths: Sequence[str | Path], *, slices: bool = True) -> RunTables:
             raise RunError(f"{root}: no such run directory")
         table = _normalise(_read_table(root, "results", required=True), root)
         table["run"] = index
-        per_slice = _read_table(root, "slices", required=False) if slices else None
+        per_slice = _read_table(root, "slices", required=False) if read_slices else None
         if per_slice is not None:
             per_slice = per_slice.copy()
             for column in ("case_id", "sequence", "model", "strategy"):
