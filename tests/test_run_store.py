@@ -165,10 +165,10 @@ def test_tables_equal_those_of_the_layout_before_the_store(dataset, strategies, 
     kept = tmp_path / "segments"
     kept.mkdir()
 
-    def keep_then_compact(parts, log, stem):
+    def keep_then_compact(parts, log, stem, contents=None):
         if (log / f"{stem}.jsonl").is_file():
             shutil.copy(log / f"{stem}.jsonl", kept / f"{stem}.jsonl")
-        return compact_segment(parts, log, stem)
+        return compact_segment(parts, log, stem, contents)  # from the writer's memory: checked against the file
 
     monkeypatch.setattr(store_module, "compact_segment", keep_then_compact)
     out = tmp_path / "run"

@@ -2,8 +2,9 @@
 
 One record per line: a finished row (its result row, per-slice table and segmentation info) or one prompt set.
 A record is written with one ``write`` call and ends with a newline, so the operating system holds it as soon as
-the call returns (a ``kill -9`` of the writer loses nothing written); the file is ``fsync``'d when a record of
-another case arrives and when the writer closes, so a crash of the *machine* loses at most the case in progress.
+the call returns (a ``kill -9`` of the writer loses nothing written); a flusher thread ``fdatasync``'s the file when
+a record of another case arrives (the previous case is finished), and the writer does when it closes, so a crash of
+the *machine* loses at most the case in progress and the one whose flush was under way.
 A reader takes only newline-terminated lines: a record torn by a kill in the middle of its write is the last
 bytes of its segment, has no newline, and is dropped (its row is missing, so a resumed run makes it again).
 
@@ -37,12 +38,17 @@ ROW_KIND = "row"
 PROMPTS_KIND = "prompts"
 
 
-def encode_slices(slices: Mapping[str, Any]) -> str:
-    """The per-slice table as base64 float64 ``(columns, n)``; "" for an empty table."""
+def slice_block(slices: Mapping[str, Any]) -> np.ndarray:
+    """The per-slice table as one float64 ``(len(SLICE_COLUMNS), n)`` block (``n = 0`` for an empty table)."""
     if not slices:
-        return ""
-    block = np.asarray([slices[name] for name in SLICE_COLUMNS], dtype=np.float64)
-    return base64.b64encode(block.tobytes()).decode("ascii")
+        return np.empty((len(SLICE_COLUMNS), 0))
+    return np.asarray([slices[name] for name in SLICE_COLUMNS], dtype=np.float64)
+
+
+def encode_slices(slices: Mapping[str, Any] | np.ndarray) -> str:
+    """The per-slice table (or its :func:`slice_block`) as base64 float64 ``(columns, n)``; "" for an empty table."""
+    block = slices if isinstance(slices, np.ndarray) else slice_block(slices)
+    return base64.b64encode(block.tobytes()).decode("ascii") if block.size else ""
 
 
 def decode_slices(blob: str) -> np.ndarray:
@@ -60,6 +66,12 @@ class LogWriter:
     ----------
     path : path
         The segment to create (its folder is created); an existing file is an error (each writer has its own).
+
+    Attributes
+    ----------
+    contents : SegmentContents
+        What was written, as :func:`read_segment` would read it back (rows as JSON gives them, per-slice blocks
+        decoded): its writer compacts the segment from memory instead of parsing the file again.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -67,66 +79,104 @@ class LogWriter:
         self.records = 0
         self.rows = 0
         self._fd: int | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # appends
+        self._fd_lock = threading.Lock()  # fsync against close
         self._case: tuple[str, str] | None = None
-        self._unsynced = False
+        self._case_done = threading.Event()
+        self._closing = False
+        self._flusher: threading.Thread | None = None
+        self.contents = SegmentContents([], [], [], [], [], [], torn=False)
 
     def append_row(self, record: RowRecord) -> None:
         """Append one row record."""
-        document = {
-            "kind": ROW_KIND,
-            "key": list(record.key.astuple()),
-            "row": dict(record.row),
-            "info": json.dumps(dict(record.info), default=json_default),
-            "slices": encode_slices(record.slices),
-        }
-        self._append(document, (record.key.sequence, record.key.case_id))
-        self.rows += 1
+        block = slice_block(record.slices)
+        row = {name: _as_read_back(value) for name, value in record.row.items()}
+        info = json.dumps(dict(record.info), default=json_default)
+        key = record.key.astuple()
+        # The line is assembled around the base64 blob, which needs no escaping: json.dumps would copy and scan it.
+        line = (
+            f'{{"kind": "{ROW_KIND}", "key": {_dumps(list(key))}, "row": {_dumps(row)}, "info": {_dumps(info)}, '
+            f'"slices": "{encode_slices(block)}"}}\n'
+        )
+        self._append_line(line.encode(), (record.key.sequence, record.key.case_id))
+        with self._lock:
+            self.rows += 1
+            self.contents.keys.append(key)
+            self.contents.rows.append(row)
+            self.contents.infos.append(info)
+            self.contents.slices.append(block)
 
     def append_prompts(self, key: PromptKey, text: str) -> None:
         """Append one prompt set (the JSON of :func:`zeroshot.prompts.serialise.prompts_to_json`)."""
         document = {"kind": PROMPTS_KIND, "key": list(key.astuple()), "prompts": text}
-        self._append(document, (key.sequence, key.case_id))
+        self._append_line((_dumps(document) + "\n").encode(), (key.sequence, key.case_id))
+        with self._lock:
+            self.contents.prompt_keys.append(key.astuple())
+            self.contents.prompts.append(text)
 
     def sync(self) -> None:
-        """``fsync`` what was written (called when a case is finished)."""
-        with self._lock:
-            self._sync_locked()
+        """``fsync`` what was written, now (a Ray actor calls it after each case)."""
+        with self._fd_lock:
+            if self._fd is not None:
+                os.fdatasync(self._fd)
 
     def close(self) -> None:
-        """``fsync`` and close the segment."""
+        """Stop the flusher, ``fsync`` and close the segment."""
         with self._lock:
             if self._fd is None:
                 return
-            self._sync_locked()
-            os.close(self._fd)
-            self._fd = None
+            self._closing = True
+            self._case_done.set()
+            if self._flusher is not None:
+                self._flusher.join()
+            with self._fd_lock:
+                os.fdatasync(self._fd)
+                os.close(self._fd)
+                self._fd = None
 
-    def _append(self, document: dict[str, Any], case: tuple[str, str]) -> None:
-        line = (json.dumps(document, default=json_default, allow_nan=True) + "\n").encode()
+    def _append_line(self, line: bytes, case: tuple[str, str]) -> None:
         with self._lock:
             if self._fd is None:
                 self._open()
             elif case != self._case:
-                self._sync_locked()  # the previous case is finished: make it durable before starting another
+                self._case_done.set()  # the previous case is finished: the flusher makes it durable
             self._case = case
             view = memoryview(line)
             while view:
                 written = os.write(self._fd, view)
                 view = view[written:]
             self.records += 1
-            self._unsynced = True
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
         self._fd = os.open(self.path, flags, 0o666 & ~current_umask())
         sync_folder(self.path.parent)  # the segment's name is durable before any record relies on it
+        self._flusher = threading.Thread(target=self._flush, name="zeroshot-log-flusher", daemon=True)
+        self._flusher.start()
 
-    def _sync_locked(self) -> None:
-        if self._fd is not None and self._unsynced:
-            os.fdatasync(self._fd)  # the data and the size; timestamps need not be durable
-            self._unsynced = False
+    def _flush(self) -> None:
+        """``fdatasync`` the segment after each finished case, off the writer's path (the syscall waits on disk)."""
+        while not self._closing:
+            self._case_done.wait()
+            self._case_done.clear()
+            if self._closing:
+                return
+            with self._fd_lock:
+                if self._fd is not None:
+                    os.fdatasync(self._fd)  # the data and the size; timestamps need not be durable
+
+
+def _dumps(value: Any) -> str:
+    # NaN and infinity as the NaN/Infinity tokens Python reads back (not strict JSON: rows hold them).
+    return json.dumps(value, default=json_default, allow_nan=True)
+
+
+def _as_read_back(value: Any) -> Any:
+    """``value`` as a JSON round trip gives it back (numpy scalars, tuples, objects: through JSON)."""
+    if value is None or type(value) in (str, int, float, bool):
+        return value
+    return json.loads(json.dumps(value, default=json_default))
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,7 +188,8 @@ class SegmentContents:
     keys : list of tuple
         Row keys (:data:`~zeroshot.store.records.KeyTuple`), in write order.
     rows, infos, slices : list
-        Per row: the row mapping, the info as JSON text, the per-slice blob (:func:`encode_slices`).
+        Per row: the row mapping, the info as JSON text, the per-slice blob (:func:`encode_slices`) or block
+        (:func:`slice_block`).
     prompt_keys, prompts : list
         Per prompt set: its key tuple and its JSON text.
     torn : bool

@@ -80,7 +80,7 @@ def chunk_of_segment(contents: SegmentContents) -> Chunk:
     keep = _last_of_each(contents.keys)
     rows = [contents.rows[i] for i in keep]
     frame = pd.DataFrame(rows) if rows else pd.DataFrame()
-    blocks = [decode_slices(contents.slices[i]) for i in keep]
+    blocks = [_block(contents.slices[i]) for i in keep]
     frame[INFO_COLUMN] = pd.Series([contents.infos[i] for i in keep], dtype=object)
     frame[NSLICES_COLUMN] = np.asarray([block.shape[1] for block in blocks], dtype=np.int64)
     stacked = np.concatenate(blocks, axis=1) if blocks else np.empty((len(SLICE_COLUMNS), 0))
@@ -115,18 +115,19 @@ def read_chunk(parts: Path, log: Path, stem: str, *, columns: list[str] | None =
     return Chunk(pd.read_parquet(paths.rows), slices, pd.read_parquet(paths.prompts))
 
 
-def compact_segment(parts: Path, log: Path, stem: str) -> bool:
+def compact_segment(parts: Path, log: Path, stem: str, contents: SegmentContents | None = None) -> bool:
     """Roll segment ``stem`` into its parts and delete it; return whether anything was done.
 
     Call only for a segment no process writes any more (its writer closed or gone). Idempotent: if the rows
     part exists, the segment is a leftover of a compaction killed after its commit and is only deleted.
+    ``contents``: the segment's records as its writer kept them (else the file is read).
     """
     segment = log / f"{stem}.jsonl"
     if not segment.is_file():
         return False
     paths = part_paths(parts, stem)
     if not paths.rows.is_file():
-        chunk = chunk_of_segment(read_segment(segment))
+        chunk = chunk_of_segment(contents if contents is not None else read_segment(segment))
         slices = pa.table({name: pa.array(chunk.slices[name]) for name in SLICE_COLUMNS})
         write_atomic(paths.slices, _parquet_bytes(slices))
         write_atomic(paths.prompts, _parquet_bytes(pa.Table.from_pandas(chunk.prompts, preserve_index=False)))
@@ -140,6 +141,10 @@ def compact_segment(parts: Path, log: Path, stem: str) -> bool:
 def identity_columns(rows: pd.DataFrame) -> list[str]:
     """The identity columns of a rows frame (with ``round`` where present)."""
     return [*IDENTITY_COLUMNS, *([ROUND] if ROUND in rows.columns else [])]
+
+
+def _block(slices: str | np.ndarray) -> np.ndarray:
+    return slices if isinstance(slices, np.ndarray) else decode_slices(slices)
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
