@@ -95,6 +95,7 @@ RECORDED_PACKAGES = (
     "transformers",
     "nninteractive",
     "numpy",
+    "pillow",
     "scipy",
     "scikit-image",
     "opencv-python-headless",
