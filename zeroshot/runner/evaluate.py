@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from zeroshot.datasets import Case, discover, select
+from zeroshot.datasets import Case, discover, label_file_notice, select
 from zeroshot.errors import ConfigError, ZeroshotError, ZeroshotWarning
 from zeroshot.interactive import clicks_from_records
 from zeroshot.prompts.sources import check_source_label
@@ -50,7 +50,7 @@ from zeroshot.runner.executors import CaseJob, Executor, LocalExecutor, RunConte
 from zeroshot.runner.rundir import RowKey, RunDir, read_json
 from zeroshot.runner.tables import RunTables, write_tables
 from zeroshot.runner.work import CurveStart
-from zeroshot.structure import find_dataset_json, label_file_notice
+from zeroshot.structure import find_dataset_json
 
 __all__ = ["RunSummary", "load_strategies_for_run", "plan_curves", "plan_jobs", "run_eval", "select_cases"]
 
