@@ -44,7 +44,7 @@ SLICES_PER_ENTRY = 4
 DISPLAY_SIDE_PX = 256
 #: Where each entry's images are written, below the report folder.
 IMAGE_FOLDER = "cases"
-NOT_SAVED = "prediction not saved (run zeroshot eval with --save-pred to see this case's slices)"
+NOT_SAVED = "prediction not saved: no slice images (zeroshot eval --save-pred saves predictions)"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ The whole file is shown too (without the per-case file hashes, which only its ow
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +49,7 @@ class Invocation:
     git: str
     device: str
     command: str
+    shard: str
     rows_computed: str
 
 
@@ -118,8 +120,13 @@ def _invocation(record: Mapping[str, Any]) -> Invocation:
     revision = str(git.get("commit") or "not recorded")
     if git.get("dirty"):
         revision += " (uncommitted changes)"
-    argv = record.get("argv") or []
-    command = " ".join(["zeroshot", *map(str, argv[1:])]) if argv else ""
+    argv = [str(a) for a in record.get("argv") or []]
+    if argv:  # the program as a name: the console script or ``python -m zeroshot.cli`` is ``zeroshot``
+        program = argv[0].replace("\\", "/")
+        cli = program.endswith("/zeroshot") or program == "zeroshot" or program.endswith("zeroshot/cli/__main__.py")
+        argv[0] = "zeroshot" if cli else program.rsplit("/", 1)[-1]
+    command = shlex.join(argv)
+    selection = record.get("selection") if isinstance(record.get("selection"), Mapping) else {}
     devices = sorted({str(v) for v in find_key(record.get("models", {}), "device") if v})
     device = str(record.get("device", ""))
     if devices:
@@ -133,6 +140,7 @@ def _invocation(record: Mapping[str, Any]) -> Invocation:
         git=revision,
         device=device,
         command=command,
+        shard=str(selection.get("shard") or ""),
         rows_computed="" if rows is None else str(rows),
     )
 
