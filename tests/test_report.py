@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from zeroshot.cli import main
-from zeroshot.errors import ZeroshotError
+from zeroshot.errors import ZeroshotError, ZeroshotWarning
 from zeroshot.report import BUDGET_MB_PER_100_ENTRIES, write_report
 from zeroshot.report.cases import NOT_SAVED, choose_slices
 from zeroshot.report.images import Crop, dice_along_z_svg, entry_crop, slice_png
@@ -123,10 +123,19 @@ def test_same_run_gives_the_same_bytes(report_runs, merged_report, tmp_path):
 
 
 def test_size_budget_holds(merged_report):
-    output, _, _ = merged_report
-    assert output.bytes_total > 0
-    case_bytes = sum(p.stat().st_size for p in (merged_report[1] / "cases").iterdir())
-    assert case_bytes / 1e6 * 100 / output.entries <= BUDGET_MB_PER_100_ENTRIES
+    output, out, _ = merged_report
+    images = sum(p.stat().st_size for p in (out / "cases").iterdir())
+    assert output.bytes_entries == images + (out / "index.html").stat().st_size
+    assert output.bytes_total > output.bytes_entries  # the figures and tables come on top
+    assert 0 < output.mb_per_100_entries <= BUDGET_MB_PER_100_ENTRIES
+
+
+def test_a_report_above_its_budget_says_so(report_runs, tmp_path, monkeypatch):
+    import zeroshot.report.build
+
+    monkeypatch.setattr(zeroshot.report.build, "BUDGET_MB_PER_100_ENTRIES", 0.001)
+    with pytest.warns(ZeroshotWarning, match=r"MB per 100 case entries, above its budget"):
+        write_report([report_runs.clicks], tmp_path / "report", progress=False)
 
 
 def test_command_line_writes_the_report_and_prints_its_page(report_runs, tmp_path, capsys):

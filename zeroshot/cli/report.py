@@ -42,6 +42,6 @@ def run(args: argparse.Namespace) -> int:
     )
     print(
         f"{output.index} ({output.entries} case entries, {output.images} slice images, "
-        f"{output.bytes_total / 1e6:.1f} MB)"
+        f"{output.bytes_total / 1e6:.1f} MB; {output.mb_per_100_entries:.2f} MB per 100 entries without figures)"
     )
     return 0

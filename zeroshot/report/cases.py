@@ -184,7 +184,15 @@ def choose_slices(
 def _flags(row: Any) -> tuple[str, ...]:
     names = ["failed", "empty_pred", "empty_gt"]
     names += [c for c in row._fields if c.startswith("oracle_")]
-    return tuple(name for name in names if bool(getattr(row, name, False)) is True)
+    return tuple(name for name in names if isinstance(value := getattr(row, name, False), (bool, np.bool_)) and value)
+
+
+def _number(value: Any) -> float:
+    """A metric cell as a float (NaN where a table holds no number: ``None``, ``pd.NA``)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def case_entries(
@@ -209,12 +217,13 @@ def case_entries(
     folder = out / IMAGE_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     entries = []
+    windows: dict[tuple, tuple[float, float]] = {}  # per case: the percentiles of a large volume take a while
     rows: Iterable[Any] = results.itertuples(index=False)
     bar = tqdm(
         rows, total=len(results), desc="report", unit="entry", disable=None if progress is None else not progress
     )
     for number, row in enumerate(bar, start=1):
-        entries.append(_entry(f"e{number:04d}", row, sources, reader, per_slice, folder, metrics))
+        entries.append(_entry(f"e{number:04d}", row, sources, reader, per_slice, folder, metrics, windows))
     return tuple(entries), metrics
 
 
@@ -226,6 +235,7 @@ def _entry(
     per_slice: Mapping[tuple, pd.DataFrame],
     folder: Path,
     metrics: Sequence[str],
+    windows: dict[tuple, tuple[float, float]],
 ) -> CaseEntry:
     identity = _identity(row)
     slices = per_slice.get(identity)
@@ -248,7 +258,11 @@ def _entry(
             if images.prediction is None:
                 note = NOT_SAVED
             else:
-                views = _write_slices(entry_id, images, marks, key_slices, dice_by_z, folder)
+                if identity[:3] not in windows:
+                    windows.clear()  # rows of one case come together: one window at a time
+                    windows[identity[:3]] = intensity_window(images.image)
+                window = windows[identity[:3]]
+                views = _write_slices(entry_id, images, marks, key_slices, dice_by_z, folder, window)
     svg = (
         dice_along_z_svg(sorted(dice_by_z.items()), depth=depth, key_slices=key_slices, shown=[v.z for v in views])
         if dice_by_z
@@ -265,7 +279,7 @@ def _entry(
         strategy=identity[4],
         seed=identity[5],
         round=identity[6],
-        metrics=tuple((name, float(getattr(row, name))) for name in metrics),
+        metrics=tuple((name, _number(getattr(row, name))) for name in metrics),
         flags=_flags(row),
         error=error if failed else "",
         slices=tuple(views),
@@ -281,10 +295,11 @@ def _write_slices(
     key_slices: Sequence[int],
     dice_by_z: Mapping[int, float],
     folder: Path,
+    window: tuple[float, float],
 ) -> list[SliceView]:
     chosen = choose_slices(key_slices, images.gt, dice_by_z)
-    crop = entry_crop(images.gt.shape[1:], [images.gt, images.prediction[chosen]], marks)
-    window = intensity_window(images.image)
+    shown_marks = [mark for mark in marks if mark.z in chosen]
+    crop = entry_crop(images.gt.shape[1:], [images.gt[chosen], images.prediction[chosen]], shown_marks)
     height, width = crop.display_shape
     # The page shows small crops larger (pixelated, at no cost in bytes) and anisotropic pixels at their physical
     # aspect ratio, rather than resampling them.

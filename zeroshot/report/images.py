@@ -3,8 +3,9 @@
 Each image is a crop around everything drawn (the structure, the prediction, the prompt boxes) with a margin, in
 the array's own orientation (as the overlays figure shows it). Small crops are enlarged by a whole factor (nearest
 neighbour: each voxel stays a sharp square) so that a one-pixel contour is visible; crops wider than
-:data:`MAX_SIDE_PX` are reduced. The PNG is a palette image (gray levels plus the overlay colours), a third of the
-bytes of RGB, and is encoded by Pillow without timestamps or metadata, so the same arrays give the same bytes.
+:data:`MAX_SIDE_PX` are reduced. The PNG is a palette image (:data:`GRAY_LEVELS` gray levels plus the overlay
+colours), a third of the bytes of RGB, and is encoded by Pillow without timestamps or metadata, so the same arrays
+give the same bytes.
 
 Colours are the figures' (:mod:`zeroshot.figures.style`): ground truth green, drawn two pixels wide underneath so it
 shows where the prediction follows it exactly; prediction orange, one pixel; prompts sky blue (dashed box, ``+`` a
@@ -28,6 +29,7 @@ from zeroshot.figures.style import GT_COLOR, PRED_COLOR, PROMPT_COLOR
 from zeroshot.report.sources import PromptMarks
 
 __all__ = [
+    "GRAY_LEVELS",
     "MAX_SIDE_PX",
     "TARGET_SIDE_PX",
     "Crop",
@@ -42,8 +44,10 @@ TARGET_SIDE_PX = 192
 #: Crops with a longer side are reduced to it.
 MAX_SIDE_PX = 256
 CROP_MARGIN_PX = 12
-_GRAY_LEVELS = 252  # palette indices 0..251 are gray; the rest are the overlay colours
-_GT, _PRED, _PROMPT = 252, 253, 254
+#: Gray levels of the images (palette indices 0..63; the overlay colours follow). 64 levels show MR anatomy without
+#: visible banding, and cost a quarter fewer bytes than 252 on noisy slices (PNG spends its bytes on the noise).
+GRAY_LEVELS = 64
+_GT, _PRED, _PROMPT = GRAY_LEVELS, GRAY_LEVELS + 1, GRAY_LEVELS + 2
 
 
 def _rgb(hex_colour: str) -> list[int]:
@@ -51,7 +55,7 @@ def _rgb(hex_colour: str) -> list[int]:
 
 
 _PALETTE = [
-    *(v for level in np.linspace(0, 255, _GRAY_LEVELS).round().astype(int) for v in (level, level, level)),
+    *(v for level in np.linspace(0, 255, GRAY_LEVELS).round().astype(int) for v in (level, level, level)),
     *_rgb(GT_COLOR),
     *_rgb(PRED_COLOR),
     *_rgb(PROMPT_COLOR),
@@ -209,7 +213,7 @@ def slice_png(
     low, high = window
     plane = _resize(image[crop.rows, crop.cols].astype(np.float32), crop, nearest=False)
     gray = np.clip((plane - low) / (high - low), 0.0, 1.0)
-    canvas = np.rint(gray * (_GRAY_LEVELS - 1)).astype(np.uint8)
+    canvas = np.rint(gray * (GRAY_LEVELS - 1)).astype(np.uint8)
     canvas[_outline(_resize(gt[crop.rows, crop.cols], crop, nearest=True), width=2)] = _GT
     if prediction is not None:
         canvas[_outline(_resize(prediction[crop.rows, crop.cols], crop, nearest=True), width=1)] = _PRED
