@@ -238,3 +238,20 @@ def test_report_reads_runs_only_through_its_reader():
         text = module.read_text(encoding="utf-8")
         for needle in READER_ONLY:
             assert needle not in text, f"{module.name} reads run files ({needle}); go through sources.py"
+
+
+def test_runs_without_prediction_column_or_slices_table_render(phantom_data, tmp_path):
+    """Runs written before the ``prediction`` column: their saved predictions are found where --save-pred writes."""
+    from fixtures_runs import write_synthetic_run
+
+    run = write_synthetic_run(tmp_path / "run", phantom_data, sequences=("T1",), models=("medsam2",),
+                              strategies=("box-mid",), with_slices=False, with_predictions=True)  # fmt: skip
+    results = pd.read_parquet(run / "results.parquet")
+    assert "prediction" not in results.columns
+    output = write_report([run], tmp_path / "report", progress=False)
+    page = output.index.read_text(encoding="utf-8")
+    saved = int((results["seed"] == 0).sum())  # the fixture saves seed 0's predictions; seed 1's are absent
+    assert output.entries == len(results) and output.images > 0
+    assert len({p.name.split("-")[0] for p in (tmp_path / "report" / "cases").iterdir()}) == saved
+    assert "<svg" not in page  # no per-slice table: no Dice along z
+    assert "CUDA out of memory" in page  # the fixture's failed row, from the results (no failures.csv)
