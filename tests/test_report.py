@@ -100,7 +100,7 @@ def test_interactive_run_renders_every_round_with_its_clicks(report_runs, tmp_pa
     results = pd.read_parquet(report_runs.clicks / "results.parquet")
     assert sorted(results["round"]) == [0, 1, 2] and output.entries == 3
     assert "round 2" in page and '<th scope="col" data-type="num" tabindex="0">round</th>' in page
-    assert "n_clicks" in page
+    assert "<dt>n_clicks</dt><dd>2</dd>" in page  # a count, shown as one
     last = _article(page, _entries(page)[-1])
     clicked = {int(z) for z in results.loc[results["round"] == 2, "key_slices"].iloc[0].split()}
     shown = {int(z) for z in re.findall(r"alt=\"slice z (\d+)\"", last)}

@@ -73,7 +73,7 @@ class CaseEntry:
     seed : int
     round : int or None
         The click round (interactive runs), else ``None``.
-    metrics : tuple of (str, float)
+    metrics : tuple of (str, float or int)
         Raw values of the row (``inf`` for a missed organ, NaN where undefined).
     flags : tuple of str
         ``failed``, ``empty_pred``, ``empty_gt`` and the oracle flags set on the row.
@@ -95,7 +95,7 @@ class CaseEntry:
     strategy: str
     seed: int
     round: int | None
-    metrics: tuple[tuple[str, float], ...]
+    metrics: tuple[tuple[str, float | int], ...]
     flags: tuple[str, ...]
     error: str
     slices: tuple[SliceView, ...]
@@ -187,8 +187,10 @@ def _flags(row: Any) -> tuple[str, ...]:
     return tuple(name for name in names if isinstance(value := getattr(row, name, False), (bool, np.bool_)) and value)
 
 
-def _number(value: Any) -> float:
-    """A metric cell as a float (NaN where a table holds no number: ``None``, ``pd.NA``)."""
+def _number(value: Any) -> float | int:
+    """A metric cell as a number: counts (``n_clicks``) stay integers; NaN where a table holds none (``pd.NA``)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
     try:
         return float(value)
     except (TypeError, ValueError):
