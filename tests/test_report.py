@@ -199,7 +199,8 @@ def test_slice_png_draws_outlines_and_prompt_in_their_colours_and_is_determinist
     assert colour(4 * 15 + 2, 4 * 20 + 2) == "#56B4E9"  # the positive point, at its pixel's centre
     assert colour(4 * 19 + 3, 4 * 24 + 2) == "#E69F00"  # the prediction's last row
     assert colour(4 * 20, 4 * 24 + 2) == "#009E73"  # just outside the structure's last row: its wide outline
-    assert colour(4 * 10, 4 * 12) == "#56B4E9"  # the box's top edge (drawn over the outline)
+    assert colour(4 * 10 - 1, 4 * 12) == "#56B4E9"  # the box's top edge, just outside the structure's first row
+    assert colour(4 * 10, 4 * 12) == "#009E73"  # the structure's outline inside the box stays visible
 
 
 def test_crop_of_a_large_slice_is_reduced_and_nothing_to_draw_gives_the_whole_slice():
@@ -255,3 +256,13 @@ def test_runs_without_prediction_column_or_slices_table_render(phantom_data, tmp
     assert len({p.name.split("-")[0] for p in (tmp_path / "report" / "cases").iterdir()}) == saved
     assert "<svg" not in page  # no per-slice table: no Dice along z
     assert "CUDA out of memory" in page  # the fixture's failed row, from the results (no failures.csv)
+
+
+def test_a_paired_comparison_is_filtered_by_both_its_methods():
+    from zeroshot.report.tables import row_filters
+
+    columns = ("sequence", "metric", "method_a", "method_b")
+    filters = dict(row_filters(columns, ("OOP", "dice", "medsam2 / box-mid", "grabcut / box-mid")))
+    assert filters == {"sequence": "OOP", "metric": "dice", "model": "grabcut|medsam2", "strategy": "box-mid"}
+    supervised = dict(row_filters(columns, ("T1", "dice", "nnunet-T1", "medsam2 / box-mid")))
+    assert supervised["model"] == "medsam2|nnunet-T1" and supervised["strategy"] == "box-mid"

@@ -120,6 +120,12 @@ def test_report_in_a_real_browser(browser, report, report_runs):
     assert summary == {"T2"}
     count = browser.find_element(By.CSS_SELECTOR, "#case-table [data-count]").text
     assert count == f"({(results['sequence'] == 'T2').sum()} of {len(results)} rows)"
+    # And to one strategy too: both filters hold in every table that has their columns.
+    Select(browser.find_element(By.CSS_SELECTOR, 'select[data-filter="strategy"]')).select_by_value("point-center")
+    assert set(_visible_values(browser, "case-table", "strategy")) == {"point-center"}
+    assert set(_visible_values(browser, "table-summary", "strategy")) == {"point-center"}
+    assert set(_visible_values(browser, "table-summary", "sequence")) == {"T2"}
+    Select(browser.find_element(By.CSS_SELECTOR, 'select[data-filter="strategy"]')).select_by_value("")
 
     # Open a case whose prediction was saved: its slice images load.
     entry = browser.execute_script(
@@ -149,6 +155,7 @@ def test_report_in_a_real_browser(browser, report, report_runs):
         )
     )
     browser.execute_script("arguments[0].scrollIntoView({block: 'start'})", article)
+    browser.execute_script("document.querySelector('.cases-wrap').scrollLeft = 0")  # clicks scrolled it sideways
     screenshot = report / "screenshot.png"
     assert browser.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 10_000
     assert _severe(browser) == []

@@ -117,7 +117,7 @@ def _filter_values(tables: Sequence[HtmlTable]) -> list[tuple[str, list[str]]]:
     for table in tables:
         for row in table.rows:
             for name, value in row.filters:
-                found[name].add(value)
+                found[name].update(value.split("|"))
 
     def order(name: str, value: str) -> tuple:
         return (SEQUENCES.index(value), "") if name == "sequence" and value in SEQUENCES else (len(SEQUENCES), value)

@@ -165,10 +165,10 @@ def _draw_marks(canvas: np.ndarray, marks: Sequence[PromptMarks], crop: Crop) ->
             canvas[y, x] = _PROMPT
 
     for mark in marks:
-        if mark.box is not None:
+        if mark.box is not None:  # just outside its inclusive pixels: the outlines inside it stay visible
             x0, y0 = to_display(mark.box[0] - 0.5, mark.box[1] - 0.5)
             x1, y1 = to_display(mark.box[2] + 0.5, mark.box[3] + 0.5)
-            x1, y1 = x1 - 1, y1 - 1
+            x0, y0 = x0 - 1, y0 - 1
             for x in range(x0, x1 + 1):
                 if (x - x0) % 6 < 4:  # dashed, as the figures draw the box
                     put(x, y0)

@@ -1,8 +1,9 @@
 """Tables as the page shows them: formatted cells with their sort values, rows tagged for the filters.
 
 A cell of a number carries its full value for sorting (``data-v``; empty for NaN, which sorts last either way) and
-shows it rounded; a row carries one ``data-f-<filter>`` attribute per filter its table has a column for, so the
-page's script (``report.js``) sorts and filters every table alike without knowing what it holds.
+shows it rounded; a row carries one ``data-f-<filter>`` attribute per filter its table has a column for (values
+joined by ``|`` where a row belongs to several, as a paired comparison to both its methods), so the page's script
+(``report.js``) sorts and filters every table alike without knowing what it holds.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ FILTERS = (
     ("center", ("center",)),
     ("metric", ("metric",)),
 )
+#: Where model and strategy sit in a paired table's method names (``model / strategy``).
+_METHOD_PARTS = {"model": 0, "strategy": 1}
 
 
 @dataclass(frozen=True)
@@ -82,13 +85,22 @@ def _cell(value: object) -> Cell:
 
 
 def row_filters(columns: Sequence[str], values: Sequence[object]) -> tuple[tuple[str, str], ...]:
-    """The ``(filter, value)`` pairs of one row of a table with these columns."""
+    """The ``(filter, value)`` pairs of one row of a table with these columns.
+
+    A paired comparison (columns ``method_a``, ``method_b``: ``model / strategy``) belongs to both its methods:
+    its model and strategy values are both methods', joined by ``|`` (the page's script matches either).
+    """
+    record = dict(zip(columns, values, strict=True))
     found = []
     for name, candidates in FILTERS:
-        for column in candidates:
-            if column in columns:
-                found.append((name, str(values[list(columns).index(column)])))
-                break
+        column = next((c for c in candidates if c in record), None)
+        if column is not None:
+            found.append((name, str(record[column])))
+        elif name in _METHOD_PARTS and "method_a" in record and "method_b" in record:
+            parts = [str(record[c]).split(" / ") for c in ("method_a", "method_b")]
+            chosen = sorted({p[_METHOD_PARTS[name]] for p in parts if len(p) > _METHOD_PARTS[name]})
+            if chosen:
+                found.append((name, "|".join(chosen)))
     return tuple(found)
 
 

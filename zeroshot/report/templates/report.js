@@ -53,7 +53,7 @@
       Array.prototype.forEach.call(table.tBodies[0].rows, function (row) {
         var keep = Object.keys(chosen).every(function (name) {
           var value = row.getAttribute("data-f-" + name);
-          return value === null || value === chosen[name];
+          return value === null || value.split("|").indexOf(chosen[name]) >= 0;  // "|": a row of several
         });
         row.hidden = !keep;
         total += 1;
