@@ -29,6 +29,7 @@ COMMANDS = (
     "figures",
     "eval",
     "merge",
+    "report",
     "demo",
 )
 
