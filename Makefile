@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 # torch and torchvision must come from matching builds; both lie on this machine's disk for Python 3.11.
 TORCH   ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test test-all lint clean
+.PHONY: install browser demo test test-all lint clean
 
 install: $(STAMP)
 
@@ -21,14 +21,22 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+# The report's browser test (tests/test_report_browser.py) drives the system's Chromium through its chromedriver,
+# both from the distribution's packages (Debian: chromium, chromium-driver); installed once, when missing.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; else \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium chromium-driver; \
+	fi
+
 demo: install
 	$(BIN)/zeroshot demo --out runs/demo
 
-test: install
+test: install browser
 	$(BIN)/ruff check zeroshot tests benchmarks
 	$(BIN)/python -m pytest -q
 
-test-all: install
+test-all: install browser
 	$(BIN)/python -m pytest -q -m 'slow or not slow'
 
 lint: install

@@ -48,3 +48,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def report_runs(phantom_data: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Real runs for the report (tests/fixtures_report.py): merged shards, failed rows, missing predictions, clicks."""
+    from fixtures_report import write_report_runs
+
+    return write_report_runs(tmp_path_factory.mktemp("report-runs"), phantom_data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import pytest
 
 from zeroshot.cli import main
 from zeroshot.datasets import discover
-from zeroshot.volume import read_label, read_volume
+from zeroshot.volume import read_label, read_label_values, read_volume
 
 
 def test_help_lists_commands(capsys):
@@ -60,3 +61,17 @@ def test_real_scan_through_a_manifest(real_example, tmp_path, capsys):
     assert main(["cases", str(manifest), "--montage", str(tmp_path / "m.png"), "--label", "7"]) == 0
     assert "s0001    OOP       totalseg  test   20x91x117" in capsys.readouterr().out
     assert (tmp_path / "m.png").stat().st_size > 5_000
+
+
+def test_phantom_writes_multi_label_files_named_in_dataset_json(tmp_path, capsys):
+    out = tmp_path / "d"
+    assert main(["phantom", "--out", str(out), "--cases", "1", "--labels", "pancreas=7, spleen=1", "--no-montage"]) == 0
+    assert json.loads((out / "dataset.json").read_text())["labels"] == {"background": 0, "spleen": 1, "pancreas": 7}
+    (case, *_) = discover(out / "manifest.csv")
+    assert read_label_values(case.label) == (0, 1, 7)
+    for bad in ("pancreas", "pancreas=7,pancreas=8", "pancreas=x"):
+        with pytest.raises(SystemExit):
+            main(["phantom", "--out", str(tmp_path / "e"), "--labels", bad])
+        assert "expected NAME=VALUE pairs" in capsys.readouterr().err
+    assert main(["phantom", "--out", str(tmp_path / "f"), "--labels", "spleen=1"]) == 2
+    assert "pancreas" in capsys.readouterr().err

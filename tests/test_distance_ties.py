@@ -94,3 +94,15 @@ def test_decay_curve_puts_each_slice_in_its_own_bin() -> None:
     curve = decay_curve(slices, bin_mm=thickness, n_resamples=10, seed=0)
     assert len(curve) == 8
     assert curve["mean"].to_numpy() == pytest.approx(np.linspace(1.0, 0.3, 8))
+
+
+def test_degraded_shift_is_the_same_for_both_representations() -> None:
+    from zeroshot.prompts.sources import degrade_mask
+
+    mask = np.zeros((6, 12, 12), bool)
+    mask[2:4, 4:8, 4:8] = True
+    shifted = {}
+    for yx_mm in (GRID_YX_MM, AS_NIFTI_YX_MM):  # 0.9 mm and 1.2 mm are 1.5 voxels on each
+        shifted[yx_mm], info = degrade_mask(mask, (3.0, *yx_mm), shift_mm=(0.0, 0.9, -1.2))
+        assert info["shift_voxels"] == [0, 2, -2], f"{yx_mm}: 1.5 voxels are 2, halves away from zero"
+    assert np.array_equal(*shifted.values())

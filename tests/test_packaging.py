@@ -68,6 +68,9 @@ def test_a_wheel_installed_in_a_fresh_environment_finds_strategies_and_checkpoin
     with zipfile.ZipFile(wheel) as archive:
         assert archive.read("zeroshot/_bundled/checkpoints.txt") == (REPO / "checkpoints.txt").read_bytes()
         shipped = {Path(n).name for n in archive.namelist() if n.startswith("zeroshot/_bundled/prompts/")}
+        templates = {Path(n).name for n in archive.namelist() if n.startswith("zeroshot/report/templates/")}
+    # The report's page template, style and script travel in the wheel (package data), through the sdist.
+    assert templates == {p.name for p in (REPO / "zeroshot" / "report" / "templates").iterdir()}
     assert shipped == {p.name for p in (REPO / "prompts").glob("*.yaml")}
 
     env_dir = tmp_path / "env"

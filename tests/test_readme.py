@@ -89,7 +89,9 @@ def test_every_readme_command_sequence_runs_on_the_phantom(phantom_data, tmp_pat
         captured = capsys.readouterr()
         assert code == 0, f"{' '.join(runnable)}\n{captured.err}"
         ran.append(runnable[1])
-    assert ran == ["cases", "eval", "compare", "figures"]
+    assert ran == ["cases", "eval", "compare", "figures", "report"]
     assert (tmp_path / "runs" / "t2" / "tables" / "summary.csv").is_file()
     assert (tmp_path / "runs" / "t2" / "tables" / "published.csv").is_file()
     assert (tmp_path / "runs" / "t2" / "figures" / "zero_shot_vs_supervised.png").is_file()
+    assert (tmp_path / "runs" / "t2" / "report" / "figures" / "zero_shot_vs_supervised.png").is_file()
+    assert any((tmp_path / "runs" / "t2" / "report" / "cases").glob("*.png"))  # the run saved its predictions

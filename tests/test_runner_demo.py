@@ -18,6 +18,9 @@ def test_demo_evaluates_every_sequence_and_resumes(tmp_path, capsys):
     assert set(results["strategy"]) == {"box-mid", "box-mid-jitter10", "point-center"}
     assert not results["failed"].any() and len(results) == 3 * 3
     assert "OOP      box-fill" in printed and "test the machinery, not accuracy" in printed
+    assert f"Report: {out / 'report' / 'index.html'}" in printed  # the demo ends with the report's path
+    page = (out / "report" / "index.html").read_text(encoding="utf-8")
+    assert "Synthetic phantom data" in page and len(list((out / "report" / "cases").glob("*.png"))) > 0
     assert main(args) == 0
     assert "0 row(s) computed now" in capsys.readouterr().out
 
@@ -62,6 +65,9 @@ def test_demo_calls_the_library_not_the_command_line(tmp_path, monkeypatch, caps
     out = tmp_path / "demo"
     result = demo.run_demo(out, cases=1, models=["box-fill"], strategies=("box-mid",), workers=0, supervised=False)
     assert result.compare == out / "compare" and result.figures == out / "figures"
+    assert result.report == out / "report" / "index.html"
+    assert 'id="table-summary"' in result.report.read_text(encoding="utf-8")  # with the tables and figures
+    assert (out / "report" / "figures" / "overlays.png").is_file()
     assert any((out / "figures").glob("*.png"))
     printed = capsys.readouterr().out
     assert str(out / "compare" / "summary.csv") in printed and "skipped dice_vs_clicks" in printed

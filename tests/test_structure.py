@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from zeroshot.cli import main
+from zeroshot.datasets import label_file_notice
 from zeroshot.errors import ConfigError, VolumeError
 from zeroshot.structure import (
     Structure,
     dataset_label_names,
     find_dataset_json,
-    label_file_notice,
     multi_label_notice,
     resolve_structure,
 )

@@ -16,7 +16,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from zeroshot.errors import DatasetError, ZeroshotWarning
+from zeroshot.errors import DatasetError, ZeroshotError, ZeroshotWarning
+from zeroshot.structure import Structure, dataset_label_names, multi_label_notice
 
 __all__ = [
     "LAYOUTS",
@@ -25,6 +26,7 @@ __all__ = [
     "case_table",
     "detect_layout",
     "discover",
+    "label_file_notice",
     "select",
 ]
 
@@ -445,3 +447,21 @@ def case_table(cases: Sequence[Case]) -> str:
     widths = [max(len(str(r[i])) for r in [count_header, *count_rows]) for i in range(len(count_header))]
     lines += [line(count_header), *(line(r) for r in count_rows)]
     return "\n".join(lines)
+
+
+def label_file_notice(
+    structure: Structure, label_file: str | Path | None, *, dataset_json: str | Path | None = None
+) -> str | None:
+    """The multi-label notice (:func:`zeroshot.structure.multi_label_notice`) for one label file, or ``None``.
+
+    Only the file's values are read, once per command: a dataset's label files share their label scheme.
+    """
+    if structure.given or label_file is None:
+        return None
+    from zeroshot.volume import read_label_values
+
+    try:
+        values = read_label_values(label_file)
+    except ZeroshotError:
+        return None  # the case fails with its own message when it is read
+    return multi_label_notice(structure, values, names=dataset_label_names(dataset_json), where=label_file)

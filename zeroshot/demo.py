@@ -6,7 +6,8 @@ a few prompt strategies on the test cases of every sequence; trains a small supe
 cases (:mod:`zeroshot.supervised`) and scores its predictions on the same test cases through the path users take
 for nnU-Net (``--baseline-preds phantom-cnn-T1=DIR``); then writes the run's tables, the comparison tables (the
 train x test sequence table shows the supervised model's in-sequence success and cross-sequence collapse beside the
-zero-shot rows) and the figures, and prints mean Dice per sequence x model x strategy and that table. Running it
+zero-shot rows) and the figures, prints mean Dice per sequence x model x strategy and that table, and ends by
+writing the report (:mod:`zeroshot.report`: one HTML page to browse the run) and printing its path. Running it
 again resumes: finished rows and a finished supervised baseline are kept.
 
 The phantom tests the machinery, not accuracy on real scans: its numbers say nothing about how a model does on
@@ -66,6 +67,8 @@ class DemoResult:
         The figures' folder (``None`` if that step was unavailable or failed).
     supervised : Path or None
         The supervised baseline's predictions (``<sequence>/<case_id>.nii.gz``; ``None`` if not asked or failed).
+    report : Path or None
+        The report's page, ``report/index.html`` (``None`` if not asked or failed).
     """
 
     data: Path
@@ -73,6 +76,7 @@ class DemoResult:
     compare: Path | None
     figures: Path | None
     supervised: Path | None = None
+    report: Path | None = None
 
 
 def demo_models() -> list[str]:
@@ -98,6 +102,7 @@ def run_demo(
     workers: int = 1,
     figures: bool = True,
     supervised: bool = True,
+    report: bool = True,
     progress: bool | None = None,
 ) -> DemoResult:
     """Write the phantom, evaluate, train the supervised baseline, compare, draw; print the summary.
@@ -106,7 +111,7 @@ def run_demo(
     ----------
     out : path
         Folder for everything: ``data/`` (phantom), ``run/`` (run directory), ``supervised/`` (the supervised
-        baseline's predictions), ``compare/``, ``figures/``.
+        baseline's predictions), ``compare/``, ``figures/``, ``report/``.
     cases : int
         Test cases per sequence. The phantom gets ``5 * cases`` subjects, each scanned with T1, T2 and OOP (its
         split cycle is train, train, train, val, test): ``3 * cases`` train the supervised baseline on T1, and
@@ -123,6 +128,8 @@ def run_demo(
         Also write the comparison tables and figures.
     supervised : bool
         With ``figures``, also train the supervised baseline and put it in the tables and figures.
+    report : bool
+        End by writing the report (with the tables and figures, where written) and printing its path.
     progress : bool or None
         Progress bar (``None``: when stderr is a terminal).
 
@@ -172,7 +179,19 @@ def run_demo(
         + (f"; comparison: {compare_dir}" if compare_dir else "")
         + (f"; figures: {figures_dir}" if figures_dir else "")
     )
-    return DemoResult(data=manifest, run=summary, compare=compare_dir, figures=figures_dir, supervised=supervised_dir)
+    page = None
+    if report:
+        page = _step("report", lambda: _report(summary.out, out / "report", compare_dir, figures_dir, progress))
+        if page is not None:
+            print(f"Report: {page} (open it in a browser; it needs no network)")
+    return DemoResult(
+        data=manifest,
+        run=summary,
+        compare=compare_dir,
+        figures=figures_dir,
+        supervised=supervised_dir,
+        report=page,
+    )
 
 
 def _phantom(data: Path, *, subjects: int, seed: int) -> Path:
@@ -243,6 +262,21 @@ def _figures(run: Path, out: Path, compare_dir: Path | None) -> Path:
     for name, reason in report.skipped:
         print(f"skipped {name}: {reason}")
     return out
+
+
+def _report(run: Path, out: Path, compare_dir: Path | None, figures_dir: Path | None, progress: bool | None) -> Path:
+    """``zeroshot report RUN [--compare DIR] [--figures DIR] --out OUT``; the path of its page."""
+    from zeroshot.report import write_report
+
+    output = write_report(
+        [run],
+        out,
+        compare_dir=compare_dir,
+        figures_dir=figures_dir,
+        note="Synthetic phantom data: these numbers test the machinery, not accuracy on patients.",
+        progress=progress,
+    )
+    return output.index
 
 
 def _step(name: str, action: Callable[[], Path]) -> Path | None:

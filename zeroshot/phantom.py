@@ -235,7 +235,11 @@ def write_phantom_dataset(
 
 
 def _anatomy(rng: np.random.Generator, shape: tuple[int, int, int], spacing_mm: tuple[float, float, float]):
-    """Return the tissue index map ``(z, y, x)`` and the pancreas's fat fraction map."""
+    """Return the tissue index map ``(z, y, x)`` and the pancreas's fat fraction map.
+
+    Long because the order of its random draws defines every phantom ever written (one seed, the same bytes): it
+    reads top to bottom as the body is built, and a split would invite reordering the draws.
+    """
     nz, ny, nx = shape
     sz, sy, sx = spacing_mm
     # Physical coordinates (mm) centred on the grid: X to the patient's left, Y posterior, Z superior.

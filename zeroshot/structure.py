@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from zeroshot.errors import ConfigError, ZeroshotError
+from zeroshot.errors import ConfigError
 
 __all__ = [
     "DATASET_JSON",
@@ -27,7 +27,6 @@ __all__ = [
     "dataset_label_names",
     "describe_values",
     "find_dataset_json",
-    "label_file_notice",
     "multi_label_notice",
     "resolve_structure",
 ]
@@ -204,24 +203,6 @@ def multi_label_notice(
         f"the label files hold several structures (values {listed}{source}); scoring {structure.describe()}, the "
         "default: choose the structure with --label VALUE or --label NAME"
     )
-
-
-def label_file_notice(
-    structure: Structure, label_file: str | Path | None, *, dataset_json: str | Path | None = None
-) -> str | None:
-    """:func:`multi_label_notice` for one label file of the dataset (read here); ``None`` without a file.
-
-    Only the file's values are read, once per command: a dataset's label files share their label scheme.
-    """
-    if structure.given or label_file is None:
-        return None
-    from zeroshot.volume import read_label_values  # volume imports this module for its value checks
-
-    try:
-        values = read_label_values(label_file)
-    except ZeroshotError:
-        return None  # the case fails with its own message when it is read
-    return multi_label_notice(structure, values, names=dataset_label_names(dataset_json), where=label_file)
 
 
 def _named_value(value: int, names: Mapping[int, str]) -> str:

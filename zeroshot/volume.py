@@ -248,17 +248,17 @@ def grid_difference(volume: Volume, reference: Volume) -> str | None:
         return "a volume not read from a file has no grid to compare"
     if volume.shape != reference.shape:
         return f"shape {volume.shape} (z, y, x) differs from {reference.shape}"
-    mine, theirs = volume.geometry.canonical_affine, reference.geometry.canonical_affine
-    scale = max(1.0, float(np.max(np.abs(theirs))))
-    if float(np.max(np.abs(mine - theirs))) <= AFFINE_TOLERANCE * scale:
+    affine, reference_affine = volume.geometry.canonical_affine, reference.geometry.canonical_affine
+    scale = max(1.0, float(np.max(np.abs(reference_affine))))
+    if float(np.max(np.abs(affine - reference_affine))) <= AFFINE_TOLERANCE * scale:
         return None
     if max(abs(a - b) for a, b in zip(volume.spacing_mm, reference.spacing_mm, strict=True)) > AFFINE_TOLERANCE:
         return f"voxel size {_mm(volume.spacing_mm)} mm (z, y, x) differs from {_mm(reference.spacing_mm)} mm"
-    axes_mine = mine[:3, :3] / np.asarray(volume.spacing_mm[::-1])
-    axes_theirs = theirs[:3, :3] / np.asarray(reference.spacing_mm[::-1])
-    if float(np.max(np.abs(axes_mine - axes_theirs))) > AFFINE_TOLERANCE:
+    axes = affine[:3, :3] / np.asarray(volume.spacing_mm[::-1])
+    reference_axes = reference_affine[:3, :3] / np.asarray(reference.spacing_mm[::-1])
+    if float(np.max(np.abs(axes - reference_axes))) > AFFINE_TOLERANCE:
         return "the voxel axes are rotated against each other"
-    shift = float(np.linalg.norm(mine[:3, 3] - theirs[:3, 3]))
+    shift = float(np.linalg.norm(affine[:3, 3] - reference_affine[:3, 3]))
     return f"the grid is shifted by {shift:.4g} mm"
 
 

@@ -30,6 +30,7 @@ COMMANDS = (
     "eval",
     "merge",
     "migrate",
+    "report",
     "demo",
 )
 

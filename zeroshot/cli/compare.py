@@ -7,7 +7,10 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``compare`` subcommand."""
+    """Add the ``compare`` subcommand.
+
+    Long because it lists every option of the command in the order ``--help`` shows them.
+    """
     parser = subparsers.add_parser(
         "compare",
         help="summary, cross-sequence and paired-test tables (CSV, Markdown, LaTeX) for one or more runs",

@@ -7,8 +7,9 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from zeroshot.datasets import label_file_notice
 from zeroshot.errors import ConfigError, ZeroshotWarning
-from zeroshot.structure import Structure, find_dataset_json, label_file_notice, resolve_structure
+from zeroshot.structure import Structure, find_dataset_json, resolve_structure
 
 __all__ = ["add_label_option", "seed", "structure_for"]
 

@@ -27,6 +27,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="small",
         help="small: 128-176 px in-plane, 24-40 slices (tests, demo); realistic: 256-448 px, 40-96 slices",
     )
+    parser.add_argument(
+        "--labels",
+        type=_label_values,
+        metavar="NAME=VALUE,...",
+        help=(
+            "write multi-label label files with a dataset.json naming the values, e.g. pancreas=7,spleen=1 (organs: "
+            "pancreas, spleen; pancreas required); choose the structure later with --label 7 or --label pancreas. "
+            "Default: pancreas=1 only (CrossPan)"
+        ),
+    )
     parser.add_argument("--no-montage", action="store_true", help="skip the montage.png preview")
     parser.set_defaults(func=run)
 
@@ -37,9 +47,28 @@ def run(args: argparse.Namespace) -> int:
     from zeroshot.montage import write_montage
     from zeroshot.phantom import PANCREAS_LABEL, write_phantom_dataset
 
-    manifest = write_phantom_dataset(args.out, cases=args.cases, seed=args.seed, size=args.size, progress=True)
+    values = args.labels or {"pancreas": PANCREAS_LABEL}
+    manifest = write_phantom_dataset(
+        args.out, cases=args.cases, seed=args.seed, size=args.size, progress=True, label_values=args.labels
+    )
     print(f"wrote {args.cases} subjects x 3 sequences to {args.out} (manifest: {manifest})")
     if not args.no_montage:
-        montage = write_montage(discover(manifest), args.out / "montage.png", label=PANCREAS_LABEL)
+        montage = write_montage(
+            discover(manifest), args.out / "montage.png", label=values.get("pancreas", PANCREAS_LABEL)
+        )
         print(f"preview: {montage}")
     return 0
+
+
+def _label_values(text: str) -> dict[str, int]:
+    """``pancreas=7,spleen=1`` as ``{"pancreas": 7, "spleen": 1}`` (the organs and values are checked on writing)."""
+    values: dict[str, int] = {}
+    for item in text.split(","):
+        name, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not name or not value.isdigit() or name in values:
+            raise argparse.ArgumentTypeError(
+                f"{item.strip()!r}: expected NAME=VALUE pairs separated by commas, each organ once, "
+                "e.g. pancreas=7,spleen=1"
+            )
+        values[name] = int(value)
+    return values

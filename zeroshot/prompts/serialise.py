@@ -20,13 +20,13 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 
 from zeroshot.atomic import write_atomic
 from zeroshot.errors import PromptError
+from zeroshot.prompts.checks import int_tuple, of_type
 from zeroshot.prompts.types import SlicePrompt, VolumePrompts
 
 __all__ = [
@@ -112,24 +112,24 @@ def prompts_from_json(text: str, mask_dir: str | Path | None = None) -> VolumePr
     missing = [k for k in _KEYS if k not in data]
     if missing:
         raise PromptError(f"prompts: missing key(s) {missing}; expected {', '.join(_KEYS)}")
-    case_id = _typed(data["case_id"], str, "case_id", "prompts")
+    case_id = of_type(data["case_id"], str, "prompts", "case_id", error=PromptError)
     where = f"prompts of case {case_id}"
-    seed = _typed(data["seed"], int, "seed", where)
-    oracle = _typed(data["oracle"], dict, "oracle", where)
+    seed = of_type(data["seed"], int, where, "seed", error=PromptError)
+    oracle = of_type(data["oracle"], dict, where, "oracle", error=PromptError)
     if not all(isinstance(v, bool) for v in oracle.values()):
         raise PromptError(f"{where}: oracle: every flag must be true or false, got {oracle}")
-    raw_slices = _typed(data["slices"], list, "slices", where)
+    raw_slices = of_type(data["slices"], list, where, "slices", error=PromptError)
     slices = tuple(
         _slice_from_json(raw, case_id, mask_dir, f"{where}: slices[{i}]") for i, raw in enumerate(raw_slices)
     )
     return VolumePrompts(
         case_id=case_id,
-        strategy=_typed(data["strategy"], str, "strategy", where),
+        strategy=of_type(data["strategy"], str, where, "strategy", error=PromptError),
         seed=seed,
-        source=_typed(data["source"], str, "source", where),
+        source=of_type(data["source"], str, where, "source", error=PromptError),
         slices=slices,
         oracle=oracle,
-        details=_typed(data.get("details", {}), dict, "details", where),
+        details=of_type(data.get("details", {}), dict, where, "details", error=PromptError),
     )
 
 
@@ -196,19 +196,25 @@ def read_prompts_file(path: str | Path) -> list[VolumePrompts]:
 
 
 def _slice_from_json(raw: object, case_id: str, mask_dir: str | Path | None, where: str) -> SlicePrompt:
-    raw = _typed(raw, dict, "slice", where)
+    raw = of_type(raw, dict, where, "slice", error=PromptError)
     missing = [k for k in _SLICE_KEYS if k not in raw]
     if missing:
         raise PromptError(f"{where}: missing key(s) {missing}; expected {', '.join(_SLICE_KEYS)}")
-    z = _typed(raw["z"], int, "z", where)
+    z = of_type(raw["z"], int, where, "z", error=PromptError)
     box = raw["box"]
     if box is not None:
-        box = _int_list(box, 4, "box", where)
-    points = tuple(_int_list(p, 2, "points", where) for p in _typed(raw["points"], list, "points", where))
-    labels = tuple(_typed(v, int, "labels", where) for v in _typed(raw["labels"], list, "labels", where))
+        box = int_tuple(box, 4, where, "box", error=PromptError)
+    points = tuple(
+        int_tuple(p, 2, where, "points", error=PromptError)
+        for p in of_type(raw["points"], list, where, "points", error=PromptError)
+    )
+    labels = tuple(
+        of_type(v, int, where, "labels", error=PromptError)
+        for v in of_type(raw["labels"], list, where, "labels", error=PromptError)
+    )
     mask = None
     if raw["mask"] is not None:
-        name = _typed(raw["mask"], str, "mask", where)
+        name = of_type(raw["mask"], str, where, "mask", error=PromptError)
         mask = _read_mask(name, case_id, z, mask_dir, where)
     return SlicePrompt(z=z, box=box, points=points, labels=labels, mask=mask)  # type: ignore[arg-type]
 
@@ -228,15 +234,3 @@ def _read_mask(name: str, case_id: str, z: int, mask_dir: str | Path | None, whe
     if mask_file_name(case_id, z, mask) != name:
         raise PromptError(f"{where}: {path} does not hold the mask its name promises (changed after writing?)")
     return mask
-
-
-def _typed(value: Any, kind: type, key: str, where: str) -> Any:
-    if (isinstance(value, bool) and kind is int) or not isinstance(value, kind):
-        raise PromptError(f"{where}: {key}: expected {kind.__name__}, got {value!r}")
-    return value
-
-
-def _int_list(value: object, length: int, key: str, where: str) -> tuple[int, ...]:
-    if not isinstance(value, list) or len(value) != length:
-        raise PromptError(f"{where}: {key}: expected a list of {length} integers, got {value!r}")
-    return tuple(_typed(v, int, key, where) for v in value)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from zeroshot.datasets import Case
+from zeroshot.distance_ties import nearest_voxels
 from zeroshot.errors import ConfigError, PromptError
 from zeroshot.prompts.regions import (
     bounding_slices,
@@ -58,7 +59,8 @@ def degrade_mask(
     1. Grow (``margin_mm > 0``) by every voxel within ``margin_mm`` of the mask, or shrink (``< 0``) to the voxels
        deeper than ``-margin_mm`` (distances between voxel centres, in mm, on the anisotropic grid; the volume's
        edge counts as background).
-    2. Shift by ``shift_mm`` along ``(z, y, x)``, rounded to whole voxels; what leaves the volume is lost.
+    2. Shift by ``shift_mm`` along ``(z, y, x)``, rounded to the nearest whole voxels (halves away from zero,
+       :func:`zeroshot.distance_ties.nearest_voxels`); what leaves the volume is lost.
     3. Empty ``round(drop_fraction * n)`` of the ``n`` slices that hold the structure, chosen with ``rng``.
     4. Keep only the largest 3D connected component (26-connectivity) if ``largest_component_only``.
 
@@ -90,7 +92,7 @@ def degrade_mask(
         raise PromptError("drop_fraction > 0 needs a random generator (rng) to choose the slices")
     before = int(np.count_nonzero(mask))
     out = _grow_or_shrink(mask, spacing_mm, margin_mm)
-    shift_voxels = [int(np.rint(s / d)) for s, d in zip(shift_mm, spacing_mm, strict=True)]
+    shift_voxels = [nearest_voxels(s, d) for s, d in zip(shift_mm, spacing_mm, strict=True)]
     if any(shift_voxels):
         out = _shift(out, shift_voxels)
     dropped: list[int] = []

@@ -39,6 +39,7 @@ import yaml
 
 from zeroshot.bundled import bundled_path
 from zeroshot.errors import ConfigError, plain
+from zeroshot.prompts.checks import boolean, choice, integer, known_keys, mapping, number
 from zeroshot.prompts.settings import (
     COMPONENTS,
     JITTER_DIRECTIONS,
@@ -170,8 +171,8 @@ def strategy_from_dict(data: Mapping[str, Any], *, name: str | None = None, wher
         An unknown or misplaced key, a value of the wrong type or out of range, or a setting that would have no
         effect for the chosen kind, rule or type.
     """
-    data = _mapping(data, where, "")
-    _known(data, ("name", "description", "source", "key_slices", "prompt"), where, "")
+    data = mapping(data, where, "")
+    known_keys(data, ("name", "description", "source", "key_slices", "prompt"), where, "")
     given = data.get("name")
     if given is not None:
         given = _name(given, where, "name")
@@ -186,12 +187,12 @@ def strategy_from_dict(data: Mapping[str, Any], *, name: str | None = None, wher
         raise ConfigError(f"{where}: description: expected text, got {description!r}")
     if "prompt" not in data:
         raise ConfigError(f"{where}: prompt: missing (say at least `prompt: {{type: box}}`)")
-    prompt = _mapping(data["prompt"], where, "prompt")
-    _known(prompt, ("type", "components", "box", "points", "z_extent"), where, "prompt")
+    prompt = mapping(data["prompt"], where, "prompt")
+    known_keys(prompt, ("type", "components", "box", "points", "z_extent"), where, "prompt")
     if "type" not in prompt:
         raise ConfigError(f"{where}: prompt.type: missing; choose one of {', '.join(PROMPT_TYPES)}")
-    prompt_type = _choice(prompt["type"], PROMPT_TYPES, where, "prompt.type")
-    components = _choice(prompt.get("components", "all"), COMPONENTS, where, "prompt.components")
+    prompt_type = choice(prompt["type"], PROMPT_TYPES, where, "prompt.type")
+    components = choice(prompt.get("components", "all"), COMPONENTS, where, "prompt.components")
     uses_box = prompt_type in ("box", "box+points")
     uses_points = prompt_type in ("points", "box+points")
     if "box" in prompt and not uses_box:
@@ -206,7 +207,7 @@ def strategy_from_dict(data: Mapping[str, Any], *, name: str | None = None, wher
         components=components,
         box=_box(prompt.get("box", {}), where),
         points=_points(prompt.get("points", {}), where),
-        z_extent=_boolean(prompt.get("z_extent", False), where, "prompt.z_extent"),
+        z_extent=boolean(prompt.get("z_extent", False), where, "prompt.z_extent"),
         description=description,
     )
 
@@ -224,9 +225,9 @@ def expand_sweep(data: Mapping[str, Any], *, where: object = "sweep") -> list[St
         Unknown keys, an empty grid, a placeholder that is not varied, duplicate names, or any error of
         :func:`strategy_from_dict` in a member.
     """
-    data = _mapping(data, where, "")
-    _known(data, ("description", "base", "grids"), where, "")
-    base = _mapping(data.get("base", {}), where, "base")
+    data = mapping(data, where, "")
+    known_keys(data, ("description", "base", "grids"), where, "")
+    base = mapping(data.get("base", {}), where, "base")
     grids = data.get("grids")
     if not isinstance(grids, list) or not grids:
         raise ConfigError(f"{where}: grids: expected a non-empty list of {{name, vary}} entries")
@@ -234,14 +235,14 @@ def expand_sweep(data: Mapping[str, Any], *, where: object = "sweep") -> list[St
     seen: dict[str, str] = {}
     for index, grid in enumerate(grids):
         key = f"grids[{index}]"
-        grid = _mapping(grid, where, key)
-        _known(grid, ("name", "vary"), where, key)
+        grid = mapping(grid, where, key)
+        known_keys(grid, ("name", "vary"), where, key)
         template = grid.get("name")
         if not isinstance(template, str) or not template:
             raise ConfigError(
                 f"{where}: {key}.name: expected a name template such as 'abl-j{{prompt.box.jitter_percent}}'"
             )
-        vary = _mapping(grid.get("vary"), where, f"{key}.vary")
+        vary = mapping(grid.get("vary"), where, f"{key}.vary")
         if not vary:
             raise ConfigError(f"{where}: {key}.vary: expected at least one dotted key with a list of values")
         for dotted, values in vary.items():
@@ -319,16 +320,16 @@ def _read_yaml(path: Path) -> Any:
 
 
 def _source(value: object, where: object) -> SourceSettings:
-    data = _mapping(value, where, "source")
+    data = mapping(value, where, "source")
     degraded_keys = ("margin_mm", "shift_mm", "drop_fraction", "largest_component")
-    _known(data, ("kind", "label", "min_volume_ml", "on_empty", *degraded_keys), where, "source")
-    kind = _choice(data.get("kind", "gt"), SOURCE_KINDS, where, "source.kind")
+    known_keys(data, ("kind", "label", "min_volume_ml", "on_empty", *degraded_keys), where, "source")
+    kind = choice(data.get("kind", "gt"), SOURCE_KINDS, where, "source.kind")
     if "label" in data and kind != "coarse":
         raise ConfigError(f"{where}: source.label: only applies to coarse sources (kind is {kind!r})")
     for key in degraded_keys:
         if key in data and kind != "degraded":
             raise ConfigError(f"{where}: source.{key}: only applies to degraded sources (kind is {kind!r})")
-    on_empty = _choice(data.get("on_empty", "fail"), ON_EMPTY, where, "source.on_empty")
+    on_empty = choice(data.get("on_empty", "fail"), ON_EMPTY, where, "source.on_empty")
     if on_empty == "gt" and kind == "gt":
         raise ConfigError(f"{where}: source.on_empty: 'gt' makes no sense when the source is the ground truth")
     shift = data.get("shift_mm", [0.0, 0.0, 0.0])
@@ -336,20 +337,20 @@ def _source(value: object, where: object) -> SourceSettings:
         raise ConfigError(f"{where}: source.shift_mm: expected three numbers [z, y, x] in mm, got {plain(shift)}")
     return SourceSettings(
         kind=kind,
-        label=_integer(data["label"], where, "source.label", minimum=1) if "label" in data else None,
-        min_volume_ml=_number(data.get("min_volume_ml", 0.0), where, "source.min_volume_ml", minimum=0.0),
+        label=integer(data["label"], where, "source.label", minimum=1) if "label" in data else None,
+        min_volume_ml=number(data.get("min_volume_ml", 0.0), where, "source.min_volume_ml", minimum=0.0),
         on_empty=on_empty,
-        margin_mm=_number(data.get("margin_mm", 0.0), where, "source.margin_mm"),
-        shift_mm=tuple(_number(v, where, f"source.shift_mm[{i}]") for i, v in enumerate(shift)),  # type: ignore[arg-type]
-        drop_fraction=_number(data.get("drop_fraction", 0.0), where, "source.drop_fraction", minimum=0.0, maximum=1.0),
-        largest_component=_boolean(data.get("largest_component", False), where, "source.largest_component"),
+        margin_mm=number(data.get("margin_mm", 0.0), where, "source.margin_mm"),
+        shift_mm=tuple(number(v, where, f"source.shift_mm[{i}]") for i, v in enumerate(shift)),  # type: ignore[arg-type]
+        drop_fraction=number(data.get("drop_fraction", 0.0), where, "source.drop_fraction", minimum=0.0, maximum=1.0),
+        largest_component=boolean(data.get("largest_component", False), where, "source.largest_component"),
     )
 
 
 def _key_slices(value: object, where: object) -> KeySliceSettings:
-    data = _mapping(value, where, "key_slices")
-    _known(data, ("rule", "count", "index"), where, "key_slices")
-    rule = _choice(data.get("rule", "middle"), KEY_SLICE_RULES, where, "key_slices.rule")
+    data = mapping(value, where, "key_slices")
+    known_keys(data, ("rule", "count", "index"), where, "key_slices")
+    rule = choice(data.get("rule", "middle"), KEY_SLICE_RULES, where, "key_slices.rule")
     if "count" in data and rule != "spread":
         raise ConfigError(f"{where}: key_slices.count: only applies to rule 'spread' (rule is {rule!r})")
     if "index" in data and rule != "index":
@@ -361,138 +362,76 @@ def _key_slices(value: object, where: object) -> KeySliceSettings:
         raw = data["index"] if isinstance(data["index"], list) else [data["index"]]
         if not raw:
             raise ConfigError(f"{where}: key_slices.index: expected at least one slice index")
-        index = tuple(sorted({_integer(v, where, "key_slices.index", minimum=0) for v in raw}))
-    count = _integer(data.get("count", 1), where, "key_slices.count", minimum=1)
+        index = tuple(sorted({integer(v, where, "key_slices.index", minimum=0) for v in raw}))
+    count = integer(data.get("count", 1), where, "key_slices.count", minimum=1)
     if rule == "spread" and "count" not in data:
         raise ConfigError(f"{where}: key_slices.count: missing; rule 'spread' needs the number of slices")
     return KeySliceSettings(rule=rule, count=count, index=index)
 
 
 def _box(value: object, where: object) -> BoxSettings:
-    data = _mapping(value, where, "prompt.box")
+    data = mapping(value, where, "prompt.box")
     keys = ("jitter_percent", "jitter_mm", "jitter_direction", "shift_percent", "shift_mm", "outward_256px")
-    _known(data, keys, where, "prompt.box")
+    known_keys(data, keys, where, "prompt.box")
     return BoxSettings(
-        jitter_percent=_number(
+        jitter_percent=number(
             data.get("jitter_percent", 0.0), where, "prompt.box.jitter_percent", minimum=0.0, maximum=MAX_PERCENT
         ),
-        jitter_mm=_number(data.get("jitter_mm", 0.0), where, "prompt.box.jitter_mm", minimum=0.0),
-        jitter_direction=_choice(
+        jitter_mm=number(data.get("jitter_mm", 0.0), where, "prompt.box.jitter_mm", minimum=0.0),
+        jitter_direction=choice(
             data.get("jitter_direction", "both"), JITTER_DIRECTIONS, where, "prompt.box.jitter_direction"
         ),
-        shift_percent=_number(
+        shift_percent=number(
             data.get("shift_percent", 0.0), where, "prompt.box.shift_percent", minimum=0.0, maximum=MAX_PERCENT
         ),
-        shift_mm=_number(data.get("shift_mm", 0.0), where, "prompt.box.shift_mm", minimum=0.0),
-        outward_256px=_integer(data.get("outward_256px", 0), where, "prompt.box.outward_256px", minimum=0),
+        shift_mm=number(data.get("shift_mm", 0.0), where, "prompt.box.shift_mm", minimum=0.0),
+        outward_256px=integer(data.get("outward_256px", 0), where, "prompt.box.outward_256px", minimum=0),
     )
 
 
 def _points(value: object, where: object) -> PointSettings:
-    data = _mapping(value, where, "prompt.points")
+    data = mapping(value, where, "prompt.points")
     defaults = PointSettings()
-    _known(data, tuple(defaults.to_dict()), where, "prompt.points")
-    positives = _integer(data.get("positives", defaults.positives), where, "prompt.points.positives", minimum=0)
-    negatives = _integer(data.get("negatives", defaults.negatives), where, "prompt.points.negatives", minimum=0)
+    known_keys(data, tuple(defaults.to_dict()), where, "prompt.points")
+    positives = integer(data.get("positives", defaults.positives), where, "prompt.points.positives", minimum=0)
+    negatives = integer(data.get("negatives", defaults.negatives), where, "prompt.points.negatives", minimum=0)
     if positives == 0:
         raise ConfigError(f"{where}: prompt.points.positives: must be at least 1 (the interior point comes first)")
     return PointSettings(
         positives=positives,
         negatives=negatives,
-        positive_placement=_choice(
+        positive_placement=choice(
             data.get("positive_placement", defaults.positive_placement),
             PLACEMENTS,
             where,
             "prompt.points.positive_placement",
         ),
-        negative_region=_choice(
+        negative_region=choice(
             data.get("negative_region", defaults.negative_region),
             NEGATIVE_REGIONS,
             where,
             "prompt.points.negative_region",
         ),
-        negative_placement=_choice(
+        negative_placement=choice(
             data.get("negative_placement", defaults.negative_placement),
             PLACEMENTS,
             where,
             "prompt.points.negative_placement",
         ),
-        negative_distance_mm=_number(
+        negative_distance_mm=number(
             data.get("negative_distance_mm", defaults.negative_distance_mm),
             where,
             "prompt.points.negative_distance_mm",
             minimum=0.0,
         ),
-        ring_width_mm=_number(
+        ring_width_mm=number(
             data.get("ring_width_mm", defaults.ring_width_mm), where, "prompt.points.ring_width_mm", minimum=0.0
         ),
     )
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Value checks: each names the file and the dotted key
-
-
-def _mapping(value: object, where: object, key: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        label = key or "top level"
-        raise ConfigError(f"{where}: {label}: expected a mapping of settings, got {value!r}")
-    for k in value:
-        if not isinstance(k, str):
-            raise ConfigError(f"{where}: {key or 'top level'}: keys must be text, got {k!r}")
-    return dict(value)
-
-
-def _known(data: Mapping[str, Any], allowed: tuple[str, ...], where: object, key: str) -> None:
-    unknown = [k for k in data if k not in allowed]
-    if unknown:
-        prefix = f"{key}." if key else ""
-        raise ConfigError(
-            f"{where}: {prefix}{unknown[0]}: unknown key; expected one of {', '.join(prefix + a for a in allowed)}"
-        )
-
-
-def _choice(value: object, choices: tuple[str, ...], where: object, key: str) -> str:
-    if value not in choices:
-        raise ConfigError(f"{where}: {key}: expected one of {', '.join(choices)}, got {value!r}")
-    return str(value)
-
-
-def _number(
-    value: object, where: object, key: str, *, minimum: float | None = None, maximum: float | None = None
-) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or value != value
-        or value
-        in (
-            float("inf"),
-            float("-inf"),
-        )
-    ):
-        raise ConfigError(f"{where}: {key}: expected a finite number, got {plain(value)}")
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{where}: {key}: must be >= {minimum:g}, got {plain(value)}")
-    if maximum is not None and value > maximum:
-        raise ConfigError(f"{where}: {key}: must be <= {maximum:g}, got {plain(value)}")
-    return float(value)
-
-
-def _integer(value: object, where: object, key: str, *, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{where}: {key}: expected a whole number, got {plain(value)}")
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{where}: {key}: must be >= {minimum}, got {plain(value)}")
-    return int(value)
-
-
-def _boolean(value: object, where: object, key: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}: {key}: expected true or false, got {value!r}")
-    return value
+# Strategy names (the value checks shared with prompt files live in zeroshot.prompts.checks)
 
 
 def _name(value: object, where: object, key: str) -> str:

@@ -88,6 +88,7 @@ RECORDED_PACKAGES = (
     "transformers",
     "nninteractive",
     "numpy",
+    "pillow",
     "scipy",
     "scikit-image",
     "opencv-python-headless",

@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from zeroshot.datasets import Case, discover, select
+from zeroshot.datasets import Case, discover, label_file_notice, select
 from zeroshot.errors import ConfigError, ZeroshotError, ZeroshotWarning
 from zeroshot.interactive import clicks_from_records
 from zeroshot.prompts.sources import check_source_label
@@ -49,7 +49,7 @@ from zeroshot.runner.tables import RunTables, write_tables
 from zeroshot.runner.work import CurveStart
 from zeroshot.store import KeySet, RowRecord
 from zeroshot.store.store import KEY_COLUMNS
-from zeroshot.structure import find_dataset_json, label_file_notice
+from zeroshot.structure import find_dataset_json
 
 __all__ = ["RunSummary", "load_strategies_for_run", "plan_curves", "plan_jobs", "run_eval", "select_cases"]
 
