@@ -10,6 +10,7 @@ named in :mod:`zeroshot.store.schema`; the frames are built by :func:`zeroshot.s
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 from pathlib import Path
 
 import pandas as pd
@@ -32,11 +33,18 @@ def write_tables(rundir: RunDir, tables: RunTables | None = None) -> RunTables:
     if tables is None:
         tables = build_tables(rundir.store)
     root = rundir.root
-    write_atomic(root / "results.csv", tables.results.to_csv(index=False))
-    write_atomic(root / "failures.csv", tables.failures.to_csv(index=False))
+    # Parquet encoding releases the GIL: the Parquet files are written in a thread while pandas formats the CSV.
+    with cf.ThreadPoolExecutor(1, thread_name_prefix="zeroshot-tables") as pool:
+        parquet = pool.submit(_write_parquet_files, tables, root)
+        write_atomic(root / "results.csv", tables.results.to_csv(index=False))
+        write_atomic(root / "failures.csv", tables.failures.to_csv(index=False))
+        parquet.result()
+    return tables
+
+
+def _write_parquet_files(tables: RunTables, root: Path) -> None:
     _write_parquet(tables.results, root / "results.parquet")
     _write_parquet(tables.slices, root / "slices.parquet")
-    return tables
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:

@@ -242,8 +242,9 @@ class RunStore:
             yield stem, read_chunk(self.parts_folder, self.log_folder, stem, columns=columns)
 
     def key_frame(self, *extra: str) -> pd.DataFrame:
-        """The key of every row present (columns of :data:`KEY_COLUMNS` and ``extra``), later records winning.
+        """The key of every row present: columns :data:`KEY_COLUMNS` and ``extra``.
 
+        With ``extra``, one row per key (later records winning); without, a key written twice may appear twice.
         Reads only those columns of the parts (Parquet column projection): the cost of resume planning.
         """
         wanted = [*KEY_COLUMNS, *extra]
@@ -256,9 +257,10 @@ class RunStore:
         keys = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
         if ROUND not in keys.columns:
             keys[ROUND] = None
-        present = [c for c in KEY_COLUMNS if c in keys.columns]
-        if keys.duplicated(present, keep="last").any():
-            keys = keys.drop_duplicates(present, keep="last").reset_index(drop=True)
+        if extra:  # a row written twice: its later record's values (the keys alone need no deduplication)
+            present = [c for c in KEY_COLUMNS if c in keys.columns]
+            if keys.duplicated(present, keep="last").any():
+                keys = keys.drop_duplicates(present, keep="last").reset_index(drop=True)
         return keys
 
     def done_keys(self) -> KeySet:
