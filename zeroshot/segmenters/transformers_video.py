@@ -61,7 +61,9 @@ __all__ = [
     "TransformersVideoSegmenter",
     "TransformersVideoSession",
     "load_video_model",
+    "resize_video_config",
     "tiny_sam2_video_model",
+    "tiny_sam3_tracker_video_model",
 ]
 
 Propagation = Literal["reset", "continuous"]
@@ -138,6 +140,62 @@ def tiny_sam2_video_model(*, image_size: int = 128, seed: int = 0) -> torch.nn.M
     return model.eval()
 
 
+def tiny_sam3_tracker_video_model(*, image_size: int = 56, seed: int = 0) -> torch.nn.Module:
+    """A small randomly initialised ``Sam3TrackerVideoModel`` (about 6 M parameters), built offline from a config.
+
+    SAM 3's tracker (``Sam3TrackerVideoConfig``) with its ViT backbone shrunk to two narrow layers (patch 14, as
+    SAM 3), one memory-attention layer and narrow feed-forward layers; the FPN and memory widths stay SAM 3's
+    (256 and 64, which ``transformers`` ties to other sizes). Random weights test machinery, never accuracy.
+
+    Parameters
+    ----------
+    image_size : int
+        Model input size S, a positive multiple of 28 (patches of 14, and an FPN level at half their grid).
+    seed : int
+        Seed of the random initialisation (drawn on the CPU from a private generator state).
+
+    Raises
+    ------
+    SegmenterError
+        If ``image_size`` is not a positive multiple of 28.
+    """
+    if int(image_size) != image_size or image_size < 28 or image_size % 28:
+        raise SegmenterError(f"image_size must be a positive multiple of 28 for SAM 3, got {plain(image_size)}")
+    from transformers import Sam3TrackerVideoConfig, Sam3TrackerVideoModel
+
+    size, patch = int(image_size), 14
+    grid = size // patch
+    config = Sam3TrackerVideoConfig(
+        vision_config={
+            "model_type": "sam3_vision_model",
+            "backbone_config": {
+                "model_type": "sam3_vit_model",
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "image_size": size,
+                "patch_size": patch,
+                "window_size": 2,
+                "global_attn_indexes": [1],
+                "pretrain_image_size": size,
+            },
+            "fpn_hidden_size": 256,
+            "backbone_feature_sizes": [[4 * grid, 4 * grid], [2 * grid, 2 * grid], [grid, grid]],
+        },
+        prompt_encoder_config={"image_size": size},
+        mask_decoder_config={"mlp_dim": 256},
+        image_size=size,
+        memory_attention_num_layers=1,
+        memory_attention_feed_forward_hidden_size=256,
+        memory_fuser_intermediate_dim=256,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        model = Sam3TrackerVideoModel(config)
+    return model.eval()
+
+
 class TransformersVideoSegmenter(VideoSegmenterBase):
     """A ``transformers`` SAM2-family video model that segments 3D volumes from key-slice prompts.
 
@@ -177,6 +235,9 @@ class TransformersVideoSegmenter(VideoSegmenterBase):
         ``options.offload_video_to_cpu`` follows it.
     probabilities : bool
         Also return foreground probabilities (sigmoid of the union logits, before post-processing).
+    image_size : int or None
+        Run a model loaded from ``model_id_or_path`` at this input size instead of its config's (see
+        :func:`load_video_model`; the registry's ``NAME@SIZE``). ``None`` keeps the config's.
     name : str or None
         Name recorded in results; default: the model id's last part, or the model type.
 
@@ -204,10 +265,15 @@ class TransformersVideoSegmenter(VideoSegmenterBase):
         encoder_batch_size: int = 8,
         offload_state_to_cpu: bool = False,
         probabilities: bool = True,
+        image_size: int | None = None,
         name: str | None = None,
     ) -> None:
         if model is None and model_id_or_path is None:
             raise SegmenterError("give model_id_or_path (a folder or Hugging Face id) or a built model")
+        if model is not None and image_size is not None:
+            raise SegmenterError(
+                "image_size applies to a model loaded from model_id_or_path; a built model has its own"
+            )
         # Options are checked before the (slow) load; the image size is the model's.
         options = video_options(
             name=name or "",
@@ -227,7 +293,7 @@ class TransformersVideoSegmenter(VideoSegmenterBase):
             probabilities=probabilities,
         )
         self.model_id_or_path = None if model is not None else str(model_id_or_path)
-        self.model = model if model is not None else load_video_model(str(model_id_or_path))
+        self.model = model if model is not None else load_video_model(str(model_id_or_path), image_size=image_size)
         model_type = getattr(self.model.config, "model_type", None)
         if model_type not in MODEL_TYPES:
             raise SegmenterError(
@@ -512,11 +578,15 @@ def fill_holes_where_sam2_does(model: torch.nn.Module, area: int, *, image_size:
             model._run_single_frame_inference = previous
 
 
-def load_video_model(model_id_or_path: str) -> torch.nn.Module:
+def load_video_model(model_id_or_path: str, *, image_size: int | None = None) -> torch.nn.Module:
     """Load a video model this backend runs from a local folder or a Hub id, by its config's ``model_type``.
 
     A full SAM3 video checkpoint (``sam3_video``: detector and tracker, as ``facebook/sam3`` ships) loads its
     tracker only (``Sam3TrackerVideoModel``; the detector's weights are ignored, as ``transformers`` does).
+
+    ``image_size`` runs the model at another input size (:func:`resize_video_config`): no weight depends on it
+    (SAM2's Hiera interpolates its position embeddings, SAM 3's ViT tiles them; the rotary and feature-map sizes
+    follow the size), as SAM2's own code runs MedSAM2 at 512.
 
     Raises
     ------
@@ -540,10 +610,50 @@ def load_video_model(model_id_or_path: str) -> torch.nn.Module:
         )
     class_name, module, _session = MODEL_TYPES[model_type]
     model_class = getattr(importlib.import_module(module), class_name)
+    if image_size is not None:
+        resize_video_config(config, image_size, what=repr(model_id_or_path))
     try:
-        return model_class.from_pretrained(model_id_or_path)
+        return model_class.from_pretrained(model_id_or_path, config=config)
     except Exception as exc:  # as above
         raise SegmenterError(f"cannot load {class_name} from {model_id_or_path!r}: {exc}") from exc
+
+
+def resize_video_config(config: Any, image_size: int, *, what: str) -> None:
+    """Set a ``sam2_video`` / ``sam3_tracker_video`` / ``sam3_video`` config to run at ``image_size``, in place.
+
+    SAM2 (Hiera, strides 4 to 32): a multiple of 32 of at least 64; the backbone, prompt-encoder and feature
+    sizes and the memory-attention rotary sizes (``S / 16``) follow. SAM 3 (ViT, patch P, windows of W patches):
+    a multiple of ``P * W`` (336 for SAM 3: 14-pixel patches, 24-patch windows), so that windows tile the grid;
+    SAM 3's own config setter updates its feature and rotary sizes.
+
+    Raises
+    ------
+    SegmenterError
+        For a size the model's layout does not allow, naming the rule and ``what`` (the model).
+    """
+    if int(image_size) != image_size:
+        raise SegmenterError(f"{what}: image size must be a whole number of pixels, got {plain(image_size)}")
+    size = int(image_size)
+    model_type = getattr(config, "model_type", None)
+    if model_type in ("sam3_video", "sam3_tracker_video"):
+        tracker = config.tracker_config if model_type == "sam3_video" else config
+        backbone = tracker.vision_config.backbone_config
+        step = int(backbone.patch_size) * int(backbone.window_size)
+        if size < step or size % step:
+            raise SegmenterError(
+                f"{what}: SAM 3 runs at multiples of {step} pixels ({backbone.patch_size}-pixel patches in windows of "
+                f"{backbone.window_size}), got {size}"
+            )
+        config.image_size = size
+        return
+    if size < 64 or size % 32:
+        raise SegmenterError(f"{what}: SAM2 runs at multiples of 32 pixels of at least 64, got {size}")
+    stride4 = size // 4
+    config.image_size = size
+    config.prompt_encoder_config.image_size = size
+    config.vision_config.backbone_config.image_size = [size, size]
+    config.vision_config.backbone_feature_sizes = [[stride4, stride4], [stride4 // 2, stride4 // 2], [stride4 // 4] * 2]
+    config.memory_attention_rope_feat_sizes = [size // 16, size // 16]
 
 
 def _session_class(model_type: str) -> type:
