@@ -259,15 +259,18 @@ class VideoSession:
         self.options = options
         self._backend: VideoBackend | None = backend
         self._counter = counter
-        self._encoded_before = counter.slices
+        before = counter.slices
         backend.encode_slices()
+        # Counted around this session's own calls only: other sessions on the same weights (an offloading
+        # variant, another volume prepared meanwhile) do not inflate it.
+        self._encoded = counter.slices - before
         self.intensity_window = backend.intensity_window  # type: ignore[attr-defined]
         self.prepare_s = time.perf_counter() - started
 
     @property
     def encoder_slices_total(self) -> int:
         """Slices the image encoder has processed for this session so far."""
-        return self._counter.slices - self._encoded_before
+        return self._encoded
 
     def segment(self, prompts: VolumePrompts) -> Segmentation:
         """Segment the volume under ``prompts`` (independent of earlier calls on this session).
@@ -319,10 +322,12 @@ class VideoSession:
             runs, extra = self._propagate_all(prompt_sets)
             backend.reset()
         propagated_s = time.perf_counter() - started
+        encoded = self._counter.slices - encoded_before
+        self._encoded += encoded
         frames_run = sum(p.slices for run in runs for p in run.passes)
         shared = {
             "prompt_sets_in_call": len(prompt_sets),
-            "encoder_slices_segment": self._counter.slices - encoded_before,
+            "encoder_slices_segment": encoded,
             "propagate_s": round(propagated_s, 4),
             "slices_per_s": round(frames_run / propagated_s, 3) if propagated_s > 0 else None,
             **extra,
