@@ -256,6 +256,9 @@ def test_random_sam3_tracker_and_a_saved_one_at_another_size(tmp_path: Path) -> 
     described = segmenter.describe()
     assert described["model_type"] == "sam3_tracker_video" and described["model_class"] == "Sam3TrackerVideoModel"
     assert segmenter.image_size == 56 and "random weights" in described["weights"]
+    # SAM 3's processor normalises with mean and std 0.5 after a bilinear resize; SAM2 keeps ImageNet's statistics.
+    assert described["preprocessing"]["mean"] == [0.5] * 3 and described["preprocessing"]["resize"] == "bilinear"
+    assert build_segmenter("random:transformers-tiny@64").describe()["preprocessing"]["pipeline"] == "sam2"
     assert build_segmenter("random:sam3@112", device="cpu").image_size == 112
     segmenter.model.save_pretrained(tmp_path / "sam3-tiny")
     loaded = build_segmenter(f"{tmp_path / 'sam3-tiny'}@112", device="cpu")

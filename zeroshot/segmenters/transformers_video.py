@@ -78,6 +78,15 @@ MODEL_TYPES = {
         "Sam3TrackerVideoInferenceSession",
     ),
 }
+#: Each model family's input pipeline by default. SAM2: the authors' 8-bit path with ImageNet statistics. SAM 3:
+#: its processor (``Sam3ImageProcessor``: bilinear resize of the 8-bit frame, rescale by 1/255, normalise with
+#: ``IMAGENET_STANDARD_MEAN`` / ``_STD``, which are 0.5), after the same intensity window and uint8 truncation.
+DEFAULT_PREPROCESSING = {
+    "sam2_video": Preprocessing(pipeline="sam2"),
+    "sam3_tracker_video": Preprocessing(
+        pipeline="float", resize="bilinear", quantize_uint8=True, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)
+    ),
+}
 #: Config types whose checkpoints hold a video model this backend runs as part of a larger model.
 TRACKER_OF = {"sam3_video": "sam3_tracker_video"}
 #: SAM2's point labels for the two corners of a box.
@@ -225,8 +234,11 @@ class TransformersVideoSegmenter(VideoSegmenterBase):
         :func:`fill_holes_where_sam2_does`.
     fill_enclosed_holes : bool
         Also fill every enclosed hole of each slice of the final mask, whatever its size (on the CPU).
-    preprocessing : Preprocessing or {"sam2", "medsam2", "float"}
-        See :mod:`zeroshot.segmenters.preprocessing`; ``"sam2"`` (default) is the authors' 8-bit path.
+    preprocessing : Preprocessing or {"sam2", "medsam2", "float"} or None
+        See :mod:`zeroshot.segmenters.preprocessing`. ``None``: the model family's own input
+        (:data:`DEFAULT_PREPROCESSING`): for SAM2 the authors' 8-bit path (``"sam2"``); for SAM 3 what its
+        ``transformers`` processor does to 8-bit frames (bilinear resize, ``/ 255``, mean and std 0.5), after the
+        same MR window.
     encoder_batch_size : int
         Slices per image-encoder batch in :meth:`prepare`.
     offload_state_to_cpu : bool
@@ -261,7 +273,7 @@ class TransformersVideoSegmenter(VideoSegmenterBase):
         largest_component: bool = False,
         fill_hole_area: int = OFFICIAL_FILL_HOLE_AREA,
         fill_enclosed_holes: bool = False,
-        preprocessing: Preprocessing | str = "sam2",
+        preprocessing: Preprocessing | str | None = None,
         encoder_batch_size: int = 8,
         offload_state_to_cpu: bool = False,
         probabilities: bool = True,
@@ -286,7 +298,7 @@ class TransformersVideoSegmenter(VideoSegmenterBase):
             largest_component=largest_component,
             fill_hole_area=fill_hole_area,
             fill_enclosed_holes=fill_enclosed_holes,
-            preprocessing=preprocessing,
+            preprocessing="sam2" if preprocessing is None else preprocessing,
             encoder_batch_size=encoder_batch_size,
             offload_video_to_cpu=offload_state_to_cpu,
             offload_state_to_cpu=offload_state_to_cpu,
@@ -304,6 +316,7 @@ class TransformersVideoSegmenter(VideoSegmenterBase):
         self.model.to(options.device).eval()
         self.options = replace(
             options,
+            preprocessing=DEFAULT_PREPROCESSING[model_type] if preprocessing is None else options.preprocessing,
             image_size=_square_size(self.model.config.image_size),
             name=name or (Path(self.model_id_or_path).name if self.model_id_or_path else model_type),
         )
