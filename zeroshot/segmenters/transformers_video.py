@@ -5,8 +5,11 @@ checked against an independent implementation of the same model, and so that mod
 ``transformers`` format (``Sam2VideoModel``, ``Sam3TrackerVideoModel``) can be evaluated. It makes the same
 choices, from the same code where they are the toolkit's own:
 
-- preprocessing: :mod:`zeroshot.segmenters.preprocessing` (the authors' 8-bit path by default), fed directly as
-  pixel values; ``transformers``' own video processor (and torchvision) is not used;
+- the pass plan, the propagation policy, the union of the passes and the finished ``Segmentation`` are the shared
+  video core's (:mod:`zeroshot.segmenters.video_core`); this module supplies only :class:`TransformersBackend`;
+- preprocessing: :mod:`zeroshot.segmenters.preprocessing`, fed directly as pixel values (``transformers``' own
+  video processor, and torchvision, are not used): the authors' 8-bit path for SAM2, SAM 3's processor
+  arithmetic (bilinear, mean and std 0.5) for SAM 3 (:data:`DEFAULT_PREPROCESSING`);
 - prompts: the key slices' boxes and points are mapped to model pixels with
   :func:`~zeroshot.segmenters.prompt_coords.box_to_model` and
   :func:`~zeroshot.segmenters.prompt_coords.points_to_model` (``coords="official"``: ``x * S / X``, as SAM2's
