@@ -228,3 +228,52 @@ def test_every_prompt_kind_runs_but_the_one_it_refuses_clearly(contract, session
             session.segment(prompts)
     else:
         _check_result(session.segment(prompts), volume)
+
+
+def test_segmenter_modules_import_each_other_one_way():
+    """No import cycle in zeroshot/segmenters (module-level imports; sessions never import their segmenter)."""
+    import ast
+    from pathlib import Path
+
+    import zeroshot.segmenters as package
+
+    folder = Path(package.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in folder.glob("*.py"):
+        imports = set()
+        # Module level, ``if TYPE_CHECKING:`` blocks included (a design dependency all the same); lazy imports
+        # inside functions are how the registry reaches the backends, and are fine.
+        body = ast.parse(path.read_text()).body
+        nodes = [*body, *(inner for node in body if isinstance(node, ast.If) for inner in node.body)]
+        for node in nodes:
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("zeroshot.segmenters."):
+                imports.add(node.module.removeprefix("zeroshot.segmenters."))
+        graph[path.stem] = imports
+    assert "sam2_video" not in graph["sam2_session"] and "transformers_video" not in graph["video_core"]
+
+    def cycle_from(start: str, seen: tuple[str, ...]) -> tuple[str, ...] | None:
+        for nxt in sorted(graph.get(start, ())):
+            if nxt in seen:
+                return (*seen, nxt)
+            found = cycle_from(nxt, (*seen, nxt))
+            if found:
+                return found
+        return None
+
+    cycles = {name: cycle_from(name, (name,)) for name in graph}
+    assert not any(cycles.values()), {name: path for name, path in cycles.items() if path}
+
+
+def test_video_info_is_typed_read_only_and_reads_as_the_recorded_json(case, volume):
+    import json
+
+    from zeroshot.segmenters.video_core import Pass, VideoInfo
+
+    session = build_segmenter("random:sam3@56", device="cpu").prepare(volume)
+    info = session.segment(_prompts(_slice_prompt("box", case.label, _middle(case.label)))).info
+    assert isinstance(info, VideoInfo) and all(isinstance(p, Pass) for p in info.passes)
+    assert info["passes"] == [p.as_dict() for p in info.passes] and json.loads(json.dumps(info)) == dict(info)
+    assert "engine" not in info and "lockstep" not in info  # SAM2-only fields are left out, not null
+    with pytest.raises(TypeError, match="VideoInfo is read-only; copy it with dict"):
+        info["z_extent"] = [0, 1]
+    assert {**info, "z_extent": [0, 1]}["z_extent"] == [0, 1]
