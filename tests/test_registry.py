@@ -284,3 +284,19 @@ def test_the_sam3_entry_is_gated_and_not_downloaded_yet() -> None:
 def test_grabcut_is_built_by_name() -> None:
     segmenter = build_segmenter("grabcut", iterations=2)
     assert segmenter.describe()["name"] == "grabcut" and segmenter.iterations == 2
+
+
+def test_real_sam3_configs_resize_to_multiples_of_patch_times_window() -> None:
+    """SAM 3 (ViT-L/14, 24-patch windows) runs in 336-pixel steps; a full sam3_video config resizes its tracker."""
+    from transformers import Sam3TrackerVideoConfig, Sam3VideoConfig
+
+    from zeroshot.segmenters.transformers_video import resize_video_config
+
+    tracker = Sam3TrackerVideoConfig()
+    resize_video_config(tracker, 672, what="sam3")
+    assert tracker.image_size == 672 and tracker.memory_attention_rope_feat_sizes == [48, 48]
+    full = Sam3VideoConfig()
+    resize_video_config(full, 336, what="'facebook/sam3'")
+    assert full.tracker_config.image_size == 336
+    with pytest.raises(SegmenterError, match=r"'facebook/sam3': SAM 3 runs at multiples of 336 pixels .*got 1000"):
+        resize_video_config(Sam3VideoConfig(), 1000, what="'facebook/sam3'")
