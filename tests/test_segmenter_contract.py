@@ -277,3 +277,8 @@ def test_video_info_is_typed_read_only_and_reads_as_the_recorded_json(case, volu
     with pytest.raises(TypeError, match="VideoInfo is read-only; copy it with dict"):
         info["z_extent"] = [0, 1]
     assert {**info, "z_extent": [0, 1]}["z_extent"] == [0, 1]
+    import copy
+    import pickle
+
+    for again in (pickle.loads(pickle.dumps(info)), copy.deepcopy(info)):
+        assert isinstance(again, VideoInfo) and again == info and again.passes == info.passes

@@ -186,6 +186,10 @@ class VideoInfo(dict):
     def __repr__(self) -> str:
         return f"VideoInfo({dict.__repr__(self)})"
 
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        # Rebuilt from its fields (pickle and copy would otherwise refill the dict through the refused __setitem__).
+        return type(self), tuple(getattr(self, f.name) for f in fields(self))
+
 
 #: Fields of :class:`VideoInfo` left out of its mapping when ``None``.
 _OPTIONAL = frozenset({"engine", "lockstep", "lockstep_fallback"})
