@@ -164,7 +164,6 @@ def run_lockstep(
     feature_levels = int(model.num_feature_levels)
     lean = LeanStep(model, cache.pos_enc[-1]) if LeanStep.supports(model) else None
     pos_enc = cache.pos_enc[-1].flatten(2).permute(2, 0, 1)  # (HW, 1, C), for SAM2's own modules
-    multimask = model._use_multimask(False, None)
     # Object pointers split into `split` tokens of mem_dim each; their temporal encodings repeated to match.
     pointer_pos_table = pointer_pos_table.repeat_interleave(split, dim=0).reshape(-1, split * mem_dim)
     for step_groups in indices:
@@ -191,34 +190,53 @@ def run_lockstep(
                 low_res, high_res, obj_ptr, object_score = lean.heads(conditioned, levels[:-1])
                 new_memory = lean.encode_memory(levels[-1], high_res, object_score)
             else:
-                top = levels[-1].flatten(2).permute(2, 0, 1)  # (HW, B, C)
-                conditioned = model.memory_attention(
-                    curr=[top],
-                    curr_pos=[pos_enc.expand(-1, b, -1)],
-                    memory=memory.transpose(0, 1),
-                    memory_pos=memory_pos.transpose(0, 1),
-                    num_obj_ptr_tokens=p * split,
-                )
-                conditioned = conditioned.permute(1, 2, 0).reshape(b, hidden, height, width)
-                _, _, _, low_res, high_res, obj_ptr, object_score = model._forward_sam_heads(
-                    backbone_features=conditioned,
-                    point_inputs=None,
-                    mask_inputs=None,
-                    high_res_features=levels[:-1] or None,
-                    multimask_output=multimask,
-                )
-                new_memory, _ = model._encode_new_memory(
-                    current_vision_feats=[top],
-                    feat_sizes=[(height, width)],
-                    pred_masks_high_res=high_res,
-                    object_score_logits=object_score,
-                    is_mask_from_pts=False,
-                )
+                low_res, obj_ptr, new_memory = _sam2_step(model, levels, memory, memory_pos, pos_enc, p * split)
             new_memory = new_memory.to(torch.bfloat16).flatten(2).transpose(1, 2)
             memory_bank.index_copy_(0, g.out_slots_storage, new_memory.to(storage_device, non_blocking=True))
             pointer_bank.index_copy_(0, g.out_slots, obj_ptr.float())
             logits.index_copy_(0, g.out_slots_storage, low_res[:, 0].float().to(storage_device, non_blocking=True))
     return logits
+
+
+def _sam2_step(
+    model: Any,
+    levels: Sequence[torch.Tensor],
+    memory: torch.Tensor,
+    memory_pos: torch.Tensor,
+    pos_enc: torch.Tensor,
+    pointer_tokens: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One tracking step of a group through SAM2's own modules (models :class:`LeanStep` does not support).
+
+    ``levels`` are the group's image features (batch first), ``memory``/``memory_pos`` its batch-first memories
+    with ``pointer_tokens`` object-pointer tokens at the end, ``pos_enc`` the ``(HW, 1, C)`` image positional
+    encoding. Returns the low-resolution logits, object pointers and new memory features.
+    """
+    batch, hidden, height, width = levels[-1].shape
+    top = levels[-1].flatten(2).permute(2, 0, 1)  # (HW, B, C)
+    conditioned = model.memory_attention(
+        curr=[top],
+        curr_pos=[pos_enc.expand(-1, batch, -1)],
+        memory=memory.transpose(0, 1),
+        memory_pos=memory_pos.transpose(0, 1),
+        num_obj_ptr_tokens=pointer_tokens,
+    )
+    conditioned = conditioned.permute(1, 2, 0).reshape(batch, hidden, height, width)
+    _, _, _, low_res, high_res, obj_ptr, object_score = model._forward_sam_heads(
+        backbone_features=conditioned,
+        point_inputs=None,
+        mask_inputs=None,
+        high_res_features=levels[:-1] or None,
+        multimask_output=model._use_multimask(False, None),
+    )
+    new_memory, _ = model._encode_new_memory(
+        current_vision_feats=[top],
+        feat_sizes=[(height, width)],
+        pred_masks_high_res=high_res,
+        object_score_logits=object_score,
+        is_mask_from_pts=False,
+    )
+    return low_res, obj_ptr, new_memory
 
 
 def _pointer_pos_table(
