@@ -207,8 +207,10 @@ def test_shipped_list_covers_the_models_with_licences_and_sourced_hashes() -> No
             assert e.licence == "CC-BY-SA-4.0"
             assert e.option_dict() == {"image_size": 512, "largest_component": True, "preprocessing": "medsam2"}
             assert e.hub is not None and e.hub.repo_id == "wanglab/MedSAM2"
+        elif e.name == "sam3":
+            assert e.is_repository and e.hub.repo_id == "facebook/sam3" and e.gated and e.licence == "SAM-License"
         elif e.backend == "transformers":
-            assert e.is_repository and e.hub.repo_id.startswith("facebook/sam2.1-hiera-")
+            assert e.is_repository and e.hub.repo_id.startswith("facebook/sam2.1-hiera-") and not e.gated
         elif e.backend == "nninteractive":
             assert e.licence == "CC-BY-NC-SA-4.0" and e.is_folder and not e.is_repository
             assert (e.hub.repo_id, e.hub.filename, e.filename) == (
@@ -504,6 +506,53 @@ def test_hub_files_and_repositories_are_verified_and_linked(
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", failing)
     with pytest.raises(CheckpointError, match=r"cannot download hf://org/other/model.pt: OSError: gated"):
         ck.download(entry("hf://org/other/model.pt", name="other"), progress=False)
+
+
+GATED = "gated  transformers  -  gated=true  SAM-License  -  hf://org/gated-model"
+
+
+def test_a_gated_entry_parses_and_is_refused_without_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub
+
+    (e,) = ck.parse_checkpoint_list(GATED, source="list.txt").values()
+    assert e.gated and e.option_dict() == {} and e.licence_page == "https://huggingface.co/org/gated-model"
+    with pytest.raises(CheckpointError, match=r"list.txt:1: option gated must be true or false, and only for an hf://"):
+        ck.parse_checkpoint_list(GOOD.replace("image_size=512", "gated=true"), source="list.txt")
+    for variable in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    fetched: list[str] = []
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: fetched.append("called"))
+    with pytest.raises(
+        CheckpointError,
+        match=r"gated \(hf://org/gated-model\) is gated: .*SAM-License licence, which you accept on "
+        r"https://huggingface.co/org/gated-model .*set HF_TOKEN",
+    ):
+        ck.download(e, progress=False)
+    assert fetched == [] and not ck.cached_path(e).exists()
+
+
+def test_a_token_without_access_names_the_licence_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub
+    from huggingface_hub.errors import GatedRepoError
+
+    (e,) = ck.parse_checkpoint_list(GATED, source="list.txt").values()
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+
+    def refused(*args: object, **kwargs: object) -> str:
+        # The Hub's own error type, without the HTTP response its constructor wants (none exists offline).
+        error = GatedRepoError.__new__(GatedRepoError)
+        Exception.__init__(error, "Access to model org/gated-model is restricted.")
+        raise error
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", refused)
+    with pytest.raises(
+        CheckpointError,
+        match=r"is gated and this Hub token has no access yet: accept its licence on "
+        r"https://huggingface.co/org/gated-model",
+    ):
+        ck.download(e, progress=False)
 
 
 # --- loading ------------------------------------------------------------------------------------------------------

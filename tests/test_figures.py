@@ -233,3 +233,25 @@ def test_cli_figures_draws_every_figure(run_dir, compare_dir, tmp_path, capsys):
         for suffix in ("pdf", "png"):
             path = out / f"{name}.{suffix}"
             assert str(path) in printed and path.stat().st_size > 1000
+
+
+def test_importing_one_figure_module_leaves_the_comparison_layer_unloaded() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, zeroshot.figures.style; print(sorted(m for m in sys.modules if m.startswith('zeroshot.')))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert (
+        "zeroshot.figures.style" in loaded
+        and "zeroshot.compare" not in loaded
+        and "zeroshot.figures.report" not in loaded
+    )
+
+
+def test_the_figures_face_exports_each_name_from_its_home() -> None:
+    import zeroshot.figures as figures
+    from zeroshot.figures.report import make_figures
+
+    assert figures.make_figures is make_figures and set(figures.__all__) <= set(dir(figures))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        figures.nope  # noqa: B018

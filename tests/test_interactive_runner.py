@@ -92,6 +92,13 @@ class Counting:
             def describe(self):
                 return {**self.inner.describe(), "name": name}
 
+            def with_offload(self):
+                if self.offload_video_to_cpu:
+                    return None
+                variant = Segmenter(offload=True)
+                variant.inner = self.inner
+                return variant
+
         return Segmenter()
 
 

@@ -78,8 +78,8 @@ def test_a_missing_backend_module_is_named(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_unknown_names_list_what_is_available() -> None:
-    with pytest.raises(SegmenterError, match=r"unknown segmenter 'sam3'; available: box-fill, grabcut, .*medsam2"):
-        build_segmenter("sam3")
+    with pytest.raises(SegmenterError, match=r"unknown segmenter 'sam4'; available: box-fill, grabcut, .*medsam2"):
+        build_segmenter("sam4")
     names = available_models()
     assert {"box-fill", "grabcut", "medsam2", "sam2.1-large", "hf-sam2.1-tiny", RANDOM_TINY} <= set(names)
 
@@ -229,8 +229,10 @@ def test_a_transformers_entry_loads_its_verified_folder(
     assert described["weights_sha256"] == ck.recorded_sha256(ck.find_entry("hf-random"))
     assert described["model_id_or_path"] == str(ck.cached_path(ck.find_entry("hf-random")))
     assert described["largest_component"] is True and described["image_size"] == 128
-    with pytest.raises(SegmenterError, match=r"'hf-random@512': a transformers model takes its image size"):
-        build_segmenter("hf-random@512")
+    resized = build_segmenter("hf-random@256", device="cpu")
+    assert resized.image_size == 256 and resized.model.config.memory_attention_rope_feat_sizes == [16, 16]
+    with pytest.raises(SegmenterError, match=r"SAM2 runs at multiples of 32 pixels of at least 64, got 100"):
+        build_segmenter("hf-random@100")
     monkeypatch.setitem(registry.BACKENDS, "transformers", registry.Backend("zeroshot.segmenters.nope", "X", "a", "b"))
     with pytest.raises(SegmenterError, match=r"the transformers backend is not available .*nope is missing"):
         build_segmenter("hf-random")
@@ -242,6 +244,59 @@ def test_random_transformers_model() -> None:
     assert "random weights" in segmenter.describe()["weights"]
 
 
+def test_a_local_transformers_folder_loads_by_path_at_its_size_or_another(tiny_transformers_folder: Path) -> None:
+    segmenter = build_segmenter(str(tiny_transformers_folder), device="cpu")
+    assert segmenter.describe()["backend"] == "transformers" and segmenter.image_size == 128
+    assert segmenter.name == tiny_transformers_folder.name and len(segmenter.weights_sha256) == 64
+    assert build_segmenter(f"{tiny_transformers_folder}@64", device="cpu").image_size == 64
+
+
+def test_random_sam3_tracker_and_a_saved_one_at_another_size(tmp_path: Path) -> None:
+    segmenter = build_segmenter("random:sam3", device="cpu")
+    described = segmenter.describe()
+    assert described["model_type"] == "sam3_tracker_video" and described["model_class"] == "Sam3TrackerVideoModel"
+    assert segmenter.image_size == 56 and "random weights" in described["weights"]
+    # SAM 3's processor normalises with mean and std 0.5 after a bilinear resize; SAM2 keeps ImageNet's statistics.
+    assert described["preprocessing"]["mean"] == [0.5] * 3 and described["preprocessing"]["resize"] == "bilinear"
+    assert build_segmenter("random:transformers-tiny@64").describe()["preprocessing"]["pipeline"] == "sam2"
+    assert build_segmenter("random:sam3@112", device="cpu").image_size == 112
+    segmenter.model.save_pretrained(tmp_path / "sam3-tiny")
+    loaded = build_segmenter(f"{tmp_path / 'sam3-tiny'}@112", device="cpu")
+    assert loaded.image_size == 112 and loaded.model.config.memory_attention_rope_feat_sizes == [8, 8]
+    with pytest.raises(SegmenterError, match=r"SAM 3 runs at multiples of 28 pixels \(14-pixel patches in windows"):
+        build_segmenter(f"{tmp_path / 'sam3-tiny'}@70", device="cpu")
+
+
+@pytest.mark.parametrize("name", ["sam3.1", "random:sam3.1", "sam3.1@512"])
+def test_sam3_1_is_refused_with_the_reason(name: str) -> None:
+    with pytest.raises(SegmenterError, match=r"SAM 3.1 \(facebook/sam3.1\) is not supported: .*transformers"):
+        build_segmenter(name)
+
+
+def test_the_sam3_entry_is_gated_and_not_downloaded_yet() -> None:
+    entry = ck.find_entry("sam3")
+    assert entry.backend == "transformers" and entry.gated and entry.licence == "SAM-License"
+    assert entry.licence_page == "https://huggingface.co/facebook/sam3" and "gated" not in entry.option_dict()
+    with pytest.raises(CheckpointError, match=r"(?s)'sam3' is not in the cache.*zeroshot checkpoints download sam3"):
+        build_segmenter("sam3")
+
+
 def test_grabcut_is_built_by_name() -> None:
     segmenter = build_segmenter("grabcut", iterations=2)
     assert segmenter.describe()["name"] == "grabcut" and segmenter.iterations == 2
+
+
+def test_real_sam3_configs_resize_to_multiples_of_patch_times_window() -> None:
+    """SAM 3 (ViT-L/14, 24-patch windows) runs in 336-pixel steps; a full sam3_video config resizes its tracker."""
+    from transformers import Sam3TrackerVideoConfig, Sam3VideoConfig
+
+    from zeroshot.segmenters.transformers_video import resize_video_config
+
+    tracker = Sam3TrackerVideoConfig()
+    resize_video_config(tracker, 672, what="sam3")
+    assert tracker.image_size == 672 and tracker.memory_attention_rope_feat_sizes == [48, 48]
+    full = Sam3VideoConfig()
+    resize_video_config(full, 336, what="'facebook/sam3'")
+    assert full.tracker_config.image_size == 336
+    with pytest.raises(SegmenterError, match=r"'facebook/sam3': SAM 3 runs at multiples of 336 pixels .*got 1000"):
+        resize_video_config(Sam3VideoConfig(), 1000, what="'facebook/sam3'")

@@ -421,6 +421,13 @@ class OutOfMemoryOnce:
     def describe(self):
         return {"name": self.name}
 
+    def with_offload(self):
+        if self.offload_video_to_cpu:
+            return None
+        variant = OutOfMemoryOnce(self.log, offload_video_to_cpu=True)
+        variant.inner = self.inner
+        return variant
+
 
 def test_out_of_memory_is_retried_once_with_offloading(dataset, strategies, tmp_path):
     log: list[str] = []

@@ -26,7 +26,8 @@ from zeroshot.segmenters import build_segmenter
 from zeroshot.segmenters.base import Segmentation, Segmenter, Session
 from zeroshot.segmenters.postprocess import fill_holes_per_slice, keep_largest_component, postprocess_mask
 from zeroshot.segmenters.prompt_coords import box_to_model, points_to_model
-from zeroshot.segmenters.sam2_lockstep import MemoryRules, Stream, _LeanStep, plan_lockstep
+from zeroshot.segmenters.sam2_lean_step import LeanStep as _LeanStep
+from zeroshot.segmenters.sam2_lockstep_plan import MemoryRules, Stream, plan_lockstep
 from zeroshot.segmenters.sam2_video import Sam2Segmenter, resolve_config, resolve_device
 from zeroshot.volume import volume_from_array
 
@@ -297,7 +298,7 @@ def test_hole_filling_acts_in_every_engine(session, serial_session, reference_se
 
 def test_lockstep_with_sam2_modules_agrees_with_reference(session, reference_session, box_prompts, key, monkeypatch):
     """The restated step (``_LeanStep``) serves SAM2.1; a model it does not restate runs SAM2's own modules."""
-    assert _LeanStep.supports(session._segmenter.model)
+    assert _LeanStep.supports(session.model)
     prompt_set = AGREEMENT_PROMPTS["three-keys"](box_prompts.slices[0].box, key)
     monkeypatch.setattr(_LeanStep, "supports", staticmethod(lambda model: False))
     result = session.segment(prompt_set)

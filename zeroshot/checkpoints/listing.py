@@ -97,6 +97,9 @@ class CheckpointEntry:
         Where the weights come from (``https``, ``http``, ``file`` or ``hf`` scheme).
     origin : str
         ``FILE:LINE`` the entry was read from, for error messages.
+    gated : bool
+        A Hub repository whose owner grants access only after its licence is accepted on its page (option
+        ``gated=true`` in the list, not passed to the backend): downloading needs a Hub token.
     """
 
     name: str
@@ -107,11 +110,18 @@ class CheckpointEntry:
     sha256: str | None
     url: str
     origin: str = "<memory>"
+    gated: bool = False
 
     @property
     def hub(self) -> HubLocation | None:
         """The Hub location for an ``hf://`` URL, else None."""
         return parse_hub_url(self.url) if self.url.startswith("hf://") else None
+
+    @property
+    def licence_page(self) -> str | None:
+        """The Hub page where a gated repository's licence is accepted (``https://huggingface.co/OWNER/REPO``)."""
+        hub = self.hub
+        return f"https://huggingface.co/{hub.repo_id}" if hub is not None else None
 
     @property
     def is_repository(self) -> bool:
@@ -232,11 +242,16 @@ def _parse_line(line: str, *, origin: str) -> CheckpointEntry:
     if sha256 != "-" and not _SHA256.match(sha256):
         raise CheckpointError(f"{origin}: sha256 {sha256!r} is not 64 hex digits (write '-' when unknown)")
     _check_url(url, backend=backend, origin=origin)
+    parsed = dict(_parse_options(options, origin=origin))
+    gated = parsed.pop("gated", False)
+    if not isinstance(gated, bool) or (gated and not url.startswith("hf://")):
+        raise CheckpointError(f"{origin}: option gated must be true or false, and only for an hf:// URL")
     return CheckpointEntry(
         name=name,
         backend=backend,
         config=None if config == "-" else config,
-        options=_parse_options(options, origin=origin),
+        options=tuple(parsed.items()),
+        gated=gated,
         licence=licence,
         sha256=None if sha256 == "-" else sha256.lower(),
         url=url,

@@ -116,6 +116,8 @@ def download(
             _copy_local(Path(source), staging, desc=entry.name, progress=progress)
         elif entry.hub is not None:
             _remove(staging)
+            if entry.gated:
+                require_hub_token(entry)
             _fetch_hub(entry.hub, staging, folder=entry.is_folder, progress=progress, force=force or retrust)
         elif urlparse(entry.url).scheme == "file":
             _remove(staging)
@@ -276,6 +278,35 @@ def hub_offline() -> bool:
     return value in {"1", "ON", "YES", "TRUE"}
 
 
+#: Environment variables huggingface_hub reads a token from, in its order.
+TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+
+
+def require_hub_token(entry: CheckpointEntry) -> None:
+    """Refuse to download a gated entry without a Hub token, naming the page where its licence is accepted.
+
+    A token comes from ``HF_TOKEN`` / ``HUGGING_FACE_HUB_TOKEN`` or from ``hf auth login`` (huggingface_hub's
+    stored token). Without one the Hub answers a gated repository with a bare 401; this says what to do instead.
+
+    Raises
+    ------
+    CheckpointError
+        When no token is found (and the Hub is not offline: a cached copy then needs none).
+    """
+    if hub_offline() or any(os.environ.get(name) for name in TOKEN_VARIABLES):
+        return
+    import huggingface_hub
+
+    if huggingface_hub.get_token():
+        return
+    raise CheckpointError(
+        f"{entry.name} ({entry.hub}) is gated: its weights are under the {entry.licence} licence, which you accept "
+        f"on {entry.licence_page} (logged in); then set HF_TOKEN to a Hugging Face access token (or run "
+        f"`hf auth login`) and download again. Without access, pass a local copy with `zeroshot checkpoints "
+        f"download {entry.name} --from PATH`"
+    )
+
+
 def _fetch_hub(hub: HubLocation, staging: Path, *, folder: bool, progress: bool, force: bool) -> None:
     """Fetch through huggingface_hub (its cache, tokens, resume and offline mode), then copy into ``staging``.
 
@@ -319,6 +350,11 @@ def _fetch_hub(hub: HubLocation, staging: Path, *, folder: bool, progress: bool,
             raise CheckpointError(
                 f"HF_HUB_OFFLINE is set and {hub} is not in the Hugging Face cache; unset HF_HUB_OFFLINE to "
                 "download it, or pass a local copy with `zeroshot checkpoints download NAME --from PATH`"
+            ) from exc
+        if isinstance(exc, huggingface_hub.errors.GatedRepoError):
+            raise CheckpointError(
+                f"{hub} is gated and this Hub token has no access yet: accept its licence on "
+                f"https://huggingface.co/{hub.repo_id} (logged in as the token's owner), then download again"
             ) from exc
         raise CheckpointError(f"cannot download {hub}: {type(exc).__name__}: {exc}") from exc
 

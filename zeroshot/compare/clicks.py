@@ -149,7 +149,7 @@ def _describe(row: pd.Series) -> str:
     )
 
 
-def _whole(values: pd.Series, column: str, table: pd.DataFrame) -> pd.Series:
+def _nonnegative_integers(values: pd.Series, column: str, table: pd.DataFrame) -> pd.Series:
     """A column of whole numbers >= 0 as int64, or a RunError naming the first bad row."""
     bad = values.isna() | (values < 0) | (values % 1 != 0)
     if bad.any():
@@ -181,7 +181,7 @@ def _curve_rows(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
     extra = ("n_clicks", "failed", "seconds_prepare", "seconds_segment")
     columns = [*_CURVE, "round", metric, *(c for c in extra if c in chosen.columns and c != metric)]
     table = chosen[columns].copy()
-    table["round"] = _whole(pd.to_numeric(table["round"], errors="coerce"), "round", table)
+    table["round"] = _nonnegative_integers(pd.to_numeric(table["round"], errors="coerce"), "round", table)
     table["_curve"] = table.groupby(list(_CURVE), sort=True, dropna=False).ngroup()
     table = table.sort_values(["_curve", "round"], kind="stable").reset_index(drop=True)
 
@@ -198,7 +198,7 @@ def _curve_rows(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
         counts = pd.to_numeric(table["n_clicks"], errors="coerce")
         counts = counts.where(table["round"] != 0, counts.fillna(0))
         counts = counts.groupby(table["_curve"]).ffill()
-        table["n_clicks"] = _whole(counts, "n_clicks", table)
+        table["n_clicks"] = _nonnegative_integers(counts, "n_clicks", table)
         opening = (table["round"] == 0) & (table["n_clicks"] != 0)
         if opening.any():
             raise RunError(f"{_describe(table.loc[opening.idxmax()])}: round 0 (initial prompts) has n_clicks != 0")

@@ -10,13 +10,12 @@ reads the next case in a thread and scores in worker processes; a Ray actor runs
 * :func:`finish_row` -- the row record from a prediction and its scores, appended to the run's store.
 
 Anything a case raises becomes a failed row naming the reason; the run goes on. A CUDA out-of-memory error is
-retried once with the segmenter's offloading variant (:func:`offload_variant`: ``segmenter.with_offload()``
-if the segmenter has that method, else a copy sharing the weights with the SAM2 ``offload_*_to_cpu`` flags set).
+retried once with the segmenter's offloading variant (:func:`offload_variant`: ``segmenter.with_offload()``,
+the same weights with image features and memories in host memory).
 """
 
 from __future__ import annotations
 
-import copy
 import gc
 import json
 import sys
@@ -418,22 +417,14 @@ def _close(session: Any) -> None:
 
 
 def offload_variant(segmenter: Any) -> Any | None:
-    """The segmenter's offloading variant, or ``None`` if it has none (or already offloads everything).
+    """The segmenter's offloading variant: ``segmenter.with_offload()``, or ``None`` where it has none.
 
-    ``segmenter.with_offload()`` where the segmenter defines it; otherwise, for a segmenter with the SAM2 flags
-    ``offload_video_to_cpu`` / ``offload_state_to_cpu``, a shallow copy (sharing the loaded weights) with both
-    set, so that image features and per-slice memories live in host memory.
+    Every torch segmenter defines ``with_offload()`` (the same weights, image features and per-slice memories
+    kept in host memory; ``None`` when it offloads everything already). A segmenter without the method (the
+    weight-free baselines) has nothing to offload: its out-of-memory error fails the row.
     """
     method = getattr(segmenter, "with_offload", None)
-    if callable(method):
-        return method()
-    flags = ("offload_video_to_cpu", "offload_state_to_cpu")
-    if not all(hasattr(segmenter, flag) for flag in flags) or all(getattr(segmenter, f) for f in flags):
-        return None
-    variant = copy.copy(segmenter)
-    for flag in flags:
-        setattr(variant, flag, True)
-    return variant
+    return method() if callable(method) else None
 
 
 def is_out_of_memory(error: BaseException) -> bool:

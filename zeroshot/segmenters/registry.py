@@ -9,12 +9,19 @@ A name is one of, tried in this order:
     A SAM2 model built from a real config (``random:sam2.1_hiera_t@256``: SAM2.1-tiny at 256 px), or from the
     config and options of a sam2 entry of the checkpoint list (``random:medsam2``: MedSAM2's recipe), with random
     weights drawn from ``seed`` (default 0). ``random:transformers-tiny[@SIZE]`` is a small random
-    ``Sam2VideoModel`` (about 4 M parameters, 128 px by default) on the transformers backend. For tests and speed
-    measurements: they measure the machinery, never accuracy, and their ``describe()`` says so.
+    ``Sam2VideoModel`` (about 4 M parameters, 128 px by default) and ``random:sam3[@SIZE]`` a small random
+    ``Sam3TrackerVideoModel`` (SAM 3's tracker, about 6 M parameters, 56 px by default), both on the transformers
+    backend. For tests and speed measurements: they measure the machinery, never accuracy, and their
+    ``describe()`` says so.
 ``NAME[@SIZE]``
     An entry of the checkpoint list (``zeroshot checkpoints list``): its cached file, verified against its
-    SHA-256 now, with the entry's backend, config and options (``medsam2``, ``sam2.1-tiny@512``). An entry not
-    yet downloaded is an error that gives the ``zeroshot checkpoints download NAME`` command.
+    SHA-256 now, with the entry's backend, config and options (``medsam2``, ``sam2.1-tiny@512``, ``sam3``). An
+    entry not yet downloaded is an error that gives the ``zeroshot checkpoints download NAME`` command. ``@SIZE``
+    on a transformers entry runs it at that size where its layout allows
+    (:func:`~zeroshot.segmenters.transformers_video.resize_video_config`). SAM 3.1 is refused with the reason
+    (no ``transformers`` release loads it).
+``PATH`` of a folder holding ``config.json`` (a ``transformers`` model folder, e.g. one ``save_pretrained`` wrote)
+    Loaded by the transformers backend like a local ``.pt`` by the sam2 backend (``PATH@SIZE`` as above).
 ``PATH`` (a file that exists, or a name ending in ``.pt`` / ``.pth``)
     A local SAM2-format checkpoint; ``config=`` (CLI ``--config``) names its SAM2 config, or a sam2 entry of the
     checkpoint list whose config and options it runs with (``config="medsam2"``: a MedSAM2 file held locally
@@ -96,14 +103,25 @@ BACKENDS = {
 NNINTERACTIVE_PREFIX = "nninteractive:"
 #: Files that make a local folder an nnInteractive trained-model folder.
 _NNINTERACTIVE_FILES = ("plans.json", "dataset.json")
-#: The transformers backend's random model, ``random:transformers-tiny[@SIZE]``.
-RANDOM_TRANSFORMERS = "random:transformers-tiny"
+#: The transformers backend's random models, ``NAME[@SIZE]``: the builder in transformers_video.
+RANDOM_TRANSFORMERS = {
+    "random:transformers-tiny": "tiny_sam2_video_model",
+    "random:sam3": "tiny_sam3_tracker_video_model",
+}
+#: Models asked for by name that no installed backend can run, with the reason.
+UNSUPPORTED = {
+    "sam3.1": (
+        "SAM 3.1 (facebook/sam3.1) is not supported: its Hub repository ships only Meta's own checkpoint format "
+        "and transformers has no SAM 3.1 model to load it (transformers 5.24 ships SAM 3's tracker: use 'sam3')"
+    ),
+}
 #: Random-weight names listed by :func:`available_models` (any sam2 config name or sam2 entry works after ``random:``).
 RANDOM_EXAMPLES = (
     "random:sam2.1_hiera_t@256",
     "random:sam2.1_hiera_t@512",
     "random:medsam2",
-    f"{RANDOM_TRANSFORMERS}@128",
+    "random:transformers-tiny@128",
+    "random:sam3@56",
 )
 
 _SIZE_SUFFIX = re.compile(r"(?P<base>.+)@(?P<size>\d+)\Z")
@@ -146,11 +164,14 @@ def build_segmenter(name: str, *, device: str = "auto", **options: Any) -> Segme
         raise SegmenterError(f"{name!r}: the {base} baseline has no image size (drop '@{image_size}')")
     if _is_nninteractive(base) and image_size is not None:
         raise SegmenterError(f"{name!r}: nnInteractive works in the volume's own voxels; drop '@{image_size}'")
+    unsupported = UNSUPPORTED.get(base.removeprefix("random:"))
+    if unsupported is not None:
+        raise SegmenterError(f"{name!r}: {unsupported}")
     if image_size is not None:
         options = {**options, "image_size": image_size}
     sam2 = BACKENDS["sam2"]
-    if base == RANDOM_TRANSFORMERS:
-        return _build_random_transformers(name=name, device=device, options=options)
+    if base in RANDOM_TRANSFORMERS:
+        return _build_random_transformers(base, name=name, device=device, options=options)
     if base.startswith(NNINTERACTIVE_PREFIX):
         return _build_nninteractive(Path(base.removeprefix(NNINTERACTIVE_PREFIX)), device=device, options=options)
     entries = read_checkpoint_list()
@@ -161,9 +182,20 @@ def build_segmenter(name: str, *, device: str = "auto", **options: Any) -> Segme
         )
     if base in entries:
         return _build_entry(entries[base], name=name, device=device, options=options)
-    path = Path(name).expanduser()
     if _is_nninteractive(name):
-        return _build_nninteractive(path, device=device, options=options)
+        return _build_nninteractive(Path(name).expanduser(), device=device, options=options)
+    if _is_transformers_folder(base):
+        transformers = BACKENDS["transformers"]
+        folder = Path(base).expanduser()
+        return _build(
+            transformers.module,
+            transformers.cls,
+            what="transformers backend",
+            model_id_or_path=folder,
+            device=device,
+            **{"name": folder.resolve().name, **options},
+        )
+    path = Path(name).expanduser()
     if path.is_file() or path.suffix in _CHECKPOINT_SUFFIXES:
         if "config" not in options:
             raise SegmenterError(
@@ -203,8 +235,6 @@ def _build_entry(entry: CheckpointEntry, *, name: str, device: str, options: dic
             f"{name!r} is a checkpoint-list entry ({entry.origin}), which fixes {' and '.join(fixed)}; "
             "give a checkpoint path instead to use other weights or configs"
         )
-    if entry.backend == "transformers" and "image_size" in options:
-        raise SegmenterError(f"{name!r}: a transformers model takes its image size from its config.json")
     if entry.backend == "nninteractive" and "image_size" in options:
         raise SegmenterError(
             f"{name!r}: nnInteractive works in the volume's own voxels; it has no image size (drop --image-size)"
@@ -237,13 +267,13 @@ def _sam2_recipe(config: str, entries: dict[str, CheckpointEntry], options: dict
     return {**entry.option_dict(), **options, "config": entry.config}
 
 
-def _build_random_transformers(*, name: str, device: str, options: dict[str, Any]) -> Segmenter:
+def _build_random_transformers(base: str, *, name: str, device: str, options: dict[str, Any]) -> Segmenter:
     backend = BACKENDS["transformers"]
     _require(backend.module, what="transformers backend")
-    from zeroshot.segmenters.transformers_video import tiny_sam2_video_model
-
+    builder = getattr(importlib.import_module(backend.module), RANDOM_TRANSFORMERS[base])
     options = dict(options)
-    model = tiny_sam2_video_model(image_size=options.pop("image_size", 128), seed=options.pop("seed", 0))
+    sized = {"image_size": options.pop("image_size")} if "image_size" in options else {}
+    model = builder(seed=options.pop("seed", 0), **sized)
     return _build(
         backend.module,
         backend.cls,
@@ -252,6 +282,12 @@ def _build_random_transformers(*, name: str, device: str, options: dict[str, Any
         device=device,
         **{"name": name, **options},
     )
+
+
+def _is_transformers_folder(name: str) -> bool:
+    """Whether ``name`` is a local folder holding a ``transformers`` model (its ``config.json``)."""
+    path = Path(name).expanduser()
+    return path.is_dir() and (path / "config.json").is_file()
 
 
 def _is_nninteractive(name: str) -> bool:

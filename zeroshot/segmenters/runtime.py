@@ -10,7 +10,15 @@ import torch
 
 from zeroshot.errors import SegmenterError
 
-__all__ = ["PRECISIONS", "count_encoded_slices", "numerics_for", "resolve_device", "resolve_precision", "uses_tf32"]
+__all__ = [
+    "PRECISIONS",
+    "EncoderCounter",
+    "encoder_counter",
+    "numerics_for",
+    "resolve_device",
+    "resolve_precision",
+    "uses_tf32",
+]
 
 #: Precision choices of the torch backends.
 PRECISIONS = ("auto", "bfloat16", "float32")
@@ -92,15 +100,27 @@ def _tf32(enabled: bool) -> Iterator[None]:
         torch.backends.cudnn.allow_tf32 = cudnn
 
 
-def count_encoded_slices(owner: Any, encoder: torch.nn.Module) -> None:
-    """Keep ``owner.encoded_slices`` equal to the number of slices ``encoder`` has processed (a forward hook).
+class EncoderCounter:
+    """How many slices one image encoder has processed, counted by a forward hook on the encoder itself.
 
-    Sessions subtract the count at their start, so tests and run records can show that the image encoder ran once
-    per slice per volume, however many prompt sets or click rounds followed.
+    The counter belongs to the encoder module, not to a segmenter: every segmenter that shares the weights (an
+    offloading variant made by ``with_offload()``) reads the same count, so a session started on a variant still
+    counts its own encoder work. Sessions subtract the count at their start, so tests and run records can show
+    that the image encoder ran once per slice per volume, however many prompt sets or click rounds followed.
     """
-    owner.encoded_slices = 0
 
-    def hook(_module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], _output: Any) -> None:
-        owner.encoded_slices += int(inputs[0].shape[0])
+    def __init__(self) -> None:
+        self.slices = 0
 
-    encoder.register_forward_hook(hook)
+    def _hook(self, _module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], _output: Any) -> None:
+        self.slices += int(inputs[0].shape[0])
+
+
+def encoder_counter(encoder: torch.nn.Module) -> EncoderCounter:
+    """The :class:`EncoderCounter` of ``encoder``, registered on first use (once per module, however often asked)."""
+    counter = encoder.__dict__.get("_zeroshot_encoder_counter")
+    if counter is None:
+        counter = EncoderCounter()
+        encoder.register_forward_hook(counter._hook)
+        encoder.__dict__["_zeroshot_encoder_counter"] = counter
+    return counter

@@ -21,35 +21,28 @@ Random weights (``checkpoint=None``) make a model built from the real configurat
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
 import importlib.util
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 
 from zeroshot.checkpoints import load_checkpoint, sha256_of
 from zeroshot.errors import SegmenterError, plain
-from zeroshot.segmenters.hole_filling import OFFICIAL_FILL_HOLE_AREA, check_fill_hole_area, fill_small_holes
-from zeroshot.segmenters.preprocessing import Preprocessing, to_preprocessing
-from zeroshot.segmenters.prompt_coords import check_coords
-from zeroshot.segmenters.runtime import (
-    count_encoded_slices,
-    numerics_for,
-    resolve_device,
-    resolve_precision,
-    uses_tf32,
-)
-from zeroshot.segmenters.sam2_session import Sam2Session
+from zeroshot.segmenters.hole_filling import OFFICIAL_FILL_HOLE_AREA, fill_small_holes
+from zeroshot.segmenters.preprocessing import Preprocessing
+from zeroshot.segmenters.runtime import encoder_counter, resolve_device
+from zeroshot.segmenters.sam2_session import ENGINES, Sam2Session
+from zeroshot.segmenters.video_core import VideoSegmenterBase
+from zeroshot.segmenters.video_options import video_options
 from zeroshot.volume import Volume
 
 __all__ = ["Sam2Segmenter", "fill_holes_where_sam2_does", "resolve_config", "resolve_device"]
 
 Engine = Literal["fast", "fast-serial", "reference"]
-ENGINES = ("fast", "fast-serial", "reference")
 Propagation = Literal["reset", "continuous"]
 Precision = Literal["auto", "bfloat16", "float32"]
 
@@ -92,7 +85,7 @@ def resolve_config(config: str) -> str:
     raise SegmenterError(f"unknown SAM2 config {config!r}; known names: {', '.join(known)}")
 
 
-class Sam2Segmenter:
+class Sam2Segmenter(VideoSegmenterBase):
     """A SAM2.x / MedSAM2 video predictor that segments 3D volumes slice by slice from key-slice prompts.
 
     All arguments are keyword-only.
@@ -185,32 +178,12 @@ class Sam2Segmenter:
     ) -> None:
         if engine not in ENGINES:
             raise SegmenterError(f"engine must be one of {', '.join(map(repr, ENGINES))}; got {engine!r}")
-        if propagation not in ("reset", "continuous"):
-            raise SegmenterError(f"propagation must be 'reset' or 'continuous', got {propagation!r}")
         if image_size is not None and (int(image_size) != image_size or image_size < 64 or image_size % 32):
             raise SegmenterError(f"image_size must be a multiple of 32 and at least 64, got {plain(image_size)}")
-        if encoder_batch_size is not None and int(encoder_batch_size) < 1:
-            raise SegmenterError(f"encoder_batch_size must be at least 1, got {plain(encoder_batch_size)}")
-        if not np.isfinite(logit_threshold):
-            raise SegmenterError(f"logit_threshold must be finite, got {plain(logit_threshold)}")
         self.config = resolve_config(config)
-        self.device = resolve_device(device)
-        self.precision: str = resolve_precision(precision, self.device)
         self.engine: str = engine
-        self.propagation: str = propagation
-        self.coords = check_coords(coords)
-        self.logit_threshold = float(logit_threshold)
-        self.largest_component = bool(largest_component)
-        self.fill_hole_area = check_fill_hole_area(fill_hole_area)
-        self.fill_enclosed_holes = bool(fill_enclosed_holes)
-        self.preprocessing = to_preprocessing(preprocessing)
-        self.offload_video_to_cpu = bool(offload_video_to_cpu)
-        self.offload_state_to_cpu = bool(offload_state_to_cpu)
-        self.return_probabilities = bool(probabilities)
         self.seed = int(seed)
-        self.name = name or Path(self.config).stem
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
-
         self.overrides = list(PREDICTOR_OVERRIDES)
         if image_size is not None:
             feat = int(image_size) // 16
@@ -219,19 +192,40 @@ class Sam2Segmenter:
                 f"++model.memory_attention.layer.self_attention.feat_sizes=[{feat},{feat}]",
                 f"++model.memory_attention.layer.cross_attention.feat_sizes=[{feat},{feat}]",
             ]
+        # Options are checked before the (slow) build; the image size (and the default batch) are the built model's.
+        options = video_options(
+            name=name or Path(self.config).stem,
+            device=device,
+            precision=precision,
+            image_size=0,
+            propagation=propagation,
+            coords=coords,
+            logit_threshold=logit_threshold,
+            largest_component=largest_component,
+            fill_hole_area=fill_hole_area,
+            fill_enclosed_holes=fill_enclosed_holes,
+            preprocessing=preprocessing,
+            encoder_batch_size=1 if encoder_batch_size is None else encoder_batch_size,
+            offload_video_to_cpu=offload_video_to_cpu,
+            offload_state_to_cpu=offload_state_to_cpu,
+            probabilities=probabilities,
+        )
         self.model, self._resolved_config = self._build()
-        fill_holes_where_sam2_does(self.model, self.fill_hole_area)
+        fill_holes_where_sam2_does(self.model, options.fill_hole_area)
         self.checkpoint_sha256 = self._load_checkpoint() if self.checkpoint is not None else None
-        self.model.to(self.device).eval()
-        self.image_size = int(self.model.image_size)
+        self.model.to(options.device).eval()
+        size = int(self.model.image_size)
         if encoder_batch_size is None:
-            encoder_batch_size = min(32, max(1, (8 * 1024 * 1024) // (self.image_size * self.image_size)))
-        self.encoder_batch_size = int(encoder_batch_size)
-        count_encoded_slices(self, self.model.image_encoder)
+            encoder_batch_size = min(32, max(1, (8 * 1024 * 1024) // (size * size)))
+        self.options = replace(options, image_size=size, encoder_batch_size=int(encoder_batch_size))
+        encoder_counter(self.model.image_encoder)
+
+    def _encoder(self) -> torch.nn.Module:
+        return self.model.image_encoder
 
     def prepare(self, volume: Volume) -> Sam2Session:
         """Preprocess ``volume`` and (fast engines) encode all its slices; see :class:`Sam2Session`."""
-        return Sam2Session(self, volume)
+        return Sam2Session(self.model, self.options, volume, engine=self.engine)
 
     def describe(self) -> dict[str, Any]:
         """The resolved configuration, JSON-serialisable, recorded with every run."""
@@ -248,39 +242,19 @@ class Sam2Segmenter:
             "config": self.config,
             "hydra_overrides": list(self.overrides),
             "resolved_config": self._resolved_config,
-            "image_size": self.image_size,
             "weights": weights,
             "checkpoint": str(self.checkpoint) if self.checkpoint is not None else None,
             "checkpoint_sha256": self.checkpoint_sha256,
             "parameters": int(sum(p.numel() for p in self.model.parameters())),
-            "device": str(self.device),
-            "precision": self.precision,
-            "tf32": uses_tf32(self.device, self.precision),
             "engine": self.engine,
-            "propagation": self.propagation,
-            "coords": self.coords,
-            "logit_threshold": self.logit_threshold,
-            "largest_component": self.largest_component,
-            "fill_hole_area": self.fill_hole_area,
+            **self.options.describe(),
             "hole_filling": (
                 f"zeroshot.segmenters.hole_filling on {self.device.type} (SAM2's fill_hole_area rule without its "
                 "CUDA extension; the model's own fill_hole_area stays 0)"
                 if self.fill_hole_area
                 else "off"
             ),
-            "fill_enclosed_holes": self.fill_enclosed_holes,
-            "preprocessing": self.preprocessing.describe(),
-            "encoder_batch_size": self.encoder_batch_size,
-            "offload_video_to_cpu": self.offload_video_to_cpu,
-            "offload_state_to_cpu": self.offload_state_to_cpu,
         }
-
-    def numerics(self) -> contextlib.AbstractContextManager:
-        """The numerics the model runs under (:func:`~zeroshot.segmenters.runtime.numerics_for`).
-
-        On CUDA bfloat16 autocast with TF32, as the authors run, unless float32 was asked; float32 on the CPU.
-        """
-        return numerics_for(self.device, self.precision)
 
     def _build(self) -> tuple[torch.nn.Module, dict[str, Any]]:
         import sam2  # noqa: F401  (initialises Hydra's search path on the sam2 package)

@@ -5,8 +5,11 @@ checked against an independent implementation of the same model, and so that mod
 ``transformers`` format (``Sam2VideoModel``, ``Sam3TrackerVideoModel``) can be evaluated. It makes the same
 choices, from the same code where they are the toolkit's own:
 
-- preprocessing: :mod:`zeroshot.segmenters.preprocessing` (the authors' 8-bit path by default), fed directly as
-  pixel values; ``transformers``' own video processor (and torchvision) is not used;
+- the pass plan, the propagation policy, the union of the passes and the finished ``Segmentation`` are the shared
+  video core's (:mod:`zeroshot.segmenters.video_core`); this module supplies only :class:`TransformersBackend`;
+- preprocessing: :mod:`zeroshot.segmenters.preprocessing`, fed directly as pixel values (``transformers``' own
+  video processor, and torchvision, are not used): the authors' 8-bit path for SAM2, SAM 3's processor
+  arithmetic (bilinear, mean and std 0.5) for SAM 3 (:data:`DEFAULT_PREPROCESSING`);
 - prompts: the key slices' boxes and points are mapped to model pixels with
   :func:`~zeroshot.segmenters.prompt_coords.box_to_model` and
   :func:`~zeroshot.segmenters.prompt_coords.points_to_model` (``coords="official"``: ``x * S / X``, as SAM2's
@@ -37,8 +40,8 @@ test the machinery (shapes, directions, caching, determinism), never accuracy.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,21 +51,23 @@ import torch.nn.functional as F
 
 from zeroshot.errors import SegmenterError, plain
 from zeroshot.prompts.types import POSITIVE, SlicePrompt, VolumePrompts
-from zeroshot.segmenters.base import Segmentation
-from zeroshot.segmenters.hole_filling import OFFICIAL_FILL_HOLE_AREA, check_fill_hole_area, fill_small_holes
-from zeroshot.segmenters.postprocess import postprocess_mask
-from zeroshot.segmenters.preprocessing import Preprocessing, SliceStack, to_preprocessing
-from zeroshot.segmenters.prompt_coords import box_to_model, check_coords, points_to_model
-from zeroshot.segmenters.runtime import (
-    count_encoded_slices,
-    numerics_for,
-    resolve_device,
-    resolve_precision,
-    uses_tf32,
-)
+from zeroshot.segmenters.hole_filling import OFFICIAL_FILL_HOLE_AREA, fill_small_holes
+from zeroshot.segmenters.preprocessing import Preprocessing, SliceStack
+from zeroshot.segmenters.prompt_coords import box_to_model, points_to_model
+from zeroshot.segmenters.runtime import encoder_counter
+from zeroshot.segmenters.video_core import OBJ_ID, VideoSegmenterBase, VideoSession
+from zeroshot.segmenters.video_options import VideoOptions, video_options
 from zeroshot.volume import Volume
 
-__all__ = ["TransformersVideoSegmenter", "TransformersVideoSession", "tiny_sam2_video_model"]
+__all__ = [
+    "TransformersBackend",
+    "TransformersVideoSegmenter",
+    "TransformersVideoSession",
+    "load_video_model",
+    "resize_video_config",
+    "tiny_sam2_video_model",
+    "tiny_sam3_tracker_video_model",
+]
 
 Propagation = Literal["reset", "continuous"]
 Precision = Literal["auto", "bfloat16", "float32"]
@@ -76,10 +81,17 @@ MODEL_TYPES = {
         "Sam3TrackerVideoInferenceSession",
     ),
 }
-#: Object id of the single structure segmented per volume.
-_OBJ_ID = 1
-#: Logit of slices a pass did not reach (SAM2's ``NO_OBJ_SCORE``).
-_NO_SCORE = -1024.0
+#: Each model family's input pipeline by default. SAM2: the authors' 8-bit path with ImageNet statistics. SAM 3:
+#: its processor (``Sam3ImageProcessor``: bilinear resize of the 8-bit frame, rescale by 1/255, normalise with
+#: ``IMAGENET_STANDARD_MEAN`` / ``_STD``, which are 0.5), after the same intensity window and uint8 truncation.
+DEFAULT_PREPROCESSING = {
+    "sam2_video": Preprocessing(pipeline="sam2"),
+    "sam3_tracker_video": Preprocessing(
+        pipeline="float", resize="bilinear", quantize_uint8=True, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)
+    ),
+}
+#: Config types whose checkpoints hold a video model this backend runs as part of a larger model.
+TRACKER_OF = {"sam3_video": "sam3_tracker_video"}
 #: SAM2's point labels for the two corners of a box.
 _BOX_LABELS = (2, 3)
 
@@ -140,7 +152,63 @@ def tiny_sam2_video_model(*, image_size: int = 128, seed: int = 0) -> torch.nn.M
     return model.eval()
 
 
-class TransformersVideoSegmenter:
+def tiny_sam3_tracker_video_model(*, image_size: int = 56, seed: int = 0) -> torch.nn.Module:
+    """A small randomly initialised ``Sam3TrackerVideoModel`` (about 6 M parameters), built offline from a config.
+
+    SAM 3's tracker (``Sam3TrackerVideoConfig``) with its ViT backbone shrunk to two narrow layers (patch 14, as
+    SAM 3), one memory-attention layer and narrow feed-forward layers; the FPN and memory widths stay SAM 3's
+    (256 and 64, which ``transformers`` ties to other sizes). Random weights test machinery, never accuracy.
+
+    Parameters
+    ----------
+    image_size : int
+        Model input size S, a positive multiple of 28 (patches of 14, and an FPN level at half their grid).
+    seed : int
+        Seed of the random initialisation (drawn on the CPU from a private generator state).
+
+    Raises
+    ------
+    SegmenterError
+        If ``image_size`` is not a positive multiple of 28.
+    """
+    if int(image_size) != image_size or image_size < 28 or image_size % 28:
+        raise SegmenterError(f"image_size must be a positive multiple of 28 for SAM 3, got {plain(image_size)}")
+    from transformers import Sam3TrackerVideoConfig, Sam3TrackerVideoModel
+
+    size, patch = int(image_size), 14
+    grid = size // patch
+    config = Sam3TrackerVideoConfig(
+        vision_config={
+            "model_type": "sam3_vision_model",
+            "backbone_config": {
+                "model_type": "sam3_vit_model",
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "image_size": size,
+                "patch_size": patch,
+                "window_size": 2,
+                "global_attn_indexes": [1],
+                "pretrain_image_size": size,
+            },
+            "fpn_hidden_size": 256,
+            "backbone_feature_sizes": [[4 * grid, 4 * grid], [2 * grid, 2 * grid], [grid, grid]],
+        },
+        prompt_encoder_config={"image_size": size},
+        mask_decoder_config={"mlp_dim": 256},
+        image_size=size,
+        memory_attention_num_layers=1,
+        memory_attention_feed_forward_hidden_size=256,
+        memory_fuser_intermediate_dim=256,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        model = Sam3TrackerVideoModel(config)
+    return model.eval()
+
+
+class TransformersVideoSegmenter(VideoSegmenterBase):
     """A ``transformers`` SAM2-family video model that segments 3D volumes from key-slice prompts.
 
     All arguments are keyword-only.
@@ -169,15 +237,22 @@ class TransformersVideoSegmenter:
         :func:`fill_holes_where_sam2_does`.
     fill_enclosed_holes : bool
         Also fill every enclosed hole of each slice of the final mask, whatever its size (on the CPU).
-    preprocessing : Preprocessing or {"sam2", "medsam2", "float"}
-        See :mod:`zeroshot.segmenters.preprocessing`; ``"sam2"`` (default) is the authors' 8-bit path.
+    preprocessing : Preprocessing or {"sam2", "medsam2", "float"} or None
+        See :mod:`zeroshot.segmenters.preprocessing`. ``None``: the model family's own input
+        (:data:`DEFAULT_PREPROCESSING`): for SAM2 the authors' 8-bit path (``"sam2"``); for SAM 3 what its
+        ``transformers`` processor does to 8-bit frames (bilinear resize, ``/ 255``, mean and std 0.5), after the
+        same MR window.
     encoder_batch_size : int
         Slices per image-encoder batch in :meth:`prepare`.
     offload_state_to_cpu : bool
         Keep the cached image features and the per-slice memories in host memory (``transformers``'
-        ``inference_state_device``); each is moved to the device when used.
+        ``inference_state_device``); each is moved to the device when used. One switch for both:
+        ``options.offload_video_to_cpu`` follows it.
     probabilities : bool
         Also return foreground probabilities (sigmoid of the union logits, before post-processing).
+    image_size : int or None
+        Run a model loaded from ``model_id_or_path`` at this input size instead of its config's (see
+        :func:`load_video_model`; the registry's ``NAME@SIZE``). ``None`` keeps the config's.
     name : str or None
         Name recorded in results; default: the model id's last part, or the model type.
 
@@ -201,34 +276,39 @@ class TransformersVideoSegmenter:
         largest_component: bool = False,
         fill_hole_area: int = OFFICIAL_FILL_HOLE_AREA,
         fill_enclosed_holes: bool = False,
-        preprocessing: Preprocessing | str = "sam2",
+        preprocessing: Preprocessing | str | None = None,
         encoder_batch_size: int = 8,
         offload_state_to_cpu: bool = False,
         probabilities: bool = True,
+        image_size: int | None = None,
         name: str | None = None,
     ) -> None:
-        if propagation not in ("reset", "continuous"):
-            raise SegmenterError(f"propagation must be 'reset' or 'continuous', got {propagation!r}")
-        if int(encoder_batch_size) != encoder_batch_size or encoder_batch_size < 1:
-            raise SegmenterError(f"encoder_batch_size must be a positive integer, got {plain(encoder_batch_size)}")
-        if not np.isfinite(logit_threshold):
-            raise SegmenterError(f"logit_threshold must be finite, got {plain(logit_threshold)}")
         if model is None and model_id_or_path is None:
             raise SegmenterError("give model_id_or_path (a folder or Hugging Face id) or a built model")
-        self.device = resolve_device(device)
-        self.precision: str = resolve_precision(precision, self.device)
-        self.propagation: str = propagation
-        self.coords = check_coords(coords)
-        self.logit_threshold = float(logit_threshold)
-        self.largest_component = bool(largest_component)
-        self.fill_hole_area = check_fill_hole_area(fill_hole_area)
-        self.fill_enclosed_holes = bool(fill_enclosed_holes)
-        self.preprocessing = to_preprocessing(preprocessing)
-        self.encoder_batch_size = int(encoder_batch_size)
-        self.offload_state_to_cpu = bool(offload_state_to_cpu)
-        self.return_probabilities = bool(probabilities)
+        if model is not None and image_size is not None:
+            raise SegmenterError(
+                "image_size applies to a model loaded from model_id_or_path; a built model has its own"
+            )
+        # Options are checked before the (slow) load; the image size is the model's.
+        options = video_options(
+            name=name or "",
+            device=device,
+            precision=precision,
+            image_size=0,
+            propagation=propagation,
+            coords=coords,
+            logit_threshold=logit_threshold,
+            largest_component=largest_component,
+            fill_hole_area=fill_hole_area,
+            fill_enclosed_holes=fill_enclosed_holes,
+            preprocessing="sam2" if preprocessing is None else preprocessing,
+            encoder_batch_size=encoder_batch_size,
+            offload_video_to_cpu=offload_state_to_cpu,
+            offload_state_to_cpu=offload_state_to_cpu,
+            probabilities=probabilities,
+        )
         self.model_id_or_path = None if model is not None else str(model_id_or_path)
-        self.model = model if model is not None else _load_model(str(model_id_or_path))
+        self.model = model if model is not None else load_video_model(str(model_id_or_path), image_size=image_size)
         model_type = getattr(self.model.config, "model_type", None)
         if model_type not in MODEL_TYPES:
             raise SegmenterError(
@@ -236,14 +316,21 @@ class TransformersVideoSegmenter:
             )
         self.model_type: str = model_type
         self.weights_sha256 = _weights_sha256(self.model_id_or_path)
-        self.model.to(self.device).eval()
-        self.image_size = _square_size(self.model.config.image_size)
-        self.name = name or (Path(self.model_id_or_path).name if self.model_id_or_path else model_type)
-        count_encoded_slices(self, self.model.vision_encoder)
+        self.model.to(options.device).eval()
+        self.options = replace(
+            options,
+            preprocessing=DEFAULT_PREPROCESSING[model_type] if preprocessing is None else options.preprocessing,
+            image_size=_square_size(self.model.config.image_size),
+            name=name or (Path(self.model_id_or_path).name if self.model_id_or_path else model_type),
+        )
+        encoder_counter(self.model.vision_encoder)
+
+    def _encoder(self) -> torch.nn.Module:
+        return self.model.vision_encoder
 
     def prepare(self, volume: Volume) -> TransformersVideoSession:
         """Preprocess ``volume`` and encode all its slices once; see :class:`TransformersVideoSession`."""
-        return TransformersVideoSession(self, volume)
+        return TransformersVideoSession(self.model, self.options, volume)
 
     def describe(self) -> dict[str, Any]:
         """The resolved configuration, JSON-serialisable, recorded with every run."""
@@ -265,34 +352,15 @@ class TransformersVideoSegmenter:
             "weights": weights,
             "weights_sha256": self.weights_sha256,
             "model_config": self.model.config.to_dict(),
-            "image_size": self.image_size,
             "parameters": int(sum(p.numel() for p in self.model.parameters())),
-            "device": str(self.device),
-            "precision": self.precision,
-            "tf32": uses_tf32(self.device, self.precision),
-            "propagation": self.propagation,
-            "coords": self.coords,
-            "logit_threshold": self.logit_threshold,
-            "largest_component": self.largest_component,
-            "fill_hole_area": self.fill_hole_area,
+            **self.options.describe(),
             "hole_filling": (
                 f"zeroshot.segmenters.hole_filling on {self.device.type}, where SAM2's predictor fills holes "
                 "(transformers' predictor has no hole filling)"
                 if self.fill_hole_area
                 else "off (as transformers' predictor)"
             ),
-            "fill_enclosed_holes": self.fill_enclosed_holes,
-            "preprocessing": self.preprocessing.describe(),
-            "encoder_batch_size": self.encoder_batch_size,
-            "offload_state_to_cpu": self.offload_state_to_cpu,
         }
-
-    def numerics(self) -> contextlib.AbstractContextManager:
-        """The numerics the model runs under (:func:`~zeroshot.segmenters.runtime.numerics_for`).
-
-        On CUDA bfloat16 autocast with TF32, as the authors run, unless float32 was asked; float32 on the CPU.
-        """
-        return numerics_for(self.device, self.precision)
 
 
 class _LazyFrames(Mapping[int, torch.Tensor]):
@@ -315,144 +383,127 @@ class _LazyFrames(Mapping[int, torch.Tensor]):
         return self._slices[index]
 
 
-class TransformersVideoSession:
-    """One volume prepared for a :class:`TransformersVideoSegmenter`; segment it under any number of prompt sets.
+class TransformersBackend:
+    """The ``transformers`` part of a video session: slice encoding into the session's cache, prompts, one pass.
 
-    Each :meth:`segment` call starts from a clean tracking state, so calls are independent and repeatable; the
-    image features stay cached until :meth:`close`.
+    Parameters
+    ----------
+    model : Sam2VideoModel or Sam3TrackerVideoModel
+    options : VideoOptions
+    volume : Volume
     """
 
-    def __init__(self, segmenter: TransformersVideoSegmenter, volume: Volume) -> None:
-        started = time.perf_counter()
+    name = "transformers"
+    engine = None
+
+    def __init__(self, model: torch.nn.Module, options: VideoOptions, volume: Volume) -> None:
+        self.model = model
+        self.options = options
         self.volume = volume
-        self._segmenter = segmenter
-        self._encoded_before = segmenter.encoded_slices
-        depth, height, width = volume.shape
-        device = segmenter.device
-        storage = torch.device("cpu") if segmenter.offload_state_to_cpu else device
+        self.session: Any = None
+
+    def encode_slices(self) -> None:
+        """Build the inference session (its feature cache sized to hold every slice) and encode each slice once."""
+        options = self.options
+        depth, height, width = self.volume.shape
         slices = SliceStack(
-            volume.array, image_size=segmenter.image_size, preprocessing=segmenter.preprocessing, device=device
+            self.volume.array, image_size=options.image_size, preprocessing=options.preprocessing, device=options.device
         )
         self.intensity_window = slices.window
-        session_class = _session_class(segmenter.model_type)
-        self._session = session_class(
+        session_class = _session_class(self.model.config.model_type)
+        self.session = session_class(
             video=None,
             video_height=height,
             video_width=width,
-            inference_device=device,
-            inference_state_device=storage,
-            video_storage_device=device,
+            inference_device=options.device,
+            inference_state_device=options.storage_device,
+            video_storage_device=options.device,
             dtype=torch.float32,
             max_vision_features_cache_size=depth,
         )
-        self._session.processed_frames = _LazyFrames(slices)
+        self.session.processed_frames = _LazyFrames(slices)
         self._encode_all(slices)
-        self.prepare_s = time.perf_counter() - started
 
-    @property
-    def encoder_slices_total(self) -> int:
-        """Slices the image encoder has processed for this session so far."""
-        return self._segmenter.encoded_slices - self._encoded_before
-
-    def segment(self, prompts: VolumePrompts) -> Segmentation:
-        """Segment the volume under ``prompts`` (independent of earlier calls on this session).
-
-        Parameters
-        ----------
-        prompts : VolumePrompts
-            One or more key slices, each with a box and/or points (positive and negative), or a mask.
-
-        Returns
-        -------
-        Segmentation
-            ``mask`` (Z, Y, X) bool on the input grid, ``probabilities`` (Z, Y, X) float32 (if enabled) and
-            ``info`` (policy, passes, post-processing, timings, encoder counts).
+    def check_prompts(self, prompts: VolumePrompts) -> None:
+        """Refuse a slice prompt holding a mask together with a box or points (``transformers`` takes one or the other).
 
         Raises
         ------
-        PromptError
-            If a prompt does not fit the volume.
         SegmenterError
-            If the session was closed, or a slice prompt has a mask together with a box or points.
+            Naming the case and the slice.
         """
-        if self._session is None:
-            raise SegmenterError("this transformers session was closed; prepare the volume again")
         for slice_prompt in prompts.slices:
-            slice_prompt.validate_for(self.volume.shape)
             if slice_prompt.mask is not None and (slice_prompt.box is not None or slice_prompt.points):
                 raise SegmenterError(
                     f"case {prompts.case_id}, slice {slice_prompt.z}: the transformers backend takes a mask or a "
                     "box/points on one slice, not both (use the sam2 backend for a mask with clicks)"
                 )
-        seg = self._segmenter
-        started = time.perf_counter()
-        encoded_before = seg.encoded_slices
-        key_slices = prompts.key_slices
-        plan = [("forward", key_slices[0])]
-        if key_slices[-1] > 0:
-            plan.append(("reverse", key_slices[-1]))
-        logits = torch.full(self.volume.shape, _NO_SCORE, dtype=torch.float32)
-        passes = []
-        filling = fill_holes_where_sam2_does(seg.model, seg.fill_hole_area, image_size=seg.image_size)
-        with torch.inference_mode(), seg.numerics(), filling:
-            for number, (direction, start) in enumerate(plan):
-                if number == 0 or seg.propagation == "reset":
-                    self._session.reset_tracking_data()
-                    self._add_prompts(prompts.slices)
-                frames, pass_logits = self._propagate(start, reverse=direction == "reverse")
-                logits[frames] = torch.maximum(logits[frames], pass_logits)
-                passes.append({"direction": direction, "start": start, "slices": len(frames)})
-            self._session.reset_tracking_data()
-        propagated_s = time.perf_counter() - started
-        raw = logits.numpy() > seg.logit_threshold
-        mask = postprocess_mask(
-            raw, fill_enclosed_holes=seg.fill_enclosed_holes, largest_component=seg.largest_component
+
+    def running(self) -> contextlib.AbstractContextManager:
+        """The numerics, with SAM2's small-hole filling wrapped around the model while propagation runs."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(self.options.numerics())
+        stack.enter_context(
+            fill_holes_where_sam2_does(self.model, self.options.fill_hole_area, image_size=self.options.image_size)
         )
-        probabilities = torch.sigmoid(logits).numpy() if seg.return_probabilities else None
-        frames_run = sum(p["slices"] for p in passes)
-        info = {
-            "model": seg.name,
-            "backend": "transformers",
-            "propagation": seg.propagation,
-            "coords": seg.coords,
-            "key_slices": list(key_slices),
-            "passes": passes,
-            "logit_threshold": seg.logit_threshold,
-            "fill_hole_area": seg.fill_hole_area,
-            "fill_enclosed_holes": seg.fill_enclosed_holes,
-            "largest_component": seg.largest_component,
-            "voxels_before_postprocess": int(raw.sum()),
-            "device": str(seg.device),
-            "precision": seg.precision,
-            "image_size": seg.image_size,
-            "intensity_window": [self.intensity_window.low, self.intensity_window.high],
-            "encoder_slices_total": self.encoder_slices_total,
-            "encoder_slices_segment": seg.encoded_slices - encoded_before,
-            "prepare_s": round(self.prepare_s, 4),
-            "propagate_s": round(propagated_s, 4),
-            "slices_per_s": round(frames_run / propagated_s, 3) if propagated_s > 0 else None,
-        }
-        return Segmentation(mask=mask, probabilities=probabilities, info=info)
+        return stack
+
+    def reset(self) -> None:
+        """Clear prompts and memories (``reset_tracking_data``); the cached features stay."""
+        self.session.reset_tracking_data()
+
+    def add_prompt(self, slice_prompt: SlicePrompt) -> None:
+        """Add a key slice's prompt and run it as a conditioning slice (SAM2's order: prompts first)."""
+        session, model, sp = self.session, self.model, slice_prompt
+        shape_yx = self.volume.shape[1:]
+        size, coords = self.options.image_size, self.options.coords
+        obj_idx = session.obj_id_to_idx(OBJ_ID)
+        if sp.mask is not None:
+            mask = torch.from_numpy(np.asarray(sp.mask, dtype=np.float32))[None, None].to(self.options.device)
+            if mask.shape[-2:] != (size, size):
+                mask = F.interpolate(mask, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+                mask = (mask >= 0.5).to(torch.float32)
+            session.add_mask_inputs(obj_idx, sp.z, mask)
+        else:
+            xy, labels = [], []
+            if sp.box is not None:
+                xy.append(box_to_model(sp.box, shape_yx=shape_yx, image_size=size, coords=coords).reshape(2, 2))
+                labels.extend(_BOX_LABELS)
+            if sp.points:
+                xy.append(points_to_model(sp.points, shape_yx=shape_yx, image_size=size, coords=coords))
+                labels.extend(1 if label == POSITIVE else 0 for label in sp.labels)
+            point_coords = torch.as_tensor(np.concatenate(xy), dtype=torch.float32)[None, None]
+            point_labels = torch.as_tensor(labels, dtype=torch.int32)[None, None]
+            session.add_point_inputs(obj_idx, sp.z, {"point_coords": point_coords, "point_labels": point_labels})
+        session.obj_with_new_inputs = [OBJ_ID]
+        model(inference_session=session, frame_idx=sp.z)
+
+    def step_pass(self, start: int, *, reverse: bool) -> tuple[list[int], torch.Tensor]:
+        """Run one pass from ``start``; return its slices and their logits on the input grid (CPU float32)."""
+        frames, low_res = [], []
+        for out in self.model.propagate_in_video_iterator(self.session, start_frame_idx=start, reverse=reverse):
+            frames.append(int(out.frame_idx))
+            low_res.append(out.pred_masks[:1, :1].float())
+        if not frames:
+            return [], torch.empty((0, *self.volume.shape[1:]))
+        height, width = self.volume.shape[1:]
+        stacked = torch.cat(low_res, dim=0)
+        upsampled = F.interpolate(stacked, size=(height, width), mode="bilinear", align_corners=False)
+        return frames, upsampled[:, 0].cpu()
 
     def close(self) -> None:
-        """Drop the inference session and its cached features (device memory is freed with them)."""
-        self._session = None
-
-    def __enter__(self) -> TransformersVideoSession:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        """Drop the inference session and its cached features."""
+        self.session = None
 
     def _encode_all(self, slices: SliceStack) -> None:
         """Encode every slice in batches into the session's feature cache (the only image-encoder calls)."""
-        seg = self._segmenter
-        cache = self._session.cache
+        options, model = self.options, self.model
+        cache = self.session.cache
         shared_positions: list[torch.Tensor] | None = None
-        with torch.inference_mode(), seg.numerics():
-            for start in range(0, len(slices), seg.encoder_batch_size):
-                pixels = slices.batch(start, start + seg.encoder_batch_size)
-                out = seg.model.get_image_features(pixels, return_dict=True)
+        with torch.inference_mode(), options.numerics():
+            for start in range(0, len(slices), options.encoder_batch_size):
+                pixels = slices.batch(start, start + options.encoder_batch_size)
+                out = model.get_image_features(pixels, return_dict=True)
                 # Features are (H*W, batch, C) per level; one slice's is a contiguous (H*W, 1, C) copy.
                 features, positions = out.fpn_hidden_states, out.fpn_position_encoding
                 if shared_positions is None:
@@ -465,48 +516,30 @@ class TransformersVideoSession:
                     pos = shared_positions if shared else [p[:, offset : offset + 1].contiguous() for p in positions]
                     cache.cache_vision_features(start + offset, {"vision_feats": own, "vision_pos_embeds": pos})
 
-    def _add_prompts(self, slice_prompts: tuple[SlicePrompt, ...]) -> None:
-        """Add each key slice's prompt and run it as a conditioning slice (SAM2's order: prompts first)."""
-        session, model = self._session, self._segmenter.model
-        shape_yx = self.volume.shape[1:]
-        size, coords = self._segmenter.image_size, self._segmenter.coords
-        device = self._segmenter.device
-        obj_idx = session.obj_id_to_idx(_OBJ_ID)
-        for sp in slice_prompts:
-            if sp.mask is not None:
-                mask = torch.from_numpy(np.asarray(sp.mask, dtype=np.float32))[None, None].to(device)
-                if mask.shape[-2:] != (size, size):
-                    mask = F.interpolate(mask, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-                    mask = (mask >= 0.5).to(torch.float32)
-                session.add_mask_inputs(obj_idx, sp.z, mask)
-            else:
-                xy, labels = [], []
-                if sp.box is not None:
-                    xy.append(box_to_model(sp.box, shape_yx=shape_yx, image_size=size, coords=coords).reshape(2, 2))
-                    labels.extend(_BOX_LABELS)
-                if sp.points:
-                    xy.append(points_to_model(sp.points, shape_yx=shape_yx, image_size=size, coords=coords))
-                    labels.extend(1 if label == POSITIVE else 0 for label in sp.labels)
-                point_coords = torch.as_tensor(np.concatenate(xy), dtype=torch.float32)[None, None]
-                point_labels = torch.as_tensor(labels, dtype=torch.int32)[None, None]
-                session.add_point_inputs(obj_idx, sp.z, {"point_coords": point_coords, "point_labels": point_labels})
-            session.obj_with_new_inputs = [_OBJ_ID]
-            model(inference_session=session, frame_idx=sp.z)
 
-    def _propagate(self, start: int, *, reverse: bool) -> tuple[list[int], torch.Tensor]:
-        """Run one pass from ``start``; return its slices and their logits on the input grid (CPU float32)."""
-        frames, low_res = [], []
-        for out in self._segmenter.model.propagate_in_video_iterator(
-            self._session, start_frame_idx=start, reverse=reverse
-        ):
-            frames.append(int(out.frame_idx))
-            low_res.append(out.pred_masks[:1, :1].float())
-        if not frames:
-            return [], torch.empty((0, *self.volume.shape[1:]))
-        height, width = self.volume.shape[1:]
-        stacked = torch.cat(low_res, dim=0)
-        upsampled = F.interpolate(stacked, size=(height, width), mode="bilinear", align_corners=False)
-        return frames, upsampled[:, 0].cpu()
+class TransformersVideoSession(VideoSession):
+    """One volume prepared for a ``transformers`` video model; segment it under any number of prompt sets.
+
+    The shared :class:`~zeroshot.segmenters.video_core.VideoSession` with :class:`TransformersBackend`: each
+    :meth:`segment` call starts from a clean tracking state, so calls are independent and repeatable; the image
+    features stay cached until :meth:`close`. A slice prompt with both a mask and a box or points is refused.
+
+    Parameters
+    ----------
+    model : Sam2VideoModel or Sam3TrackerVideoModel
+    options : VideoOptions
+    volume : Volume
+    """
+
+    def __init__(self, model: torch.nn.Module, options: VideoOptions, volume: Volume) -> None:
+        self.model = model
+        self._transformers = TransformersBackend(model, options, volume)
+        super().__init__(self._transformers, options, volume, encoder_counter(model.vision_encoder))
+
+    @property
+    def _session(self) -> Any:
+        """The ``transformers`` inference session (``None`` once closed)."""
+        return self._transformers.session if self._backend is not None else None
 
 
 @contextlib.contextmanager
@@ -561,7 +594,22 @@ def fill_holes_where_sam2_does(model: torch.nn.Module, area: int, *, image_size:
             model._run_single_frame_inference = previous
 
 
-def _load_model(model_id_or_path: str) -> torch.nn.Module:
+def load_video_model(model_id_or_path: str, *, image_size: int | None = None) -> torch.nn.Module:
+    """Load a video model this backend runs from a local folder or a Hub id, by its config's ``model_type``.
+
+    A full SAM3 video checkpoint (``sam3_video``: detector and tracker, as ``facebook/sam3`` ships) loads its
+    tracker only (``Sam3TrackerVideoModel``; the detector's weights are ignored, as ``transformers`` does).
+
+    ``image_size`` runs the model at another input size (:func:`resize_video_config`): no weight depends on it
+    (SAM2's Hiera interpolates its position embeddings, SAM 3's ViT tiles them; the rotary and feature-map sizes
+    follow the size), as SAM2's own code runs MedSAM2 at 512.
+
+    Raises
+    ------
+    SegmenterError
+        For a folder or id without a readable config, a model type this backend does not run, or weights that
+        do not load; the message names the folder or id.
+    """
     import importlib
 
     from transformers import AutoConfig
@@ -571,16 +619,57 @@ def _load_model(model_id_or_path: str) -> torch.nn.Module:
     except Exception as exc:  # transformers raises OSError, ValueError, HTTP errors for a missing or bad model
         raise SegmenterError(f"cannot read a transformers model config from {model_id_or_path!r}: {exc}") from exc
     model_type = getattr(config, "model_type", None)
+    model_type = TRACKER_OF.get(model_type, model_type)
     if model_type not in MODEL_TYPES:
         raise SegmenterError(
             f"{model_id_or_path!r} is a {model_type!r} model; this backend runs {', '.join(MODEL_TYPES)}"
         )
     class_name, module, _session = MODEL_TYPES[model_type]
     model_class = getattr(importlib.import_module(module), class_name)
+    if image_size is not None:
+        resize_video_config(config, image_size, what=repr(model_id_or_path))
     try:
-        return model_class.from_pretrained(model_id_or_path)
+        return model_class.from_pretrained(model_id_or_path, config=config)
     except Exception as exc:  # as above
         raise SegmenterError(f"cannot load {class_name} from {model_id_or_path!r}: {exc}") from exc
+
+
+def resize_video_config(config: Any, image_size: int, *, what: str) -> None:
+    """Set a ``sam2_video`` / ``sam3_tracker_video`` / ``sam3_video`` config to run at ``image_size``, in place.
+
+    SAM2 (Hiera, strides 4 to 32): a multiple of 32 of at least 64; the backbone, prompt-encoder and feature
+    sizes and the memory-attention rotary sizes (``S / 16``) follow. SAM 3 (ViT, patch P, windows of W patches):
+    a multiple of ``P * W`` (336 for SAM 3: 14-pixel patches, 24-patch windows), so that windows tile the grid;
+    SAM 3's own config setter updates its feature and rotary sizes.
+
+    Raises
+    ------
+    SegmenterError
+        For a size the model's layout does not allow, naming the rule and ``what`` (the model).
+    """
+    if int(image_size) != image_size:
+        raise SegmenterError(f"{what}: image size must be a whole number of pixels, got {plain(image_size)}")
+    size = int(image_size)
+    model_type = getattr(config, "model_type", None)
+    if model_type in ("sam3_video", "sam3_tracker_video"):
+        tracker = config.tracker_config if model_type == "sam3_video" else config
+        backbone = tracker.vision_config.backbone_config
+        step = int(backbone.patch_size) * int(backbone.window_size)
+        if size < step or size % step:
+            raise SegmenterError(
+                f"{what}: SAM 3 runs at multiples of {step} pixels ({backbone.patch_size}-pixel patches in windows of "
+                f"{backbone.window_size}), got {size}"
+            )
+        config.image_size = size
+        return
+    if size < 64 or size % 32:
+        raise SegmenterError(f"{what}: SAM2 runs at multiples of 32 pixels of at least 64, got {size}")
+    stride4 = size // 4
+    config.image_size = size
+    config.prompt_encoder_config.image_size = size
+    config.vision_config.backbone_config.image_size = [size, size]
+    config.vision_config.backbone_feature_sizes = [[stride4, stride4], [stride4 // 2, stride4 // 2], [stride4 // 4] * 2]
+    config.memory_attention_rope_feat_sizes = [size // 16, size // 16]
 
 
 def _session_class(model_type: str) -> type:
