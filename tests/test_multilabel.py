@@ -20,6 +20,8 @@ from zeroshot.datasets import discover
 from zeroshot.figures.overlays import select_overlay_cases
 from zeroshot.phantom import write_phantom_dataset
 from zeroshot.prompts.regions import tight_box
+from zeroshot.runner import RunDir
+from zeroshot.store import PromptKey
 from zeroshot.volume import read_label, read_volume, write_mask
 
 PANCREAS, SPLEEN = 7, 1
@@ -111,7 +113,7 @@ def test_coarse_prompts_surround_the_run_s_structure(multilabel, tmp_path):
     case = next(c for c in _t1_cases(multilabel) if c.case_id == "phantom_000")
     pancreas = read_label(case.label, read_volume(case.image), label=PANCREAS)
     for strategy in ("box-mid", "box-mid-coarse"):
-        prompts = json.loads((run / "prompts" / "T1" / "phantom_000" / strategy / "seed0.json").read_text())
+        prompts = json.loads(RunDir(run).stored_prompts(PromptKey("T1", "phantom_000", strategy, 0)))
         (prompt,) = prompts["slices"]
         assert tuple(prompt["box"]) == tight_box(pancreas[prompt["z"]])
     results = pd.read_parquet(run / "results.parquet")

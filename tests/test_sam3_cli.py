@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from zeroshot.cli import main
+from zeroshot.runner import RunDir
 from zeroshot.volume import read_volume
 
 
@@ -30,7 +31,7 @@ def test_eval_random_sam3_with_clicks_on_the_phantom(tmp_path, capsys, one_torch
     assert np.isfinite(results["d_max_mm"]).all()
 
     depth = read_volume(data / "T1" / "train" / "images" / "phantom_000_0000.nii.gz").num_slices
-    infos = [json.loads(path.read_text())["info"] for path in sorted(out.glob("rows/**/round*.json"))]
+    infos = [record.info for record in sorted(RunDir(out).store.records(), key=lambda r: r.key)]
     assert len(infos) == 3
     assert [info["encoder_slices_total"] for info in infos] == [depth] * 3
     assert [info["encoder_slices_segment"] for info in infos] == [0, 0, 0]
