@@ -21,10 +21,10 @@ import pytest
 from zeroshot.atomic import current_umask, write_atomic
 from zeroshot.cli import main
 from zeroshot.compare import prepare_rows, summary_table
+from zeroshot.compare.summary import summary_table as eval_summary_table
 from zeroshot.compare.tables import BootstrapOptions
 from zeroshot.errors import ConfigError, ZeroshotWarning
 from zeroshot.runner import EvalConfig, RunDir
-from zeroshot.runner.summary import summary_table as eval_summary_table
 from zeroshot.store import PromptKey
 
 FAST = BootstrapOptions(n_resamples=200)

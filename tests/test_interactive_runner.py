@@ -23,13 +23,13 @@ import torch
 from test_runner import SHAPE, write_strategies, write_tiny_dataset
 
 from zeroshot.cli import main
+from zeroshot.compare.summary import format_summary
 from zeroshot.errors import ConfigError, PromptError
 from zeroshot.interactive import ClickSettings, clicks_from_records
 from zeroshot.runner import TIMING_COLUMNS, EvalConfig, RowKey, RunDir, run_eval
 from zeroshot.runner.evaluate import load_strategies_for_run, plan_curves, select_cases
 from zeroshot.runner.executors import CaseJob, RunContext
 from zeroshot.runner.ray_executor import CaseWorker
-from zeroshot.runner.summary import format_summary
 from zeroshot.segmenters.grabcut import GrabCutSegmenter
 from zeroshot.store import RowRecord, RunStore
 from zeroshot.store.parts import STORE_COLUMNS

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import torch
 
+from zeroshot.compare.summary import summary_table
 from zeroshot.errors import ConfigError
 from zeroshot.phantom import make_phantom_case
 from zeroshot.runner import EvalConfig, RowKey, RunDir, Shard, merge_runs, run_eval
@@ -23,7 +24,6 @@ from zeroshot.runner.config import model_identity
 from zeroshot.runner.identity import RunIdentity
 from zeroshot.runner.rundir import path_component, read_json, write_atomic
 from zeroshot.runner.scoring import slice_table
-from zeroshot.runner.summary import summary_table
 from zeroshot.runner.work import TIMING_COLUMNS, offload_variant
 from zeroshot.segmenters.base import Segmentation
 from zeroshot.segmenters.boxfill import BoxFillSegmenter

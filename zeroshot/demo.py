@@ -25,9 +25,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from zeroshot.atomic import write_atomic
+from zeroshot.compare.summary import format_summary
 from zeroshot.errors import ZeroshotError, plain
 from zeroshot.runner import EvalConfig, RunSummary, run_eval
-from zeroshot.runner.summary import format_summary
 
 __all__ = [
     "BASELINE_MODELS",

@@ -139,8 +139,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the configuration, run it, print a summary; 1 with --strict if any row failed."""
+    from zeroshot.compare.summary import format_summary
     from zeroshot.runner import EvalConfig, Shard, run_eval
-    from zeroshot.runner.summary import format_summary
     from zeroshot.structure import find_dataset_json, resolve_structure
 
     workers = args.workers if args.workers is not None else (0 if args.executor == "ray" else 1)

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from zeroshot import stats
+from zeroshot.compare.tables import case_values
 from zeroshot.datasets import SEQUENCES
 
 if TYPE_CHECKING:
@@ -62,9 +64,6 @@ def summary_table(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def _dice_table(table: pd.DataFrame) -> pd.DataFrame:
-    from zeroshot import stats
-    from zeroshot.compare.tables import case_values
-
     grouped = table.groupby(list(GROUP), sort=False)
     counts = grouped.agg(rows=("dice_penalised", "size"), failed=("failed", "sum")).reset_index()
     rows = table.assign(dice=table["dice_penalised"], kind="zero-shot", train_sequence="none")
