@@ -2,19 +2,19 @@
 
 The CSV is the numeric table itself; Markdown and LaTeX show a display version whose cells are already formatted
 text (``0.812 ± 0.060``, ``0.805 [0.780, 0.829]``), so the same strings appear in both. Files are written to a
-temporary name and renamed.
+temporary name and renamed (:func:`zeroshot.atomic.write_atomic`).
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from zeroshot.atomic import write_atomic
 from zeroshot.compare.tables import KIND_SUPERVISED, higher_is_better, sequence_order
 
 __all__ = [
@@ -295,13 +295,6 @@ def to_latex(display: pd.DataFrame, *, caption: str = "", label: str = "") -> st
     return "\n".join(lines) + "\n"
 
 
-def _write_text(path: Path, text: str) -> Path:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-    return path
-
-
 def write_table(
     numeric: pd.DataFrame,
     display: pd.DataFrame,
@@ -313,10 +306,10 @@ def write_table(
     """Write ``stem.csv`` (numeric), ``stem.md`` and ``stem.tex`` (display) into ``out``; return the paths."""
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / f"{stem}.csv"
-    _write_text(csv_path, numeric.to_csv(index=False, float_format="%.10g"))
+    write_atomic(csv_path, numeric.to_csv(index=False, float_format="%.10g"))
     title = f"**{caption}**\n\n" if caption else ""
     markdown = title + (to_markdown(display) if not display.empty else "_(no rows)_\n")
-    md_path = _write_text(out / f"{stem}.md", markdown)
+    md_path = write_atomic(out / f"{stem}.md", markdown)
     latex = to_latex(display, caption=caption, label=f"tab:{stem}") if not display.empty else "% (no rows)\n"
-    tex_path = _write_text(out / f"{stem}.tex", latex)
+    tex_path = write_atomic(out / f"{stem}.tex", latex)
     return (csv_path, md_path, tex_path)
