@@ -289,7 +289,7 @@ def _require_unique_nonempty(values: Sequence[Any], option: str) -> None:
         raise ConfigError(f"{option}: given more than once: {', '.join(duplicates)}")
 
 
-def _plain(value: Any) -> Any:
+def _as_json_types(value: Any) -> Any:
     """``value`` as plain JSON types (a JSON round trip), so identities compare the way run.json stores them."""
     from zeroshot.store.records import json_default
 
@@ -303,7 +303,7 @@ def model_identity(description: Mapping[str, Any]) -> dict[str, Any]:
     checkpoint lies, library versions, memory placement) are dropped, and so is the free-text ``weights`` of a
     model with a ``checkpoint_sha256``: the checkpoint's SHA-256 identifies the weights wherever they lie.
     """
-    identity = {k: v for k, v in _plain(dict(description)).items() if k not in VOLATILE_MODEL_KEYS}
+    identity = {k: v for k, v in _as_json_types(dict(description)).items() if k not in VOLATILE_MODEL_KEYS}
     if identity.get("checkpoint_sha256"):
         identity.pop("weights", None)
     if isinstance(identity.get("device"), str):
@@ -321,9 +321,9 @@ def strategy_identity(strategy: Any) -> dict[str, Any]:
 
     for method in ("settings", "to_dict", "as_dict"):
         if callable(getattr(strategy, method, None)):
-            return _plain(getattr(strategy, method)())
+            return _as_json_types(getattr(strategy, method)())
     if dataclasses.is_dataclass(strategy) and not isinstance(strategy, type):
-        return _plain(dataclasses.asdict(strategy))
+        return _as_json_types(dataclasses.asdict(strategy))
     raise ConfigError(f"cannot record the settings of strategy {strategy!r}: it has no settings() and is no dataclass")
 
 
