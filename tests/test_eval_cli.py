@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from test_runner import write_strategies, write_tiny_dataset
+from fixtures_runner import write_strategies, write_tiny_dataset
 
 from zeroshot.cli import main
 from zeroshot.metrics import metric_columns

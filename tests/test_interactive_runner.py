@@ -20,13 +20,22 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_runner import SHAPE, write_strategies, write_tiny_dataset
+from fixtures_runner import (
+    FAST_GRABCUT,
+    IDENTITY,
+    SHAPE,
+    Counting,
+    click_config_for,
+    comparable,
+    write_strategies,
+    write_tiny_dataset,
+)
 
 from zeroshot.cli import main
 from zeroshot.compare.summary import format_summary
 from zeroshot.errors import ConfigError, PromptError
 from zeroshot.interactive import ClickSettings, clicks_from_records
-from zeroshot.runner import TIMING_COLUMNS, EvalConfig, RowKey, RunDir, run_eval
+from zeroshot.runner import RowKey, RunDir, run_eval
 from zeroshot.runner.evaluate import load_strategies_for_run, plan_curves, select_cases
 from zeroshot.runner.executors import CaseJob, RunContext
 from zeroshot.runner.ray_executor import CaseWorker
@@ -36,8 +45,7 @@ from zeroshot.store.parts import STORE_COLUMNS
 from zeroshot.store.paths import legacy_key, legacy_row_path
 
 TESTS = Path(__file__).resolve().parent
-FAST_GRABCUT = {"working_size_px": 96, "iterations": 2}
-CURVE = ["case_id", "sequence", "model", "strategy", "seed"]
+CURVE = IDENTITY  # a click curve is one row identity's rounds
 
 
 @pytest.fixture(scope="module")
@@ -48,79 +56,6 @@ def dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def strategy(tmp_path_factory) -> Path:
     return write_strategies(tmp_path_factory.mktemp("strategies"))[0]
-
-
-class Counting:
-    """Builds fast GrabCut segmenters and counts their ``prepare`` and ``segment`` calls.
-
-    ``fail_at`` makes the n-th segment call (1-based, counted over the whole run) raise ``error``.
-    """
-
-    def __init__(self, fail_at: int | None = None, error: BaseException | None = None) -> None:
-        self.prepares = 0
-        self.segments = 0
-        self.fail_at = fail_at
-        self.error = error or RuntimeError("decoder exploded")
-
-    def build(self, name: str):
-        counter = self
-
-        class Segmenter:
-            def __init__(self, offload: bool = False) -> None:
-                self.name = name
-                self.inner = GrabCutSegmenter(**FAST_GRABCUT)
-                self.offload_video_to_cpu = self.offload_state_to_cpu = offload
-
-            def prepare(self, volume):
-                counter.prepares += 1
-                session = self.inner.prepare(volume)
-
-                class Session:
-                    volume = session.volume
-
-                    def segment(self, prompts):
-                        counter.segments += 1
-                        if counter.segments == counter.fail_at:
-                            raise counter.error
-                        return session.segment(prompts)
-
-                    def close(self):
-                        pass
-
-                return Session()
-
-            def describe(self):
-                return {**self.inner.describe(), "name": name}
-
-            def with_offload(self):
-                if self.offload_video_to_cpu:
-                    return None
-                variant = Segmenter(offload=True)
-                variant.inner = self.inner
-                return variant
-
-        return Segmenter()
-
-
-def config_for(dataset: Path, strategy: Path, out: Path, **overrides) -> EvalConfig:
-    options = {
-        "data": dataset,
-        "out": out,
-        "models": ("grabcut",),
-        "strategies": (str(strategy),),
-        "seeds": (0,),
-        "sequences": ("T2",),
-        "workers": 0,
-        "clicks": ClickSettings(rounds=3),
-    }
-    options.update(overrides)
-    return EvalConfig(**options)
-
-
-def comparable(results: pd.DataFrame) -> pd.DataFrame:
-    """A results table without timing columns, sorted by row identity (and round), for row-for-row comparison."""
-    order = [*CURVE, *(["round"] if "round" in results.columns else [])]
-    return results.drop(columns=list(TIMING_COLUMNS)).sort_values(order).reset_index(drop=True)
 
 
 def row_bytes(out: Path) -> dict[RowKey, tuple[str, str]]:
@@ -176,7 +111,9 @@ def test_row_keys_of_rounds_have_their_own_paths_and_sort_after_their_curve():
 def test_interactive_run_writes_every_round_with_its_clicks(dataset, strategy, tmp_path):
     counter = Counting()
     out = tmp_path / "run"
-    summary = run_eval(config_for(dataset, strategy, out, sequences=("T2", "OOP")), progress=False, build=counter.build)
+    summary = run_eval(
+        click_config_for(dataset, strategy, out, sequences=("T2", "OOP")), progress=False, build=counter.build
+    )
     results = summary.results
     assert summary.rows_selected == summary.rows_computed == len(results) == 2 * 4
     assert counter.prepares == 2, "one session (one image encoding) per case for the whole curve"
@@ -198,7 +135,7 @@ def test_interactive_run_writes_every_round_with_its_clicks(dataset, strategy, t
         assert clicks_from_records(clicks[-1])  # the recorded form reads back
     # Round 0 equals the row of the same run without clicks.
     plain = run_eval(
-        config_for(dataset, strategy, tmp_path / "plain", sequences=("T2", "OOP"), clicks=None),
+        click_config_for(dataset, strategy, tmp_path / "plain", sequences=("T2", "OOP"), clicks=None),
         progress=False,
         build=counter.build,
     ).results
@@ -226,7 +163,7 @@ def test_rounds_after_a_perfect_prediction_are_flat_and_skip_the_model(tmp_path)
     every = folder / "mask-all.yaml"
     every.write_text("prompt: {type: mask}\nkey_slices: {rule: every}\n")
     manifest = write_tiny_dataset(tmp_path / "data", subjects=1)
-    config = config_for(manifest, every, tmp_path / "run", models=("box-fill",), clicks=ClickSettings(rounds=2))
+    config = click_config_for(manifest, every, tmp_path / "run", models=("box-fill",), clicks=ClickSettings(rounds=2))
     results = run_eval(config, progress=False).results
     assert results["round"].tolist() == [0, 1, 2]
     assert results["n_clicks"].tolist() == [0, 0, 0] and (results["dice"] == 1.0).all()
@@ -235,28 +172,32 @@ def test_rounds_after_a_perfect_prediction_are_flat_and_skip_the_model(tmp_path)
 def test_more_rounds_extend_each_curve_without_touching_its_rows(dataset, strategy, tmp_path):
     counter = Counting()
     out = tmp_path / "run"
-    run_eval(config_for(dataset, strategy, out, clicks=ClickSettings(rounds=2)), progress=False, build=counter.build)
+    run_eval(
+        click_config_for(dataset, strategy, out, clicks=ClickSettings(rounds=2)), progress=False, build=counter.build
+    )
     before = row_bytes(out)
     segments = counter.segments
-    summary = run_eval(config_for(dataset, strategy, out), progress=False, build=counter.build)
+    summary = run_eval(click_config_for(dataset, strategy, out), progress=False, build=counter.build)
     assert summary.rows_computed == 1 and counter.segments - segments == 2  # replay round 2, then round 3
     assert {p: row_bytes(out)[p] for p in before} == before
-    whole = run_eval(config_for(dataset, strategy, tmp_path / "whole"), progress=False, build=counter.build).results
+    whole = run_eval(
+        click_config_for(dataset, strategy, tmp_path / "whole"), progress=False, build=counter.build
+    ).results
     pd.testing.assert_frame_equal(comparable(summary.results), comparable(whole))
     assert json.loads((out / "run.json").read_text())["identity"]["click_rounds"] == 3
     # Fewer rounds than written: nothing to do, the longer curves stay.
-    shorter = run_eval(config_for(dataset, strategy, out, clicks=ClickSettings(rounds=1)), progress=False)
+    shorter = run_eval(click_config_for(dataset, strategy, out, clicks=ClickSettings(rounds=1)), progress=False)
     assert shorter.rows_computed == 0 and len(shorter.results) == 4
 
 
 def test_a_missing_middle_row_is_made_again_and_later_rows_are_kept(dataset, strategy, tmp_path):
     out = tmp_path / "run"
-    first = run_eval(config_for(dataset, strategy, out), progress=False, build=Counting().build).results
+    first = run_eval(click_config_for(dataset, strategy, out), progress=False, build=Counting().build).results
     gap = next(key for key in RunDir(out).done_keys() if key.round == 2)
     rewrite_store(out, drop=gap)
     before = row_bytes(out)
     assert gap not in before and len(before) == 3
-    again = run_eval(config_for(dataset, strategy, out), progress=False, build=Counting().build)
+    again = run_eval(click_config_for(dataset, strategy, out), progress=False, build=Counting().build)
     assert again.rows_computed == 1
     after = row_bytes(out)
     assert {k: after[k] for k in before} == before
@@ -277,41 +218,46 @@ def test_a_missing_middle_row_is_made_again_and_later_rows_are_kept(dataset, str
 )
 def test_a_changed_click_rule_is_refused(dataset, strategy, tmp_path, changed, message):
     out = tmp_path / "run"
-    run_eval(config_for(dataset, strategy, out, clicks=ClickSettings(rounds=1)), progress=False, build=Counting().build)
+    run_eval(
+        click_config_for(dataset, strategy, out, clicks=ClickSettings(rounds=1)), progress=False, build=Counting().build
+    )
     with pytest.raises(ConfigError, match=message):
-        run_eval(config_for(dataset, strategy, out, **changed), progress=False)
+        run_eval(click_config_for(dataset, strategy, out, **changed), progress=False)
 
 
 def test_a_run_recorded_before_click_protocols_resumes_as_the_zeroshot_protocol(dataset, strategy, tmp_path):
     out = tmp_path / "run"
-    first = run_eval(config_for(dataset, strategy, out), progress=False, build=Counting().build).results
+    first = run_eval(click_config_for(dataset, strategy, out), progress=False, build=Counting().build).results
     manifest = json.loads((out / "run.json").read_text())
     del manifest["identity"]["fixed"]["clicks"]["protocol"]  # as written before protocols existed
     (out / "run.json").write_text(json.dumps(manifest))
     counter = Counting()
-    again = run_eval(config_for(dataset, strategy, out), progress=False, build=counter.build)
+    again = run_eval(click_config_for(dataset, strategy, out), progress=False, build=counter.build)
     assert again.rows_computed == 0 and counter.prepares == 0
     pd.testing.assert_frame_equal(comparable(again.results), comparable(first))
     with pytest.raises(ConfigError, match=r"clicks\.protocol: \"zeroshot\" -> \"microsam\""):
         run_eval(
-            config_for(dataset, strategy, out, clicks=ClickSettings(rounds=3, protocol="microsam")), progress=False
+            click_config_for(dataset, strategy, out, clicks=ClickSettings(rounds=3, protocol="microsam")),
+            progress=False,
         )
 
 
 def test_a_run_without_clicks_is_not_extended_with_clicks(dataset, strategy, tmp_path):
     out = tmp_path / "run"
-    run_eval(config_for(dataset, strategy, out, clicks=None), progress=False, build=Counting().build)
+    run_eval(click_config_for(dataset, strategy, out, clicks=None), progress=False, build=Counting().build)
     with pytest.raises(ConfigError, match=r"settings: clicks: \(absent\) -> \{"):
-        run_eval(config_for(dataset, strategy, out), progress=False)
+        run_eval(click_config_for(dataset, strategy, out), progress=False)
 
 
 def test_shards_of_an_interactive_run_merge_into_the_whole(dataset, strategy, tmp_path):
     from zeroshot.runner import Shard, merge_runs
 
     both = {"sequences": ("T2", "OOP")}
-    whole = run_eval(config_for(dataset, strategy, tmp_path / "whole", **both), progress=False, build=Counting().build)
+    whole = run_eval(
+        click_config_for(dataset, strategy, tmp_path / "whole", **both), progress=False, build=Counting().build
+    )
     for index in range(2):
-        shard = config_for(dataset, strategy, tmp_path / f"shard{index}", shard=Shard(index, 2), **both)
+        shard = click_config_for(dataset, strategy, tmp_path / f"shard{index}", shard=Shard(index, 2), **both)
         run_eval(shard, progress=False, build=Counting().build)
     merged = merge_runs([tmp_path / "shard0", tmp_path / "shard1"], tmp_path / "merged")
     pd.testing.assert_frame_equal(comparable(merged.results), comparable(whole.results))
@@ -324,7 +270,7 @@ def test_shards_of_an_interactive_run_merge_into_the_whole(dataset, strategy, tm
 def test_a_failed_round_ends_its_curve_and_retry_makes_it_again(dataset, strategy, tmp_path):
     out = tmp_path / "run"
     broken = Counting(fail_at=3)  # round 0 and 1 segment, round 2 fails
-    results = run_eval(config_for(dataset, strategy, out), progress=False, build=broken.build).results
+    results = run_eval(click_config_for(dataset, strategy, out), progress=False, build=broken.build).results
     assert results["round"].tolist() == [0, 1, 2]
     assert results["failed"].tolist() == [False, False, True]
     failed = results.iloc[2]
@@ -333,8 +279,10 @@ def test_a_failed_round_ends_its_curve_and_retry_makes_it_again(dataset, strateg
     assert pd.read_csv(out / "failures.csv")["round"].tolist() == [2]
     assert "round=2" in (out / "logs" / "errors.log").read_text()
     before = row_bytes(out)
-    assert run_eval(config_for(dataset, strategy, out), progress=False).rows_computed == 0  # failed = finished
-    retried = run_eval(config_for(dataset, strategy, out, retry_failed=True), progress=False, build=Counting().build)
+    assert run_eval(click_config_for(dataset, strategy, out), progress=False).rows_computed == 0  # failed = finished
+    retried = run_eval(
+        click_config_for(dataset, strategy, out, retry_failed=True), progress=False, build=Counting().build
+    )
     assert retried.rows_computed == 2 and not retried.results["failed"].any()
     after = row_bytes(out)
     assert all(after[k] == b for k, b in before.items() if k.round != 2)
@@ -344,16 +292,18 @@ def test_a_failed_round_ends_its_curve_and_retry_makes_it_again(dataset, strateg
 def test_unreadable_case_fails_round_zero_only(strategy, tmp_path):
     manifest = write_tiny_dataset(tmp_path / "data", subjects=1)
     (tmp_path / "data" / "T2_phantom_000_0000.nii.gz").write_bytes(b"not a nifti file")
-    results = run_eval(config_for(manifest, strategy, tmp_path / "run"), progress=False, build=Counting().build).results
+    results = run_eval(
+        click_config_for(manifest, strategy, tmp_path / "run"), progress=False, build=Counting().build
+    ).results
     assert results[["round", "n_clicks", "clicks", "failed"]].values.tolist() == [[0, 0, "[]", True]]
 
 
 def test_out_of_memory_mid_curve_resumes_on_the_offloading_variant(dataset, strategy, tmp_path):
     oom = Counting(fail_at=3, error=torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
-    results = run_eval(config_for(dataset, strategy, tmp_path / "run"), progress=False, build=oom.build).results
+    results = run_eval(click_config_for(dataset, strategy, tmp_path / "run"), progress=False, build=oom.build).results
     assert not results["failed"].any() and results["offloaded"].tolist() == [False, False, True, True]
     assert oom.prepares == 2
-    whole = run_eval(config_for(dataset, strategy, tmp_path / "whole"), progress=False, build=Counting().build)
+    whole = run_eval(click_config_for(dataset, strategy, tmp_path / "whole"), progress=False, build=Counting().build)
     pd.testing.assert_frame_equal(
         comparable(results).drop(columns="offloaded"), comparable(whole.results).drop(columns="offloaded")
     )
@@ -361,9 +311,11 @@ def test_out_of_memory_mid_curve_resumes_on_the_offloading_variant(dataset, stra
 
 def test_a_resumed_row_without_clicks_is_named(dataset, strategy, tmp_path):
     out = tmp_path / "run"
-    run_eval(config_for(dataset, strategy, out, clicks=ClickSettings(rounds=1)), progress=False, build=Counting().build)
+    run_eval(
+        click_config_for(dataset, strategy, out, clicks=ClickSettings(rounds=1)), progress=False, build=Counting().build
+    )
     rewrite_store(out, edit=lambda row: row.pop("clicks"))
-    cases = select_cases(config_for(dataset, strategy, out))
+    cases = select_cases(click_config_for(dataset, strategy, out))
     message = r"row T2/\S+ model=grabcut strategy=box-mid seed=0 round=1: no readable 'clicks'"
     with pytest.raises(ConfigError, match=message):
         plan_curves(cases, "grabcut", ["box-mid"], [0], RunDir(out), rounds=3)
@@ -372,9 +324,9 @@ def test_a_resumed_row_without_clicks_is_named(dataset, strategy, tmp_path):
 # ---------------------------------------------------------------------------------------------- executors, kill
 def test_the_ray_case_worker_makes_the_same_curve(dataset, strategy, tmp_path):
     out = tmp_path / "run"
-    local = run_eval(config_for(dataset, strategy, out), progress=False, build=Counting().build).results
+    local = run_eval(click_config_for(dataset, strategy, out), progress=False, build=Counting().build).results
     other = RunDir(tmp_path / "worker")
-    config = config_for(dataset, strategy, other.root)
+    config = click_config_for(dataset, strategy, other.root)
     context = RunContext(
         rundir=other,
         strategies=load_strategies_for_run(config.strategies),
@@ -396,14 +348,14 @@ def test_the_ray_case_worker_makes_the_same_curve(dataset, strategy, tmp_path):
 KILL_SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
-from test_interactive_runner import Counting, config_for
+from fixtures_runner import Counting, click_config_for
 from zeroshot.interactive import ClickSettings
 from zeroshot.runner import run_eval
 
 if __name__ == "__main__":
     workers = int(sys.argv[4])  # not part of a run's identity
     clicks = ClickSettings(rounds=4, protocol=sys.argv[5])
-    config = config_for(*sys.argv[1:4], sequences=("T2", "OOP"), workers=workers, clicks=clicks)
+    config = click_config_for(*sys.argv[1:4], sequences=("T2", "OOP"), workers=workers, clicks=clicks)
     run_eval(config, progress=False, build=Counting().build)
 """
 
@@ -443,7 +395,7 @@ def test_kill_9_mid_curve_then_resume_gives_the_uninterrupted_curves(dataset, st
     assert {p: after[p] for p in before} == before, "rows written before the kill are never rewritten"
     reference = tmp_path / "reference"
     clicks = ClickSettings(rounds=4, protocol=protocol)
-    config = config_for(dataset, strategy, reference, sequences=("T2", "OOP"), clicks=clicks)
+    config = click_config_for(dataset, strategy, reference, sequences=("T2", "OOP"), clicks=clicks)
     expected = run_eval(config, progress=False, build=Counting().build).results
     assert set(expected["click_protocol"]) == {protocol} and expected["n_clicks"].max() > 0
     got = pd.read_parquet(killed / "results.parquet")
@@ -460,7 +412,7 @@ def test_kill_9_mid_curve_then_resume_gives_the_uninterrupted_curves(dataset, st
 def test_sam2_encodes_each_volume_once_for_the_whole_curve(dataset, strategy, tmp_path):
     """Random-weight SAM2.1-tiny at 128 px: every round reuses the session's image features."""
     pytest.importorskip("sam2")
-    config = config_for(
+    config = click_config_for(
         dataset,
         strategy,
         tmp_path / "run",

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from test_runner import SHAPE, write_tiny_dataset
+from fixtures_runner import SHAPE, write_tiny_dataset
 
 from zeroshot.checkpoints import download, sha256_of
 from zeroshot.cli import main

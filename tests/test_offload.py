@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_runner import write_strategies, write_tiny_dataset
+from fixtures_runner import write_strategies, write_tiny_dataset
 
 from zeroshot.prompts import SlicePrompt, VolumePrompts
 from zeroshot.runner import EvalConfig, run_eval

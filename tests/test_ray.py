@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from test_runner import comparable, config_for, write_strategies, write_tiny_dataset
+from fixtures_runner import comparable, config_for, write_strategies, write_tiny_dataset
 
 from zeroshot.runner import run_eval
 from zeroshot.runner.ray_executor import RayExecutor

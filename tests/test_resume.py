@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_runner import SHAPE, comparable, write_strategies, write_tiny_dataset
+from fixtures_runner import SHAPE, comparable, write_strategies, write_tiny_dataset
 
 from zeroshot.runner import RunDir
 

@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_interactive_runner import Counting
-from test_runner import SHAPE, comparable, write_strategies, write_tiny_dataset
+from fixtures_runner import SHAPE, Counting, comparable, write_strategies, write_tiny_dataset
 
 from zeroshot.cli import main
 from zeroshot.errors import ConfigError

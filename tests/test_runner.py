@@ -15,56 +15,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from fixtures_runner import SHAPE, comparable, config_for, write_strategies, write_tiny_dataset
 
 from zeroshot.compare.summary import summary_table
 from zeroshot.errors import ConfigError
-from zeroshot.phantom import make_phantom_case
-from zeroshot.runner import EvalConfig, RowKey, RunDir, Shard, merge_runs, run_eval
+from zeroshot.runner import RowKey, RunDir, Shard, merge_runs, run_eval
 from zeroshot.runner.config import model_identity
 from zeroshot.runner.identity import RunIdentity
 from zeroshot.runner.rundir import path_component, read_json, write_atomic
 from zeroshot.runner.scoring import slice_table
-from zeroshot.runner.work import TIMING_COLUMNS, offload_variant
+from zeroshot.runner.work import offload_variant
 from zeroshot.segmenters.base import Segmentation
 from zeroshot.segmenters.boxfill import BoxFillSegmenter
 from zeroshot.store.paths import legacy_key, legacy_row_path
-
-SHAPE = (10, 32, 40)
-IDENTITY = ["case_id", "sequence", "model", "strategy", "seed"]
-
-
-# ------------------------------------------------------------------------------------------------- shared helpers
-def write_tiny_dataset(root: Path, subjects: int = 2, shape: tuple[int, int, int] = SHAPE) -> Path:
-    """A manifest dataset of phantom subjects (T1, T2, OOP each) on a small grid; returns the manifest."""
-    root.mkdir(parents=True, exist_ok=True)
-    lines = ["case_id,image,label,sequence,center,split"]
-    affine = np.diag([1.5, 1.5, 3.0, 1.0])  # voxel (i, j, k) = (x, y, z); canonical LPS after reorientation
-    for index in range(subjects):
-        case = make_phantom_case(0, index=index, shape=shape)
-        for sequence, volume in case.volumes.items():
-            image = root / f"{sequence}_{case.case_id}_0000.nii.gz"
-            label = root / f"{sequence}_{case.case_id}.nii.gz"
-            nib.save(nib.Nifti1Image(np.transpose(volume.array, (2, 1, 0)).astype(np.float32), affine), image)
-            nib.save(nib.Nifti1Image(np.transpose(case.label, (2, 1, 0)).astype(np.uint8), affine), label)
-            lines.append(f"{case.case_id},{image.name},{label.name},{sequence},center-{index},test")
-    manifest = root / "manifest.csv"
-    manifest.write_text("\n".join(lines) + "\n")
-    return manifest
-
-
-def write_strategies(folder: Path) -> tuple[Path, Path]:
-    """Two strategies: a tight box on the middle slice, and one jittered by up to 10 % (seed-dependent)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tight = folder / "box-mid.yaml"
-    tight.write_text("prompt: {type: box}\n")
-    jitter = folder / "box-jitter.yaml"
-    jitter.write_text("prompt:\n  type: box\n  box: {jitter_percent: 10}\n")
-    return tight, jitter
-
-
-def comparable(results: pd.DataFrame) -> pd.DataFrame:
-    """A results table without the timing columns, sorted by row identity, for row-for-row comparison."""
-    return results.drop(columns=list(TIMING_COLUMNS)).sort_values(IDENTITY).reset_index(drop=True)
 
 
 @dataclass
@@ -102,19 +65,6 @@ def dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def strategies(tmp_path_factory) -> tuple[Path, Path]:
     return write_strategies(tmp_path_factory.mktemp("strategies"))
-
-
-def config_for(dataset: Path, strategies, out: Path, **overrides) -> EvalConfig:
-    options = {
-        "data": dataset,
-        "out": out,
-        "models": ("box-fill",),
-        "strategies": tuple(str(s) for s in strategies),
-        "seeds": (0, 1),
-        "workers": 0,
-    }
-    options.update(overrides)
-    return EvalConfig(**options)
 
 
 # ------------------------------------------------------------------------------------------------------ rundir
