@@ -317,24 +317,7 @@ def _run_locked(
         invocation["models"][name] = dict(description)
         rundir.write_manifest(manifest)
 
-    if config.clicks is None:
-        done = rundir.done_keys()
-        if config.retry_failed:
-            done = done.without(_failed_keys(rundir))
-        plans = {m: plan_jobs(cases, m, list(strategies), config.seeds, done) for m in config.models}
-    else:
-        plans = {
-            m: plan_curves(
-                cases,
-                m,
-                list(strategies),
-                config.seeds,
-                rundir,
-                rounds=config.clicks.rounds,
-                retry_failed=config.retry_failed,
-            )
-            for m in config.models
-        }
+    plans = _plans(config, cases, list(strategies), rundir)
     context = RunContext(
         rundir=rundir,
         strategies=strategies,
@@ -362,27 +345,45 @@ def _run_locked(
         rundir.write_manifest(manifest)
     rundir.store.compact_all()  # the segments of Ray actors
     tables = write_tables(rundir)
-    selected = {(c.sequence, c.case_id) for c in cases}
-    results = tables.results
-    failed = 0
-    if not results.empty:
-        in_selection = pd.Series(
-            [(s, c) in selected for s, c in zip(results["sequence"], results["case_id"], strict=True)],
-            index=results.index,
-        )
-        mine = results[
-            in_selection
-            & results["model"].isin(config.models)
-            & results["strategy"].isin(list(strategies))
-            & results["seed"].isin(config.seeds)
-            & (results["round"] <= config.clicks.rounds if config.clicks is not None else True)
-        ]
-        failed = int(mine["failed"].sum())
-        _warn_low_box_coverage(mine)
+    selected = _selected_rows(tables.results, config, cases, list(strategies))
+    _warn_low_box_coverage(selected)
     rows_selected = len(cases) * len(config.models) * len(strategies) * len(config.seeds)
     if config.clicks is not None:
         rows_selected *= config.clicks.rounds + 1
-    return RunSummary(Path(config.out), rows_selected, bar.rows, failed, tables)
+    return RunSummary(Path(config.out), rows_selected, bar.rows, int(selected["failed"].sum()), tables)
+
+
+def _plans(config: EvalConfig, cases: list[Case], strategies: list[str], rundir: RunDir) -> dict[str, list]:
+    """Each model's jobs: the rows (or click curves) of the selection the run does not hold yet."""
+    if config.clicks is None:
+        done = rundir.done_keys()
+        if config.retry_failed:
+            done = done.without(_failed_keys(rundir))
+        return {m: plan_jobs(cases, m, strategies, config.seeds, done) for m in config.models}
+    return {
+        m: plan_curves(
+            cases, m, strategies, config.seeds, rundir, rounds=config.clicks.rounds, retry_failed=config.retry_failed
+        )
+        for m in config.models
+    }
+
+
+def _selected_rows(results: pd.DataFrame, config: EvalConfig, cases: list[Case], strategies: list[str]) -> pd.DataFrame:
+    """The rows of the run that this invocation's selection asked for (a run may hold more)."""
+    if results.empty:
+        return results.assign(failed=pd.Series(dtype=bool)) if "failed" not in results else results
+    selected = {(c.sequence, c.case_id) for c in cases}
+    in_selection = pd.Series(
+        [(s, c) in selected for s, c in zip(results["sequence"], results["case_id"], strict=True)],
+        index=results.index,
+    )
+    return results[
+        in_selection
+        & results["model"].isin(config.models)
+        & results["strategy"].isin(strategies)
+        & results["seed"].isin(config.seeds)
+        & (results["round"] <= config.clicks.rounds if config.clicks is not None else True)
+    ]
 
 
 def _open_manifest(config: EvalConfig, current: RunIdentity, recorded: dict[str, Any] | None) -> dict[str, Any]:
