@@ -161,3 +161,22 @@ def test_holm_leaves_nan_out_of_the_family():
 def test_holm_refuses_non_probabilities():
     with pytest.raises(ValueError, match=r"p_values: expected probabilities in \[0, 1\]"):
         stats.holm_adjust([0.5, 1.5])
+
+
+@pytest.mark.parametrize("method", ["percentile", "bca"])
+def test_intervals_drawn_together_equal_those_drawn_one_by_one(method):
+    rng = np.random.default_rng(5)
+    samples = [rng.random(n) for n in (30, 30, 17, 1)] + [np.full(9, 0.4), np.array([])]
+    samples += [rng.random(12) for _ in range(300)]  # more columns than one matrix product takes
+    together = stats.bootstrap_mean_cis(samples, n_resamples=700, method=method, seed=4)
+    for sample, interval in zip(samples, together, strict=True):
+        alone = stats.bootstrap_ci(sample, n_resamples=700, method=method, seed=4)
+        assert (interval.n, interval.method, interval.seed) == (alone.n, alone.method, alone.seed)
+        np.testing.assert_allclose(
+            [interval.estimate, interval.low, interval.high], [alone.estimate, alone.low, alone.high], rtol=1e-12
+        )
+    pairs = [(rng.random(20), rng.random(20)) for _ in range(3)]
+    for result, (a, b) in zip(stats.paired_differences(pairs, n_resamples=500), pairs, strict=True):
+        assert result == stats.paired_difference(a, b, n_resamples=500) or np.isclose(
+            result.mean_difference.low, stats.paired_difference(a, b, n_resamples=500).mean_difference.low, rtol=1e-12
+        )

@@ -234,44 +234,47 @@ def summary_table(
     options = options or BootstrapOptions()
     metrics = list(metrics) if metrics is not None else metric_columns(rows)
     group_columns = _group_columns(rows, by)
-    records = []
     row_groups = dict(iter(rows.groupby(group_columns, sort=True, dropna=False)))
+    groups, samples = [], []
     for metric in metrics:
         per_case = case_values(rows, metric, by=by)
         for key, cases in per_case.groupby(group_columns, sort=True, dropna=False):
-            key = key if isinstance(key, tuple) else (key,)
-            group_rows = row_groups[key]
-            summary = stats.summarize(
-                cases["value"].to_numpy(),
-                confidence=options.confidence,
-                n_resamples=options.n_resamples,
-                method=options.method,
-                seed=options.seed,
-            )
-            records.append(
-                {
-                    **dict(zip(group_columns, key, strict=True)),
-                    "metric": metric,
-                    "n_cases": summary.n,
-                    "n_excluded": summary.n_missing,
-                    "n_rows": len(group_rows),
-                    "n_failed": _outcome_count(group_rows, "failed"),
-                    "n_missed": _outcome_count(group_rows, "missed"),
-                    "n_false_positive": _outcome_count(group_rows, "false_positive"),
-                    "n_both_empty": _outcome_count(group_rows, "both_empty"),
-                    "mean": summary.mean,
-                    "sd": summary.sd,
-                    "median": summary.median,
-                    "q1": summary.q1,
-                    "q3": summary.q3,
-                    "ci_low": summary.ci.low,
-                    "ci_high": summary.ci.high,
-                    "ci_method": options.method,
-                    "confidence": options.confidence,
-                    "n_resamples": options.n_resamples,
-                    "bootstrap_seed": options.seed,
-                }
-            )
+            groups.append((metric, key if isinstance(key, tuple) else (key,)))
+            samples.append(cases["value"].to_numpy())
+    summaries = stats.summarize_many(
+        samples,
+        confidence=options.confidence,
+        n_resamples=options.n_resamples,
+        method=options.method,
+        seed=options.seed,
+    )
+    records = []
+    for (metric, key), summary in zip(groups, summaries, strict=True):
+        group_rows = row_groups[key]
+        records.append(
+            {
+                **dict(zip(group_columns, key, strict=True)),
+                "metric": metric,
+                "n_cases": summary.n,
+                "n_excluded": summary.n_missing,
+                "n_rows": len(group_rows),
+                "n_failed": _outcome_count(group_rows, "failed"),
+                "n_missed": _outcome_count(group_rows, "missed"),
+                "n_false_positive": _outcome_count(group_rows, "false_positive"),
+                "n_both_empty": _outcome_count(group_rows, "both_empty"),
+                "mean": summary.mean,
+                "sd": summary.sd,
+                "median": summary.median,
+                "q1": summary.q1,
+                "q3": summary.q3,
+                "ci_low": summary.ci.low,
+                "ci_high": summary.ci.high,
+                "ci_method": options.method,
+                "confidence": options.confidence,
+                "n_resamples": options.n_resamples,
+                "bootstrap_seed": options.seed,
+            }
+        )
     return _sorted(
         pd.DataFrame.from_records(records), ["center", "train_sequence", "model", "strategy", "round"], metrics
     )
@@ -351,57 +354,55 @@ def paired_table(
     options = options or BootstrapOptions()
     metrics = list(metrics) if metrics is not None else metric_columns(rows)
     group_columns = _group_columns(rows, ("sequence",))
-    records = []
+    comparisons, pairs = [], []
     for metric in metrics:
         per_case = case_values(rows, metric).dropna(subset=["value"])
-        by_sequence = per_case.groupby("sequence", sort=True)
-        family = []
-        for sequence, cases in by_sequence:
+        for sequence, cases in per_case.groupby("sequence", sort=True):
             series = {
                 _Method(*key[1:]): frame.set_index("case_id")["value"]
                 for key, frame in cases.groupby(group_columns, sort=True, dropna=False)
             }
             for a, b, comparison in _pairs(list(series)):
                 common = series[a].index.intersection(series[b].index)
-                if common.empty:
-                    continue
-                result = stats.paired_difference(
-                    series[a].loc[common].to_numpy(),
-                    series[b].loc[common].to_numpy(),
-                    confidence=options.confidence,
-                    n_resamples=options.n_resamples,
-                    method=options.method,
-                    seed=options.seed,
-                )
-                ci = result.mean_difference
-                favours = ""
-                if ci.low > 0 or ci.high < 0:
-                    a_larger = ci.low > 0
-                    favours = a.label if a_larger == higher_is_better(metric) else b.label
-                family.append(
-                    {
-                        "sequence": sequence,
-                        "metric": metric,
-                        "comparison": comparison,
-                        "method_a": a.label,
-                        "method_b": b.label,
-                        "n_common": result.n,
-                        "mean_a": result.mean_a,
-                        "mean_b": result.mean_b,
-                        "mean_diff": ci.estimate,
-                        "ci_low": ci.low,
-                        "ci_high": ci.high,
-                        "median_diff": result.median_difference,
-                        "wilcoxon_stat": result.wilcoxon.statistic,
-                        "n_nonzero": result.wilcoxon.n_nonzero,
-                        "p_value": result.wilcoxon.p_value,
-                        "favours": favours,
-                        "ci_method": options.method,
-                        "confidence": options.confidence,
-                        "n_resamples": options.n_resamples,
-                        "bootstrap_seed": options.seed,
-                    }
-                )
+                if not common.empty:
+                    comparisons.append((metric, sequence, a, b, comparison))
+                    pairs.append((series[a].loc[common].to_numpy(), series[b].loc[common].to_numpy()))
+    results = stats.paired_differences(
+        pairs, confidence=options.confidence, n_resamples=options.n_resamples, method=options.method, seed=options.seed
+    )
+    families: dict[str, list[dict]] = {metric: [] for metric in metrics}
+    for (metric, sequence, a, b, comparison), result in zip(comparisons, results, strict=True):
+        ci = result.mean_difference
+        favours = ""
+        if ci.low > 0 or ci.high < 0:
+            a_larger = ci.low > 0
+            favours = a.label if a_larger == higher_is_better(metric) else b.label
+        families[metric].append(
+            {
+                "sequence": sequence,
+                "metric": metric,
+                "comparison": comparison,
+                "method_a": a.label,
+                "method_b": b.label,
+                "n_common": result.n,
+                "mean_a": result.mean_a,
+                "mean_b": result.mean_b,
+                "mean_diff": ci.estimate,
+                "ci_low": ci.low,
+                "ci_high": ci.high,
+                "median_diff": result.median_difference,
+                "wilcoxon_stat": result.wilcoxon.statistic,
+                "n_nonzero": result.wilcoxon.n_nonzero,
+                "p_value": result.wilcoxon.p_value,
+                "favours": favours,
+                "ci_method": options.method,
+                "confidence": options.confidence,
+                "n_resamples": options.n_resamples,
+                "bootstrap_seed": options.seed,
+            }
+        )
+    records = []
+    for family in families.values():  # Holm over all comparisons of one metric
         adjusted = stats.holm_adjust([r["p_value"] for r in family])
         for record, p_holm in zip(family, adjusted, strict=True):
             record["p_holm"] = p_holm
