@@ -200,8 +200,16 @@ def case_values(rows: pd.DataFrame, metric: str, *, by: Sequence[str] = ("sequen
     return values.reset_index()
 
 
-def _outcome_count(group: pd.DataFrame, outcome: str) -> int:
-    return int((group["outcome"] == outcome).sum())
+def _outcome_counts(rows: pd.DataFrame, group_columns: list[str]) -> dict[tuple, dict[str, int]]:
+    """Per group: its number of rows and of rows by outcome (they do not depend on the metric)."""
+    counts = {}
+    for key, group in rows.groupby(group_columns, sort=True, dropna=False):
+        outcomes = group["outcome"].value_counts()
+        counts[key if isinstance(key, tuple) else (key,)] = {
+            "n_rows": len(group),
+            **{f"n_{o}": int(outcomes.get(o, 0)) for o in ("failed", "missed", "false_positive", "both_empty")},
+        }
+    return counts
 
 
 def summary_table(
@@ -234,7 +242,7 @@ def summary_table(
     options = options or BootstrapOptions()
     metrics = list(metrics) if metrics is not None else metric_columns(rows)
     group_columns = _group_columns(rows, by)
-    row_groups = dict(iter(rows.groupby(group_columns, sort=True, dropna=False)))
+    outcome_counts = _outcome_counts(rows, group_columns)
     groups, samples = [], []
     for metric in metrics:
         per_case = case_values(rows, metric, by=by)
@@ -250,18 +258,13 @@ def summary_table(
     )
     records = []
     for (metric, key), summary in zip(groups, summaries, strict=True):
-        group_rows = row_groups[key]
         records.append(
             {
                 **dict(zip(group_columns, key, strict=True)),
                 "metric": metric,
                 "n_cases": summary.n,
                 "n_excluded": summary.n_missing,
-                "n_rows": len(group_rows),
-                "n_failed": _outcome_count(group_rows, "failed"),
-                "n_missed": _outcome_count(group_rows, "missed"),
-                "n_false_positive": _outcome_count(group_rows, "false_positive"),
-                "n_both_empty": _outcome_count(group_rows, "both_empty"),
+                **outcome_counts[key],
                 "mean": summary.mean,
                 "sd": summary.sd,
                 "median": summary.median,
