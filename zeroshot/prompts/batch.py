@@ -6,20 +6,18 @@ as a :class:`PromptFailure` with its reason and the others go on.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from zeroshot.datasets import Case
 from zeroshot.errors import ZeroshotError
-from zeroshot.prompts.generate import LOW_BOX_COVERAGE, make_prompts
+from zeroshot.prompts.generate import LOW_BOX_COVERAGE, case_prompts
 from zeroshot.prompts.serialise import write_prompts_file
 from zeroshot.prompts.settings import Strategy
-from zeroshot.prompts.sources import check_source_label, read_gt_mask, read_source_mask
+from zeroshot.prompts.sources import CaseMasks, check_source_label
 from zeroshot.prompts.types import VolumePrompts
 from zeroshot.volume import read_volume
 
@@ -68,8 +66,8 @@ def prompts_for_case(
 ) -> tuple[list[VolumePrompts], list[PromptFailure]]:
     """Read one case's image and source masks once and make its prompts for every strategy and seed.
 
-    ``label`` is the structure's value in the label (and coarse) files. The case's sequence is added to each
-    prompt set's ``details`` (``sequence``), since case ids repeat across sequences. Errors the user can act on
+    ``label`` is the structure's value in the label (and coarse) files. Each prompt set is made by
+    :func:`~zeroshot.prompts.generate.case_prompts`, as ``zeroshot eval`` makes it. Errors the user can act on
     (:class:`~zeroshot.errors.ZeroshotError`) become failures.
     """
     made: list[VolumePrompts] = []
@@ -85,41 +83,13 @@ def prompts_for_case(
             for seed in seeds:
                 fail(strategy, seed, exc)
         return made, failures
-    masks: dict[tuple[str, int], np.ndarray | ZeroshotError] = {}
-
-    def cached(key: tuple[str, int], read: Callable[[], np.ndarray]) -> np.ndarray:
-        if key not in masks:
-            try:
-                masks[key] = read()
-            except ZeroshotError as exc:
-                masks[key] = exc
-        found = masks[key]
-        if isinstance(found, ZeroshotError):
-            raise found
-        return found
-
-    def gt_mask() -> np.ndarray:
-        return cached(("gt", label), lambda: read_gt_mask(case, volume, label=label))
-
-    def source_mask(strategy: Strategy) -> np.ndarray:
-        if strategy.source.kind != "coarse":
-            return gt_mask()
-        return cached(
-            ("coarse", label), lambda: read_source_mask(strategy, case, volume, label=label, coarse_dir=coarse_dir)
-        )
-
+    masks = CaseMasks(case, volume, label=label, coarse_dir=coarse_dir)
     for strategy in strategies:
         for seed in seeds:
             try:
-                source = source_mask(strategy)
-                gt = gt_mask() if strategy.source.on_empty == "gt" else None
-                prompts = make_prompts(
-                    strategy, case_id=case.case_id, volume=volume, source_mask=source, seed=seed, gt_mask=gt
-                )
+                made.append(case_prompts(strategy, masks, seed))
             except ZeroshotError as exc:
                 fail(strategy, seed, exc)
-                continue
-            made.append(dataclasses.replace(prompts, details={**prompts.details, "sequence": case.sequence}))
     return made, failures
 
 

@@ -8,6 +8,7 @@ in their other slices draw the same numbers on a shared slice (common random num
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from typing import Any
 
@@ -19,11 +20,11 @@ from zeroshot.prompts.keyslices import choose_key_slices
 from zeroshot.prompts.points import place_points
 from zeroshot.prompts.regions import bounding_slices, count_components, largest_component, tight_box
 from zeroshot.prompts.settings import Strategy
-from zeroshot.prompts.sources import degrade_mask, mask_volume_ml
+from zeroshot.prompts.sources import CaseMasks, degrade_mask, mask_volume_ml
 from zeroshot.prompts.types import SlicePrompt, VolumePrompts
 from zeroshot.volume import Volume
 
-__all__ = ["LOW_BOX_COVERAGE", "ORACLE_FLAGS", "make_prompts", "prompt_rng"]
+__all__ = ["LOW_BOX_COVERAGE", "ORACLE_FLAGS", "case_prompts", "make_prompts", "prompt_rng"]
 
 #: A box covering less than this fraction of its slice's structure no longer describes it (a jitter or shift too
 #: large for the structure): ``zeroshot eval`` and ``zeroshot prompts`` warn with the number of such prompts.
@@ -129,6 +130,21 @@ def make_prompts(
     oracle = {"gt_prompt": used_gt, "gt_z_range": used_gt and reveals_range}
     kind = "gt" if used_gt and strategy.source.kind == "coarse" else strategy.source.kind
     return VolumePrompts(**base, source=kind, slices=tuple(slices), oracle=oracle, details=details)
+
+
+def case_prompts(strategy: Strategy, masks: CaseMasks, seed: int) -> VolumePrompts:
+    """The prompts of one case under ``strategy`` and ``seed``, from its masks: the one way they are made.
+
+    ``zeroshot eval`` and ``zeroshot prompts`` both call it. The ground truth is passed only to a strategy that
+    falls back to it (``source.on_empty: gt``), and the case's sequence is added to ``details`` (``sequence``),
+    since case ids repeat across sequences.
+    """
+    source = masks.source(strategy)
+    fallback = masks.gt() if strategy.source.on_empty == "gt" else None
+    prompts = make_prompts(
+        strategy, case_id=masks.case.case_id, volume=masks.volume, source_mask=source, seed=seed, gt_mask=fallback
+    )
+    return dataclasses.replace(prompts, details={**prompts.details, "sequence": masks.case.sequence})
 
 
 def _usable_source(

@@ -14,7 +14,7 @@ import numpy as np
 
 from zeroshot.datasets import Case
 from zeroshot.distance_ties import nearest_voxels
-from zeroshot.errors import ConfigError, PromptError
+from zeroshot.errors import ConfigError, PromptError, ZeroshotError
 from zeroshot.prompts.regions import (
     bounding_slices,
     distance_from_region_mm,
@@ -25,6 +25,7 @@ from zeroshot.prompts.settings import Strategy
 from zeroshot.volume import Volume, read_label, read_label_values
 
 __all__ = [
+    "CaseMasks",
     "check_source_label",
     "degrade_mask",
     "find_coarse_file",
@@ -247,3 +248,59 @@ def _shift(mask: np.ndarray, shift_voxels: list[int]) -> np.ndarray:
         target.append(slice(max(offset, 0), size - max(-offset, 0)))
     out[tuple(target)] = mask[tuple(source)]
     return out
+
+
+class CaseMasks:
+    """The masks one case's prompts come from, each read once: its ground truth and its coarse mask.
+
+    Every strategy and seed of the case shares them; a mask that cannot be read raises its error again for every
+    prompt set that needs it, and a prompt set that needs neither never reads them.
+
+    Parameters
+    ----------
+    case : Case
+    volume : Volume
+        The case's image (the masks must lie on its grid).
+    label : int
+        The run's structure: its value in the label and coarse files.
+    coarse_dir : path, optional
+        The folder of coarse masks (strategies whose source is ``coarse``).
+    gt : (Z, Y, X) bool array, optional
+        The ground truth when the caller has read it already.
+    """
+
+    def __init__(
+        self,
+        case: Case,
+        volume: Volume,
+        *,
+        label: int,
+        coarse_dir: str | Path | None = None,
+        gt: np.ndarray | None = None,
+    ) -> None:
+        self.case, self.volume, self.label, self.coarse_dir = case, volume, label, coarse_dir
+        self._read: dict[str, np.ndarray | Exception] = {} if gt is None else {"gt": gt}
+
+    def gt(self) -> np.ndarray:
+        """The ground truth (:func:`read_gt_mask`)."""
+        return self._once("gt", lambda: read_gt_mask(self.case, self.volume, label=self.label))
+
+    def source(self, strategy: Strategy) -> np.ndarray:
+        """The mask ``strategy`` prompts from: the coarse mask for a ``coarse`` source, else the ground truth."""
+        if strategy.source.kind != "coarse":
+            return self.gt()
+        return self._once(
+            "coarse",
+            lambda: read_source_mask(strategy, self.case, self.volume, label=self.label, coarse_dir=self.coarse_dir),
+        )
+
+    def _once(self, name: str, read: Any) -> np.ndarray:
+        if name not in self._read:
+            try:
+                self._read[name] = read()
+            except ZeroshotError as exc:
+                self._read[name] = exc
+        found = self._read[name]
+        if isinstance(found, Exception):
+            raise found
+        return found

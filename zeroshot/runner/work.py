@@ -30,6 +30,7 @@ import numpy as np
 from zeroshot.datasets import Case
 from zeroshot.errors import SegmenterError
 from zeroshot.interactive import Click, ClickSettings, replay, simulate
+from zeroshot.prompts.sources import CaseMasks
 from zeroshot.prompts.types import VolumePrompts
 from zeroshot.runner.rundir import RowKey, RunDir
 from zeroshot.runner.scoring import Scores
@@ -147,40 +148,25 @@ def read_case(
         d_max_mm = header_d_max_mm(case.image, case.label)
         return CaseInputs(case, None, None, error=exc, seconds_read=time.perf_counter() - start, d_max_mm=d_max_mm)
     prompts: dict[tuple[str, int], VolumePrompts | BaseException] = {}
+    masks = CaseMasks(case, volume, label=label, coarse_dir=coarse_dir, gt=gt)
     for strategy_name, seed in tasks:
         try:
-            prompts[(strategy_name, seed)] = _prompts_for(
-                case, volume, gt, strategies[strategy_name], strategy_name, seed, rundir, coarse_dir, label
-            )
+            prompts[(strategy_name, seed)] = _prompts_for(strategies[strategy_name], masks, strategy_name, seed, rundir)
         except Exception as exc:
             prompts[(strategy_name, seed)] = exc
     return CaseInputs(case, volume, gt, prompts, seconds_read=time.perf_counter() - start, d_max_mm=volume.diagonal_mm)
 
 
-def _prompts_for(
-    case: Case,
-    volume: Volume,
-    gt: np.ndarray,
-    strategy: Any,
-    name: str,
-    seed: int,
-    rundir: RunDir,
-    coarse_dir: Path | None,
-    label: int,
-) -> VolumePrompts:
-    from zeroshot.prompts.generate import make_prompts
+def _prompts_for(strategy: Any, masks: CaseMasks, name: str, seed: int, rundir: RunDir) -> VolumePrompts:
+    """The run's stored prompt set of this case, strategy and seed, or a new one (stored before it is used)."""
+    from zeroshot.prompts.generate import case_prompts
     from zeroshot.prompts.serialise import prompts_from_json, prompts_to_json, write_prompt_masks
-    from zeroshot.prompts.sources import read_source_mask
 
-    key = PromptKey(case.sequence, case.case_id, name, seed)
+    key = PromptKey(masks.case.sequence, masks.case.case_id, name, seed)
     stored = rundir.stored_prompts(key)
     if stored is not None:
         return prompts_from_json(stored, mask_dir=rundir.prompt_mask_dir(key))
-    if strategy.source.kind == "coarse":
-        source = read_source_mask(strategy, case, volume, label=label, coarse_dir=coarse_dir)
-    else:
-        source = gt
-    prompts = make_prompts(strategy, case_id=case.case_id, volume=volume, source_mask=source, seed=seed, gt_mask=gt)
+    prompts = case_prompts(strategy, masks, seed)
     write_prompt_masks(prompts, rundir.prompt_mask_dir(key))  # mask prompts first: the JSON names them
     rundir.write_prompts(key, prompts_to_json(prompts))
     return prompts
