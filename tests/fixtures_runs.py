@@ -20,6 +20,7 @@ import pandas as pd
 
 from zeroshot.datasets import discover
 from zeroshot.runner.rundir import RowKey, RunDir
+from zeroshot.store import PromptKey
 from zeroshot.volume import read_label, read_volume, write_mask
 
 MODELS = ("medsam2", "sam2.1-tiny")
@@ -191,9 +192,9 @@ def write_predictions(run: RunDir, cases, model: str, strategy: str, seed: int) 
         z = int(np.argmax(areas))
         ys, xs = np.nonzero(label[z])
         box = (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
-        path = run.prompt_path(case.sequence, case.case_id, strategy, seed)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(_prompt_document(case.case_id, strategy, seed, box, z)), encoding="utf-8")
+        key = PromptKey(case.sequence, case.case_id, strategy, seed)
+        run.write_prompts(key, json.dumps(_prompt_document(case.case_id, strategy, seed, box, z)))
+    run.store.close()  # the prompts are rolled into the run's store parts
 
 
 def write_synthetic_run(

@@ -23,8 +23,9 @@ from zeroshot.cli import main
 from zeroshot.compare import prepare_rows, summary_table
 from zeroshot.compare.tables import BootstrapOptions
 from zeroshot.errors import ConfigError, ZeroshotWarning
-from zeroshot.runner import EvalConfig
+from zeroshot.runner import EvalConfig, RunDir
 from zeroshot.runner.summary import summary_table as eval_summary_table
+from zeroshot.store import PromptKey
 
 FAST = BootstrapOptions(n_resamples=200)
 
@@ -198,7 +199,7 @@ def test_boxes_that_lose_their_structure_are_recorded_and_warned_about(phantom_d
     err = capsys.readouterr().err
     assert f"zeroshot eval: note: {low} of 12 box prompt row(s) cover less than 50% of the structure" in err
     assert "strategies wild-mm" in err
-    prompts = json.loads((run / "prompts" / "T1" / "phantom_000" / "box-mid" / "seed0.json").read_text())
+    prompts = json.loads(RunDir(run).stored_prompts(PromptKey("T1", "phantom_000", "box-mid", 0)))
     assert prompts["details"]["slices"][0]["box_coverage"] == 1.0
     out = tmp_path / "p.jsonl"
     argv = ["prompts", "--data", str(phantom_data), "--sequence", "T1", "--case", "phantom_000", "--no-progress"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +31,9 @@ from zeroshot.runner.executors import CaseJob, RunContext
 from zeroshot.runner.ray_executor import CaseWorker
 from zeroshot.runner.summary import format_summary
 from zeroshot.segmenters.grabcut import GrabCutSegmenter
+from zeroshot.store import RowRecord, RunStore
+from zeroshot.store.parts import STORE_COLUMNS
+from zeroshot.store.paths import legacy_key, legacy_row_path
 
 TESTS = Path(__file__).resolve().parent
 FAST_GRABCUT = {"working_size_px": 96, "iterations": 2}
@@ -119,20 +123,45 @@ def comparable(results: pd.DataFrame) -> pd.DataFrame:
     return results.drop(columns=list(TIMING_COLUMNS)).sort_values(order).reset_index(drop=True)
 
 
-def row_bytes(out: Path) -> dict[Path, bytes]:
-    return {path: path.read_bytes() for path in RunDir(out).row_paths()}
+def row_bytes(out: Path) -> dict[RowKey, tuple[str, str]]:
+    """Each stored row: the log stem holding it and its content (a row written again shows as another stem)."""
+    stored = {}
+    for stem, chunk in RunDir(out).store.chunks():
+        for row in chunk.rows.drop(columns=list(STORE_COLUMNS)).to_dict("records"):
+            stored[RowKey.of_row(row)] = (stem, json.dumps(row, sort_keys=True, default=str))
+    return stored
+
+
+def rewrite_store(out: Path, *, drop: RowKey | None = None, edit=None) -> None:
+    """Write the run's store again without the row ``drop`` and with ``edit(row)`` applied to its last row."""
+    store = RunDir(out).store
+    records, prompts = list(store.records()), store.prompt_sets()
+    shutil.rmtree(store.folder)
+    fresh = RunStore(out)
+    for key, text in prompts.items():
+        fresh.append_prompts(key, text)
+    for index, record in enumerate(records):
+        row = dict(record.row)
+        if edit is not None and index == len(records) - 1:
+            edit(row)
+        if record.key != drop:
+            fresh.append_row(RowRecord(record.key, row, record.slices, record.info))
+    fresh.close()
 
 
 # ------------------------------------------------------------------------------------------------------ row keys
-def test_row_keys_of_rounds_have_their_own_files_and_sort_after_their_curve():
+def test_row_keys_of_rounds_have_their_own_paths_and_sort_after_their_curve():
     rundir = RunDir("/runs/x")
     curve = RowKey("T2", "case-1", "random:sam2@128", "box-mid", 3)
-    path = rundir.row_path(curve.at_round(12))
-    assert path == Path("/runs/x/rows/T2/case-1/random%3Asam2%40128/box-mid/seed3/round12.json")
-    assert rundir._key_from_path(path) == curve.at_round(12)
-    assert rundir._key_from_path(rundir.row_path(curve)) == curve  # a run without clicks keeps seed<k>.json
-    assert rundir._key_from_path(path.with_name("roundx.json")) is None
-    assert rundir._key_from_path(path.with_name(".round1.json.123.tmp")) is None
+    path = rundir.prediction_path(curve.at_round(12))
+    assert path == Path("/runs/x/predictions/T2/case-1/random%3Asam2%40128/box-mid/seed3/round12.nii.gz")
+    legacy = legacy_row_path(rundir.root, curve.at_round(12))  # the layout before the store (zeroshot migrate)
+    assert legacy == Path("/runs/x/rows/T2/case-1/random%3Asam2%40128/box-mid/seed3/round12.json")
+    assert legacy_key(rundir.root, legacy) == curve.at_round(12)
+    assert legacy_key(rundir.root, legacy_row_path(rundir.root, curve)) == curve  # without clicks: seed<k>.json
+    assert legacy_key(rundir.root, legacy.with_name("roundx.json")) is None
+    assert legacy_key(rundir.root, legacy.with_name(".round1.json.123.tmp")) is None
+    assert RowKey.from_tuple(curve.at_round(12).astuple()) == curve.at_round(12)
     assert sorted([curve.at_round(10), curve.at_round(2), curve, curve.at_round(0)]) == [
         curve,
         curve.at_round(0),
@@ -223,14 +252,14 @@ def test_more_rounds_extend_each_curve_without_touching_its_rows(dataset, strate
 def test_a_missing_middle_row_is_made_again_and_later_rows_are_kept(dataset, strategy, tmp_path):
     out = tmp_path / "run"
     first = run_eval(config_for(dataset, strategy, out), progress=False, build=Counting().build).results
+    gap = next(key for key in RunDir(out).done_keys() if key.round == 2)
+    rewrite_store(out, drop=gap)
     before = row_bytes(out)
-    rows = RunDir(out).row_files()
-    gap = next(path for key, path in rows if key.round == 2)
-    gap.unlink()
+    assert gap not in before and len(before) == 3
     again = run_eval(config_for(dataset, strategy, out), progress=False, build=Counting().build)
     assert again.rows_computed == 1
     after = row_bytes(out)
-    assert {p: after[p] for p in before if p != gap} == {p: b for p, b in before.items() if p != gap}
+    assert {k: after[k] for k in before} == before
     pd.testing.assert_frame_equal(comparable(again.results), comparable(first))
 
 
@@ -308,7 +337,8 @@ def test_a_failed_round_ends_its_curve_and_retry_makes_it_again(dataset, strateg
     retried = run_eval(config_for(dataset, strategy, out, retry_failed=True), progress=False, build=Counting().build)
     assert retried.rows_computed == 2 and not retried.results["failed"].any()
     after = row_bytes(out)
-    assert all(after[p] == b for p, b in before.items() if "round2" not in p.name)
+    assert all(after[k] == b for k, b in before.items() if k.round != 2)
+    assert after[next(k for k in before if k.round == 2)] != before[next(k for k in before if k.round == 2)]
 
 
 def test_unreadable_case_fails_round_zero_only(strategy, tmp_path):
@@ -332,14 +362,11 @@ def test_out_of_memory_mid_curve_resumes_on_the_offloading_variant(dataset, stra
 def test_a_resumed_row_without_clicks_is_named(dataset, strategy, tmp_path):
     out = tmp_path / "run"
     run_eval(config_for(dataset, strategy, out, clicks=ClickSettings(rounds=1)), progress=False, build=Counting().build)
-    rows = RunDir(out).row_files()
-    path = rows[-1][1]
-    record = json.loads(path.read_text())
-    del record["row"]["clicks"]
-    path.write_text(json.dumps(record))
+    rewrite_store(out, edit=lambda row: row.pop("clicks"))
     cases = select_cases(config_for(dataset, strategy, out))
-    with pytest.raises(ConfigError, match=r"round1\.json: no readable 'clicks' column"):
-        plan_curves(cases, "grabcut", ["box-mid"], [0], rows, rounds=3)
+    message = r"row T2/\S+ model=grabcut strategy=box-mid seed=0 round=1: no readable 'clicks'"
+    with pytest.raises(ConfigError, match=message):
+        plan_curves(cases, "grabcut", ["box-mid"], [0], RunDir(out), rounds=3)
 
 
 # ---------------------------------------------------------------------------------------------- executors, kill
@@ -360,8 +387,8 @@ def test_the_ray_case_worker_makes_the_same_curve(dataset, strategy, tmp_path):
     )
     (case,) = select_cases(config)
     records = CaseWorker(context, "grabcut").run(CaseJob(case, (RowKey("T2", case.case_id, "grabcut", "box-mid", 0),)))
-    assert [r["row"]["round"] for r in records] == [0, 1, 2, 3]
-    got = pd.DataFrame([r["row"] for r in records])
+    assert [r.row["round"] for r in records] == [0, 1, 2, 3]
+    got = pd.DataFrame([dict(r.row) for r in records])
     assert got["clicks"].tolist() == local["clicks"].tolist()
     assert np.allclose(got["dice"], local["dice"])
 
@@ -443,7 +470,7 @@ def test_sam2_encodes_each_volume_once_for_the_whole_curve(dataset, strategy, tm
     )
     results = run_eval(config, progress=False).results
     assert results["round"].tolist() == [0, 1, 2, 3] and not results["failed"].any()
-    infos = [json.loads(path.read_text())["info"] for path in RunDir(tmp_path / "run").row_paths()]
+    infos = [record.info for record in sorted(RunDir(tmp_path / "run").store.records(), key=lambda r: r.key)]
     assert [info["encoder_slices_total"] for info in infos] == [SHAPE[0]] * 4
 
 
@@ -493,8 +520,8 @@ def test_eval_cli_click_protocol_alone_runs_the_protocols_own_budget(dataset, tm
     for path in results["prediction"]:  # every round's prediction lies inside the ground truth's z-extent
         predicted = np.flatnonzero(read_label(out / path, volume, label=1, require_label=False).any(axis=(1, 2)))
         assert predicted.size and present[0] <= predicted.min() and predicted.max() <= present[-1]
-    record = json.loads(next(iter(sorted(RunDir(out).row_paths()))).read_text())
-    assert record["info"]["z_extent"] == [int(present[0]), int(present[-1])]
+    record = min(RunDir(out).store.records(), key=lambda r: r.key)
+    assert record.info["z_extent"] == [int(present[0]), int(present[-1])]
 
 
 # ----------------------------------------------------------------------------------------- grabcut and clicks

@@ -344,8 +344,9 @@ def test_eval_with_clicks_runs_end_to_end(folder, tmp_path, capsys):
     results = pd.read_parquet(out / "results.parquet")
     assert results["round"].tolist() == list(range(6)) and not results["failed"].any()
     assert set(results["model"]) == {str(folder)} and results["dice"].between(0, 1).all()
-    rows = sorted(out.glob("rows/**/round*.json"))
-    infos = [json.loads(path.read_text())["info"] for path in rows]
+    from zeroshot.runner import RunDir
+
+    infos = [record.info for record in sorted(RunDir(out).store.records(), key=lambda r: r.key)]
     assert [info["encoder_slices_total"] for info in infos] == [SHAPE[0]] * 6
     assert not any(info["interactions_reset"] for info in infos)
     manifest = json.loads((out / "run.json").read_text())

@@ -227,7 +227,9 @@ def test_numbers_show_rounded_and_sort_by_their_full_value(value, text, sort):
     assert (cell.text, cell.sort) == (text, sort)
 
 
-READER_ONLY = ("read_parquet", "read_csv", "json.load", "RunDir", "prompt_path", "prediction_path", "load_runs")
+READER_ONLY = (
+    "read_parquet", "read_csv", "json.load", "RunDir", "stored_prompts", "prompt_path", "prediction_path", "load_runs",
+)  # fmt: skip
 
 
 def test_report_reads_runs_only_through_its_reader():

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_runner import comparable, write_strategies, write_tiny_dataset
+from test_runner import SHAPE, comparable, write_strategies, write_tiny_dataset
 
 from zeroshot.runner import RunDir
 
@@ -49,8 +49,8 @@ def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_results(tmp_path):
         pytest.fail(f"the run ended (status {process.returncode}) before it could be killed; make it longer")
     present = RunDir(killed).done_keys()
     assert 3 <= len(present) < total, "the kill must land mid-run"
-    for path in RunDir(killed).row_paths():  # every row visible is complete
-        assert json.loads(path.read_text())["row"]["case_id"]
+    for record in RunDir(killed).store.records():  # every row visible is complete
+        assert record.row["case_id"] == record.key.case_id and record.n_slices == SHAPE[0]
     manifest_json = json.loads((killed / "run.json").read_text())
     assert manifest_json["invocations"][-1]["status"] == "running"  # the killed invocation says so
 

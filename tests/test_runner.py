@@ -19,13 +19,15 @@ import torch
 from zeroshot.errors import ConfigError
 from zeroshot.phantom import make_phantom_case
 from zeroshot.runner import EvalConfig, RowKey, RunDir, Shard, merge_runs, run_eval
-from zeroshot.runner.config import check_compatible, model_identity
+from zeroshot.runner.config import model_identity
+from zeroshot.runner.identity import RunIdentity
 from zeroshot.runner.rundir import path_component, read_json, write_atomic
 from zeroshot.runner.scoring import slice_table
 from zeroshot.runner.summary import summary_table
 from zeroshot.runner.work import TIMING_COLUMNS, offload_variant
 from zeroshot.segmenters.base import Segmentation
 from zeroshot.segmenters.boxfill import BoxFillSegmenter
+from zeroshot.store.paths import legacy_key, legacy_row_path
 
 SHAPE = (10, 32, 40)
 IDENTITY = ["case_id", "sequence", "model", "strategy", "seed"]
@@ -122,9 +124,10 @@ def test_path_component_is_reversible_and_never_leaves_its_folder():
     assert path_component("a/b") == "a%2Fb"
     rundir = RunDir("/runs/x")
     key = RowKey("T2", "case-1", "random:sam2@128", "../evil", 3)
-    path = rundir.row_path(key)
-    assert path.parent.parent.parent.parent.parent == Path("/runs/x/rows")
-    assert rundir._key_from_path(path) == key
+    path = rundir.prediction_path(key)
+    assert path.parent.parent.parent.parent.parent == Path("/runs/x/predictions")
+    legacy = legacy_row_path(rundir.root, key)  # the layout before the store, read by `zeroshot migrate`
+    assert legacy_key(rundir.root, legacy) == key
 
 
 def test_write_atomic_replaces_the_file_and_leaves_no_temporary(tmp_path):
@@ -206,9 +209,16 @@ def test_model_identity_ignores_where_and_with_what_it_ran():
 def test_check_compatible_names_every_difference():
     old = {"fixed": {"label": 1}, "strategies": {"s": {"jitter": 0}}, "cases": {"T1/a": {"image_sha256": "1"}}}
     new = {"fixed": {"label": 2}, "strategies": {"s": {"jitter": 5}}, "cases": {"T1/b": {"image_sha256": "2"}}}
+    recorded = RunIdentity.from_json(old)
     with pytest.raises(ConfigError, match=r"(?s)settings: label: 1 -> 2.*strategy 's': jitter: 0 -> 5"):
-        check_compatible(old, new, where="runs/x")
-    check_compatible(old, {"cases": new["cases"]}, where="runs/x")  # a new case extends the run
+        recorded.check_compatible(RunIdentity.from_json(new), where="runs/x")
+    extended = RunIdentity(cases=new["cases"])
+    recorded.check_compatible(extended, where="runs/x")  # a new case extends the run
+    union = recorded.union(extended)
+    assert set(union.cases) == {"T1/a", "T1/b"} and union.fixed == {"label": 1}
+    assert RunIdentity.from_json(union.to_json()) == union and union.sha256() != recorded.sha256()
+    with pytest.raises(TypeError):
+        union.cases["T1/c"] = {}  # frozen: identities are never mutated in place
 
 
 # --------------------------------------------------------------------------------------------- scoring, tables
@@ -278,8 +288,11 @@ def test_eval_writes_a_complete_run_directory(dataset, strategies, tmp_path):
     prediction = nib.load(out / first["prediction"])
     image = nib.load(dataset.parent / f"{first['sequence']}_{first['case_id']}_0000.nii.gz")
     assert prediction.shape == image.shape and np.allclose(prediction.affine, image.affine)
-    # Prompts are cached per case, strategy and seed (not per model).
-    assert len(list((out / "prompts").rglob("seed*.json"))) == 6 * 2 * 2
+    # Prompts are cached per case, strategy and seed (not per model), in the store's parts: no file per row.
+    prompts = pd.concat([pd.read_parquet(p) for p in (out / "store" / "parts").glob("*.prompts.parquet")])
+    assert len(prompts) == 6 * 2 * 2 and not prompts.duplicated(["sequence", "case_id", "strategy", "seed"]).any()
+    assert not RunDir(out).store.segments(), "the run's log segment was compacted when it ended"
+    assert RunDir(out).store.file_count() == 3
     manifest = json.loads((out / "run.json").read_text())
     identity = manifest["identity"]
     assert set(identity["cases"]) == set(results["sequence"] + "/" + results["case_id"])

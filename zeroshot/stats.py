@@ -12,6 +12,7 @@ what the tables say they report) and ``"bca"`` (bias-corrected and accelerated, 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -215,8 +216,10 @@ def bootstrap_ci(
     if np.ptp(sample) == 0.0:
         return ConfidenceInterval(estimate, estimate, estimate, confidence, method, n, n_resamples, seed)
 
-    rng = np.random.default_rng(seed)
-    indices = rng.integers(0, n, (n_resamples, n))
+    if seed is None:
+        indices = np.random.default_rng().integers(0, n, (n_resamples, n))
+    else:
+        indices = _resample_indices(n, n_resamples, seed)
     replicates = statistic(sample[indices], axis=-1)
     alpha = (1.0 - confidence) / 2.0
     if method == "bca":
@@ -230,6 +233,18 @@ def bootstrap_ci(
         levels = np.array([alpha, 1.0 - alpha])
     low, high = np.quantile(replicates, levels)
     return ConfidenceInterval(estimate, float(low), float(high), confidence, method, n, n_resamples, seed)
+
+
+@functools.lru_cache(maxsize=4)
+def _resample_indices(n: int, n_resamples: int, seed: int) -> np.ndarray:
+    """The resampled positions ``(n_resamples, n)``, drawn as scipy draws them; read-only, shared between calls.
+
+    A comparison bootstraps every metric of a group (and every pair of methods) over the same cases with the same
+    seed: the draws are identical, so they are made once.
+    """
+    indices = np.random.default_rng(seed).integers(0, n, (n_resamples, n))
+    indices.setflags(write=False)
+    return indices
 
 
 def _bca_levels(

@@ -29,6 +29,7 @@ COMMANDS = (
     "figures",
     "eval",
     "merge",
+    "migrate",
     "report",
     "demo",
 )

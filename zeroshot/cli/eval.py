@@ -16,8 +16,9 @@ if TYPE_CHECKING:
 PROTOCOL_NAMES = ("zeroshot", "cvpr25", "microsam", "radioactive")
 
 EPILOG = """\
-Run directory: run.json (provenance and identity), prompts/, rows/ (one file per case x model x strategy x seed
-[x round], written atomically), predictions/ (--save-pred), results.csv/.parquet, failures.csv, slices.parquet.
+Run directory: run.json (provenance and identity), store/ (every row and prompt set: an append-only log per
+writer, compacted into Parquet parts; docs/run-store.md), predictions/ (--save-pred), results.csv/.parquet,
+failures.csv, slices.parquet. Runs written with one file per row (rows/) are converted by `zeroshot migrate RUN`.
 
 The same command again resumes: finished rows are skipped, and a run that is complete builds no model. A changed
 configuration that would change results (a strategy's settings, a model's checkpoint or image size, a case file,

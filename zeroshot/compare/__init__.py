@@ -189,7 +189,7 @@ def compare_runs(
     out = Path(out)
     specs = [s if isinstance(s, BaselinePredictions) else parse_baseline_predictions(s) for s in baseline_predictions]
     published_table = read_published(published) if published is not None else None
-    runs = load_runs(run_dirs)
+    runs = load_runs(run_dirs, read_slices=False)
     baseline_rows = score_baseline_predictions(runs, specs, tolerances_mm=_tolerances(runs.results))
     all_rows = comparison_rows(runs, baseline_rows, both_empty_as_perfect=both_empty_as_perfect)
     interactive = is_interactive(all_rows)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,8 @@ import pandas as pd
 
 from zeroshot.errors import ZeroshotError
 from zeroshot.runner.config import dataset_conflict
+from zeroshot.store.schema import IDENTITY_COLUMNS, ROUND
+from zeroshot.store.tables import RunTables
 
 __all__ = [
     "IDENTITY",
@@ -35,7 +36,7 @@ __all__ = [
 ]
 
 #: Columns that identify one result row (``round`` is added for interactive runs).
-IDENTITY = ("case_id", "sequence", "model", "strategy", "seed")
+IDENTITY = IDENTITY_COLUMNS
 #: Columns every results table must have for the comparison to work.
 REQUIRED = (*IDENTITY, "center", "dice", "failed")
 RUN_JSON = "run.json"
@@ -43,28 +44,6 @@ RUN_JSON = "run.json"
 
 class RunError(ZeroshotError):
     """A run directory (or a comparison output) that cannot be read as the tables it should hold."""
-
-
-@dataclass(frozen=True, eq=False)
-class RunTables:
-    """The tables of one or more runs, read together.
-
-    Attributes
-    ----------
-    roots : tuple of Path
-        The run directories, in the order given.
-    infos : tuple of mapping
-        Each run's ``run.json`` (empty mapping where absent).
-    results : DataFrame
-        Every result row, with a ``run`` column holding the index into ``roots`` of the run it came from.
-    slices : DataFrame or None
-        The per-slice rows of every run that has them (with ``run``), else ``None``.
-    """
-
-    roots: tuple[Path, ...]
-    infos: tuple[Mapping[str, Any], ...]
-    results: pd.DataFrame
-    slices: pd.DataFrame | None
 
 
 def method_keys(frame: pd.DataFrame) -> list[str]:
@@ -117,13 +96,16 @@ def _normalise(results: pd.DataFrame, where: Path) -> pd.DataFrame:
     return frame
 
 
-def load_runs(paths: Sequence[str | Path]) -> RunTables:
-    """Read one or more run directories.
+def load_runs(paths: Sequence[str | Path], *, read_slices: bool = True) -> RunTables:
+    """Read the tables of one or more run directories (one :class:`~zeroshot.store.RunTables` for them all).
 
     Parameters
     ----------
     paths : sequence of path
         Run directories (each with ``results.parquet`` or ``results.csv``).
+    read_slices : bool
+        Also read the per-slice tables (``False``: ``slices`` is ``None``; the comparison tables do not use them,
+        and at 100k rows they are 6M rows to read).
 
     Raises
     ------
@@ -141,7 +123,7 @@ def load_runs(paths: Sequence[str | Path]) -> RunTables:
             raise RunError(f"{root}: no such run directory")
         table = _normalise(_read_table(root, "results", required=True), root)
         table["run"] = index
-        per_slice = _read_table(root, "slices", required=False)
+        per_slice = _read_table(root, "slices", required=False) if read_slices else None
         if per_slice is not None:
             per_slice = per_slice.copy()
             for column in ("case_id", "sequence", "model", "strategy"):
@@ -154,7 +136,7 @@ def load_runs(paths: Sequence[str | Path]) -> RunTables:
         results.append(table)
     check_comparable(roots, infos)
     combined = pd.concat(results, ignore_index=True)
-    identity = [*IDENTITY, *(c for c in ("round", "click_protocol") if c in combined.columns)]
+    identity = [*IDENTITY, *(c for c in (ROUND, "click_protocol") if c in combined.columns)]
     duplicated = combined.duplicated(identity, keep=False)
     if duplicated.any():
         first = combined.loc[duplicated].iloc[0]

@@ -71,12 +71,13 @@ class OverlayCase:
     model_mean_dice: float = float("nan")
 
 
-def _prompt_slices(path: Path) -> list[Mapping[str, Any]]:
-    if not path.is_file():
+def _prompt_slices(text: str | None) -> list[Mapping[str, Any]]:
+    """The prompted slices of a stored prompt set (its JSON), or none."""
+    if text is None:
         return []
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        document = json.loads(text)
+    except ValueError:
         return []
     slices = document.get("slices", []) if isinstance(document, Mapping) else []
     return [s for s in slices if isinstance(s, Mapping) and isinstance(s.get("z"), int)]
@@ -95,6 +96,7 @@ def select_overlay_cases(runs: RunTables, rows: pd.DataFrame, *, strategy: str) 
     """
     from zeroshot.datasets import discover
     from zeroshot.runner.rundir import RowKey, RunDir
+    from zeroshot.store import PromptKey
     from zeroshot.volume import read_label, read_volume
 
     candidates = rows.loc[(rows["strategy"] == strategy) & (rows["kind"] != KIND_SUPERVISED) & ~rows["failed"]]
@@ -132,7 +134,8 @@ def select_overlay_cases(runs: RunTables, rows: pd.DataFrame, *, strategy: str) 
             image = read_volume(case.image)
             gt = read_label(case.label, image, label=run_label(runs, int(row.run)), require_label=False)
             pred = read_label(path, image, label=1, require_label=False)  # predictions are written 0/1
-            prompts = _prompt_slices(run.prompt_path(row.sequence, row.case_id, row.strategy, int(row.seed)))
+            stored = run.stored_prompts(PromptKey(row.sequence, row.case_id, row.strategy, int(row.seed)))
+            prompts = _prompt_slices(stored)
             z = int(prompts[0]["z"]) if prompts else int(np.argmax(gt.sum(axis=(1, 2))))
             chosen.append(
                 OverlayCase(

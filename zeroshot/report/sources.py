@@ -218,12 +218,14 @@ def read_prompt_marks(sources: ReportSources, row: Any) -> tuple[PromptMarks, ..
     ``clicks`` column. A prompt the run did not keep gives no marks: the report draws what it can find.
     """
     from zeroshot.runner.rundir import RunDir
+    from zeroshot.store import PromptKey
 
     marks: list[PromptMarks] = []
-    path = RunDir(sources.runs.roots[int(row.run)]).prompt_path(row.sequence, row.case_id, row.strategy, int(row.seed))
+    key = PromptKey(row.sequence, row.case_id, row.strategy, int(row.seed))
+    stored = RunDir(sources.runs.roots[int(row.run)]).stored_prompts(key)
     try:
-        document = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except (OSError, ValueError):
+        document = json.loads(stored) if stored is not None else {}
+    except ValueError:
         document = {}
     for item in document.get("slices", []) if isinstance(document, Mapping) else []:
         if not isinstance(item, Mapping) or not isinstance(item.get("z"), int):

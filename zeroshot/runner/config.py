@@ -17,7 +17,8 @@ with the current configuration component by component:
   content), the worker count, the executor, the shard, ``--save-pred``, and the device index (``cuda:1`` is
   ``cuda``; ``cpu`` versus ``cuda`` *is* part of it, since kernels and dtypes differ).
 
-Shards of one job array and runs extended this way can be combined with ``zeroshot merge`` by the same rules.
+Shards of one job array and runs extended this way can be combined with ``zeroshot merge`` by the same rules,
+which :class:`zeroshot.runner.identity.RunIdentity` implements.
 """
 
 from __future__ import annotations
@@ -47,26 +48,18 @@ __all__ = [
     "EvalConfig",
     "Shard",
     "case_identity",
-    "check_compatible",
     "check_seed",
-    "config_sha256",
     "dataset_conflict",
     "file_sha256",
     "model_identity",
     "provenance",
     "strategy_identity",
-    "union_identity",
 ]
 
 MANIFEST_FORMAT = 1
 EXECUTORS = ("local", "ray")
 #: Seeds are drawn into numpy's ``SeedSequence`` and stored as 64-bit integers in the result tables.
 MAX_SEED = 2**63 - 1
-#: What ``zeroshot eval`` tells the user to do when a run directory holds another configuration.
-EVAL_REMEDY = (
-    "Its rows would not be comparable with new ones. Pass --new-run to start over (the existing run is kept, renamed "
-    "with a .previous-<time> suffix), or choose another --out."
-)
 #: describe() keys that say where the weights lie, which library versions ran (recorded with each invocation) or
 #: where tensors are kept, not what a model computes; left out of its identity.
 VOLATILE_MODEL_KEYS = frozenset(
@@ -298,9 +291,9 @@ def _require_unique_nonempty(values: Sequence[Any], option: str) -> None:
 
 def _plain(value: Any) -> Any:
     """``value`` as plain JSON types (a JSON round trip), so identities compare the way run.json stores them."""
-    from zeroshot.runner.rundir import _json_default
+    from zeroshot.store.records import json_default
 
-    return json.loads(json.dumps(value, default=_json_default, sort_keys=True))
+    return json.loads(json.dumps(value, default=json_default, sort_keys=True))
 
 
 def model_identity(description: Mapping[str, Any]) -> dict[str, Any]:
@@ -351,96 +344,6 @@ def file_sha256(path: str | Path) -> str:
         while chunk := handle.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def config_sha256(identity: Mapping[str, Any]) -> str:
-    """SHA-256 of an identity document in canonical JSON (sorted keys, no whitespace)."""
-    text = json.dumps(_plain(identity), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def empty_identity(fixed: Mapping[str, Any]) -> dict[str, Any]:
-    """An identity with the shared settings and no case, model, strategy or seed yet."""
-    return {"fixed": _plain(dict(fixed)), "cases": {}, "models": {}, "strategies": {}, "seeds": []}
-
-
-def check_compatible(
-    recorded: Mapping[str, Any], current: Mapping[str, Any], *, where: str, remedy: str = EVAL_REMEDY
-) -> None:
-    """Raise :class:`ConfigError` if ``current`` contradicts ``recorded`` anywhere they overlap.
-
-    Parameters
-    ----------
-    recorded, current : mapping
-        Identities (``fixed``, ``cases``, ``models``, ``strategies``, ``seeds``).
-    where : str
-        What ``recorded`` belongs to (a run directory), named in the message.
-    remedy : str
-        What the user can do about it, ending the message (default: ``zeroshot eval``'s options).
-    """
-    recorded, current = with_click_protocol(recorded), with_click_protocol(current)
-    problems = []
-    if "fixed" in recorded and "fixed" in current:
-        problems += [f"settings: {d}" for d in _differences(recorded["fixed"], current["fixed"])]
-    for section, noun in (("models", "model"), ("strategies", "strategy"), ("cases", "case")):
-        old, new = recorded.get(section, {}), current.get(section, {})
-        for name in sorted(set(old) & set(new)):
-            problems += [f"{noun} {name!r}: {d}" for d in _differences(old[name], new[name])]
-    if problems:
-        shown = "\n  ".join(problems[:12])
-        more = f"\n  ... and {len(problems) - 12} more" if len(problems) > 12 else ""
-        raise ConfigError(
-            f"{where} holds results of a different configuration (was -> now):\n  {shown}{more}\n{remedy}"
-        )
-
-
-def union_identity(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
-    """The identity of a run holding both (call :func:`check_compatible` first)."""
-    recorded, current = with_click_protocol(recorded), with_click_protocol(current)
-    merged = {"fixed": dict(recorded.get("fixed") or current.get("fixed") or {})}
-    for section in ("cases", "models", "strategies"):
-        merged[section] = {**current.get(section, {}), **recorded.get(section, {})}
-        merged[section] = dict(sorted(merged[section].items()))
-    merged["seeds"] = sorted(set(recorded.get("seeds", [])) | set(current.get("seeds", [])))
-    rounds = [i["click_rounds"] for i in (recorded, current) if i.get("click_rounds") is not None]
-    if rounds:
-        merged["click_rounds"] = max(rounds)
-    return merged
-
-
-def with_click_protocol(identity: Mapping[str, Any]) -> Mapping[str, Any]:
-    """``identity`` with ``fixed.clicks.protocol`` set to ``zeroshot`` where an interactive run predates protocols.
-
-    Runs made before the click protocols existed record a click rule without ``protocol``: theirs was the rule now
-    named ``zeroshot``, so they resume and merge as such.
-    """
-    clicks = (identity.get("fixed") or {}).get("clicks")
-    if not isinstance(clicks, Mapping) or "protocol" in clicks:
-        return identity
-    fixed = {**identity["fixed"], "clicks": {**clicks, "protocol": "zeroshot"}}
-    return {**identity, "fixed": fixed}
-
-
-def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
-    if isinstance(old, Mapping) and isinstance(new, Mapping):
-        found = []
-        for key in sorted(set(old) | set(new), key=str):
-            name = f"{prefix}.{key}" if prefix else str(key)
-            if key not in old:
-                found.append(f"{name}: (absent) -> {_short(new[key])}")
-            elif key not in new:
-                found.append(f"{name}: {_short(old[key])} -> (absent)")
-            else:
-                found += _differences(old[key], new[key], name)
-        return found
-    if old != new:
-        return [f"{prefix or 'value'}: {_short(old)} -> {_short(new)}"]
-    return []
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    text = json.dumps(value, default=str)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def dataset_conflict(first: Mapping[str, Any], second: Mapping[str, Any]) -> str | None:

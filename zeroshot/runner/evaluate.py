@@ -3,7 +3,7 @@
 One call does, in order: select the cases (and this shard's part of them), load the strategies, fingerprint the
 case files, open the run directory (refusing a conflicting configuration, see :mod:`zeroshot.runner.config`),
 list the rows still missing, and for each model with missing rows build it once and let the executor make them.
-The tables are rebuilt from the row files at the end. A second call with the same arguments finds every row
+The tables are rebuilt from the run's store at the end. A second call with the same arguments finds every row
 present, builds no model and only rebuilds the tables.
 
 With corrective clicks (``EvalConfig.clicks``) each case x model x strategy x seed is a *curve* of rows, rounds 0
@@ -36,20 +36,19 @@ from zeroshot.runner.config import (
     MANIFEST_FORMAT,
     EvalConfig,
     case_identity,
-    check_compatible,
-    config_sha256,
-    empty_identity,
     file_sha256,
     model_identity,
     now_utc,
     provenance,
     strategy_identity,
-    union_identity,
 )
 from zeroshot.runner.executors import CaseJob, Executor, LocalExecutor, RunContext
-from zeroshot.runner.rundir import RowKey, RunDir, read_json
+from zeroshot.runner.identity import RunIdentity
+from zeroshot.runner.rundir import RowKey, RunDir
 from zeroshot.runner.tables import RunTables, write_tables
 from zeroshot.runner.work import CurveStart
+from zeroshot.store import KeySet, RowRecord
+from zeroshot.store.store import KEY_COLUMNS
 from zeroshot.structure import find_dataset_json
 
 __all__ = ["RunSummary", "load_strategies_for_run", "plan_curves", "plan_jobs", "run_eval", "select_cases"]
@@ -115,16 +114,17 @@ def load_strategies_for_run(specs: Sequence[str]) -> dict[str, Any]:
 
 
 def plan_jobs(
-    cases: Sequence[Case], model: str, strategies: Sequence[str], seeds: Sequence[int], done: set[RowKey]
+    cases: Sequence[Case], model: str, strategies: Sequence[str], seeds: Sequence[int], done: KeySet
 ) -> list[CaseJob]:
     """The case jobs of one model: for each case, the (strategy, seed) rows not yet ``done``."""
+    present = done.tuples  # plain tuples: a million lookups without making a RowKey for each
     jobs = []
     for case in cases:
         keys = tuple(
-            key
+            RowKey(case.sequence, case.case_id, model, strategy, seed)
             for strategy in strategies
             for seed in seeds
-            if (key := RowKey(case.sequence, case.case_id, model, strategy, seed)) not in done
+            if (case.sequence, case.case_id, model, strategy, seed, None) not in present
         )
         if keys:
             jobs.append(CaseJob(case, keys))
@@ -136,71 +136,87 @@ def plan_curves(
     model: str,
     strategies: Sequence[str],
     seeds: Sequence[int],
-    row_files: Sequence[tuple[RowKey, Path]],
+    rundir: RunDir,
     *,
     rounds: int,
     retry_failed: bool = False,
 ) -> list[CaseJob]:
     """The case jobs of one model in an interactive run: the click curves with rounds still to make.
 
-    ``row_files`` are the run's rows (:meth:`RunDir.row_files`). A curve is finished when its rows run unbroken
-    from round 0 to ``rounds``, or to a failed round (unless ``retry_failed``). Any other curve with rows
-    resumes after the last row of that unbroken run (:class:`~zeroshot.runner.work.CurveStart`, with the clicks
-    that row recorded); rows after a gap are kept.
+    A curve is finished when its rows (in ``rundir``'s store) run unbroken from round 0 to ``rounds``, or to a
+    failed round (unless ``retry_failed``). Any other curve with rows resumes after the last row of that unbroken
+    run (:class:`~zeroshot.runner.work.CurveStart`, with the clicks that row recorded); rows after a gap are kept.
+    Only the rows a curve resumes from are read whole; the others by their keys alone.
 
     Raises
     ------
     ConfigError
-        If a row that a curve resumes from has no readable clicks (a row file not written by zeroshot).
+        If a row that a curve resumes from has no readable clicks (a row not written by zeroshot).
     """
-    written: dict[RowKey, dict[int, Path]] = {}
-    for key, path in row_files:
+    written: dict[RowKey, set[int]] = {}
+    for key in rundir.done_keys():
         if key.round is not None and key.model == model:
-            written.setdefault(key.curve, {})[key.round] = path
+            written.setdefault(key.curve, set()).add(key.round)
+    plans: dict[RowKey, int] = {}  # curve -> the last round of its unbroken run from round 0 (-1: none)
+    for case in cases:
+        for strategy in strategies:
+            for seed in seeds:
+                key = RowKey(case.sequence, case.case_id, model, strategy, seed)
+                present = written.get(key, set())
+                last = -1
+                while last + 1 in present:
+                    last += 1
+                if last < 0 or last < rounds or retry_failed:
+                    plans[key] = last
+    rows = rundir.store.rows(key.at_round(last) for key, last in plans.items() if last >= 0)
+    if retry_failed:  # a failed last round is made again, from the round before it
+        retry = {key: last - 1 for key, last in plans.items() if last >= 0 and rows[key.at_round(last)].get("failed")}
+        rows.update(rundir.store.rows(key.at_round(last) for key, last in retry.items() if last >= 0))
     jobs = []
     for case in cases:
         keys, starts = [], {}
         for strategy in strategies:
             for seed in seeds:
                 key = RowKey(case.sequence, case.case_id, model, strategy, seed)
-                present = written.get(key, {})
-                last = -1
-                while last + 1 in present:
-                    last += 1
+                if key not in plans:
+                    continue  # complete (read by its keys alone)
+                last = plans[key]
                 if last < 0:
                     keys.append(key)
                     continue
-                if last >= rounds and not retry_failed:
-                    continue  # complete (a completed run reads no row file)
-                row = read_json(present[last])["row"]
+                row = rows[key.at_round(last)]
                 if row.get("failed"):
                     if not retry_failed:
                         continue
-                    last -= 1  # make the failed round again, from the round before it
+                    last -= 1
                     if last < 0:
                         keys.append(key)
                         continue
-                    row = read_json(present[last])["row"]
+                    row = rows[key.at_round(last)]
                 if last >= rounds:
                     continue
                 keys.append(key)
+                present = written.get(key, set())
                 starts[key] = CurveStart(
-                    last, _recorded_clicks(row, present[last]), frozenset(r for r in present if r > last + 1)
+                    last,
+                    _recorded_clicks(row, rundir, key.at_round(last)),
+                    frozenset(r for r in present if r > last + 1),
                 )
         if keys:
             jobs.append(CaseJob(case, tuple(keys), starts))
     return jobs
 
 
-def _recorded_clicks(row: Mapping[str, Any], path: Path) -> tuple[Any, ...]:
+def _recorded_clicks(row: Mapping[str, Any], rundir: RunDir, key: RowKey) -> tuple[Any, ...]:
+    where = f"{rundir.root}: row {key.describe()}"
     try:
         records = json.loads(row["clicks"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"{path}: no readable 'clicks' column ({exc}); cannot resume this click curve") from exc
+        raise ConfigError(f"{where}: no readable 'clicks' column ({exc}); cannot resume this click curve") from exc
     try:
         return clicks_from_records(records)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+        raise ConfigError(f"{where}: {exc}") from exc
 
 
 def run_eval(
@@ -246,22 +262,24 @@ def run_eval(
     for strategy in strategies.values():
         check_source_label(strategy, structure.value)
     _notice_multi_label(config, cases)
-    current = empty_identity(config.fixed_identity())
-    current["strategies"] = {name: strategy_identity(s) for name, s in strategies.items()}
     uses_coarse = any(getattr(s.source, "kind", None) == "coarse" for s in strategies.values())
-    current["cases"] = fingerprint_cases(cases, coarse_dir=config.coarse_dir if uses_coarse else None)
-    current["seeds"] = sorted(config.seeds)
-    if config.clicks is not None:
-        current["click_rounds"] = config.clicks.rounds
+    current = RunIdentity(
+        fixed=config.fixed_identity(),
+        cases=fingerprint_cases(cases, coarse_dir=config.coarse_dir if uses_coarse else None),
+        strategies={name: strategy_identity(s) for name, s in strategies.items()},
+        seeds=config.seeds,
+        click_rounds=config.clicks.rounds if config.clicks is not None else None,
+    )
     build = build or _registry_builder(config)
     executor = executor or _executor_for(config)
     rundir = RunDir(config.out)
     with contextlib.ExitStack() as locks:
         locks.enter_context(rundir.lock())
+        rundir.check_layout()
         recorded = rundir.read_manifest()
         if recorded is not None:
             try:
-                check_compatible(recorded.get("identity", {}), current, where=f"{rundir.root}")
+                RunIdentity.from_json(recorded.get("identity")).check_compatible(current, where=f"{rundir.root}")
             except ConfigError:
                 if not config.new_run:
                     raise
@@ -275,7 +293,7 @@ def _run_locked(
     config: EvalConfig,
     cases: list[Case],
     strategies: dict[str, Any],
-    current: dict[str, Any],
+    current: RunIdentity,
     recorded: dict[str, Any] | None,
     rundir: RunDir,
     build: Callable[[str], Any],
@@ -283,33 +301,35 @@ def _run_locked(
     progress: bool | None,
 ) -> RunSummary:
     rundir.remove_temporaries()
+    rundir.store.compact_all()  # segments of killed writers; a torn last record is dropped here
     manifest = _open_manifest(config, current, recorded)
     invocation = manifest["invocations"][-1]
+    rundir.store.session = len(manifest["invocations"])
     rundir.write_manifest(manifest)
 
     def record_model(name: str, description: Mapping[str, Any]) -> None:
-        identity = model_identity(description)
-        check_compatible(manifest["identity"], {"models": {name: identity}}, where=f"{rundir.root}")
-        manifest["identity"]["models"][name] = identity
-        manifest["identity"]["models"] = dict(sorted(manifest["identity"]["models"].items()))
-        manifest["config_sha256"] = config_sha256(manifest["identity"])
+        recorded = RunIdentity.from_json(manifest["identity"])
+        model = RunIdentity(models={name: model_identity(description)})
+        recorded.check_compatible(model, where=f"{rundir.root}")
+        identity = recorded.union(model)
+        manifest["identity"] = identity.to_json()
+        manifest["config_sha256"] = identity.sha256()
         invocation["models"][name] = dict(description)
         rundir.write_manifest(manifest)
 
     if config.clicks is None:
         done = rundir.done_keys()
         if config.retry_failed:
-            done -= _failed_keys(rundir)
+            done = done.without(_failed_keys(rundir))
         plans = {m: plan_jobs(cases, m, list(strategies), config.seeds, done) for m in config.models}
     else:
-        row_files = rundir.row_files()
         plans = {
             m: plan_curves(
                 cases,
                 m,
                 list(strategies),
                 config.seeds,
-                row_files,
+                rundir,
                 rounds=config.clicks.rounds,
                 retry_failed=config.retry_failed,
             )
@@ -337,8 +357,10 @@ def _run_locked(
         raise
     finally:
         bar.close()
+        rundir.store.close()  # this process's segment, rolled into parts
         invocation.update(ended=now_utc(), status=status, rows_computed=bar.rows)
         rundir.write_manifest(manifest)
+    rundir.store.compact_all()  # the segments of Ray actors
     tables = write_tables(rundir)
     selected = {(c.sequence, c.case_id) for c in cases}
     results = tables.results
@@ -363,8 +385,8 @@ def _run_locked(
     return RunSummary(Path(config.out), rows_selected, bar.rows, failed, tables)
 
 
-def _open_manifest(config: EvalConfig, current: dict[str, Any], recorded: dict[str, Any] | None) -> dict[str, Any]:
-    identity = union_identity(recorded["identity"], current) if recorded else current
+def _open_manifest(config: EvalConfig, current: RunIdentity, recorded: dict[str, Any] | None) -> dict[str, Any]:
+    identity = RunIdentity.from_json(recorded["identity"]).union(current) if recorded else current
     invocation = provenance()
     invocation.update(
         selection=config.selection(),
@@ -390,8 +412,8 @@ def _open_manifest(config: EvalConfig, current: dict[str, Any], recorded: dict[s
         "format": MANIFEST_FORMAT,
         "tool": "zeroshot",
         "created": recorded.get("created") if recorded else invocation["started"],
-        "config_sha256": config_sha256(identity),
-        "identity": identity,
+        "config_sha256": identity.sha256(),
+        "identity": identity.to_json(),
         "invocations": [*earlier, invocation],
     }
 
@@ -458,8 +480,10 @@ def _sha_or_none(path: Path) -> str | None:
         return None
 
 
-def _failed_keys(rundir: RunDir) -> set[RowKey]:
-    return {key for key, path in rundir.row_files() if read_json(path)["row"].get("failed")}
+def _failed_keys(rundir: RunDir) -> list[RowKey]:
+    keys = rundir.store.key_frame("failed")
+    failed = keys.loc[keys["failed"].fillna(False).astype(bool)] if len(keys) else keys
+    return [RowKey.from_tuple(values) for values in failed[list(KEY_COLUMNS)].itertuples(index=False)]
 
 
 def _archive(rundir: RunDir) -> Path:
@@ -510,8 +534,8 @@ class _ProgressBar:
         self._dice_count = 0
         self._failed = 0
 
-    def row(self, record: Mapping[str, Any]) -> None:
-        row = record["row"]
+    def row(self, record: RowRecord) -> None:
+        row = record.row
         self.rows += 1
         dice = row.get("dice")
         if row.get("failed"):

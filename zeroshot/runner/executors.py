@@ -34,6 +34,7 @@ from zeroshot.runner.work import (
     release_device_memory,
     save_prediction,
 )
+from zeroshot.store import RowRecord
 
 __all__ = ["CaseJob", "Executor", "LocalExecutor", "Prefetcher", "Progress", "RowScorer", "RunContext"]
 
@@ -98,7 +99,7 @@ class RunContext:
 class Progress(Protocol):
     """Receives progress: each row record as written, and each case x model finished."""
 
-    def row(self, record: Mapping[str, Any]) -> None:
+    def row(self, record: RowRecord) -> None:
         """A row was written."""
 
     def case_done(self) -> None:
@@ -232,7 +233,7 @@ class RowScorer:
         context: RunContext,
         *,
         workers: int,
-        on_row: Callable[[Mapping[str, Any]], None],
+        on_row: Callable[[RowRecord], None],
         max_pending: int | None = None,
     ) -> None:
         self._context = context

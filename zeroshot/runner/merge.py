@@ -3,8 +3,9 @@
 Runs combine under the rules that let one run directory be extended (:mod:`zeroshot.runner.config`): the shared
 settings must be equal, and every case, model and strategy present in several runs must have the same identity
 there. Each row may come from one run only. The output is a complete run directory: its ``run.json`` holds the
-union identity and every input run's invocations; row files and prompts are copied, predictions hard-linked
-(copied across file systems); the tables are rebuilt from the rows.
+union identity and every input run's invocations; the runs' stores are copied file by file (their Parquet parts,
+and the log segments of runs killed before compacting them, then compacted), mask prompts copied, predictions
+hard-linked (copied across file systems); the tables are rebuilt from the store.
 """
 
 from __future__ import annotations
@@ -13,19 +14,18 @@ import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from zeroshot.errors import ConfigError
 from zeroshot.runner.config import (
     MANIFEST_FORMAT,
-    check_compatible,
-    config_sha256,
     dataset_conflict,
     now_utc,
-    union_identity,
 )
-from zeroshot.runner.rundir import PREDICTIONS, PROMPTS, ROWS, RowKey, RunDir, write_atomic
+from zeroshot.runner.identity import RunIdentity
+from zeroshot.runner.rundir import PREDICTIONS, RunDir, write_atomic
 from zeroshot.runner.tables import RunTables, write_tables
+from zeroshot.store.parts import part_paths
+from zeroshot.store.store import PROMPT_MASKS, KeySet, RunStore
 
 __all__ = ["merge_runs"]
 
@@ -76,10 +76,11 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path) -> RunTables:
             raise ConfigError(f"merge: {run.root} has no run.json; is it a run directory (zeroshot eval --out)?")
         manifests.append(manifest)
 
-    identity: dict[str, Any] = manifests[0]["identity"]
+    identity = RunIdentity.from_json(manifests[0]["identity"])
     for run, manifest in zip(dirs[1:], manifests[1:], strict=True):
         where = f"merge: {run.root} and the runs before it"
-        check_compatible(identity, manifest["identity"], where=where, remedy=MERGE_REMEDY)
+        added = RunIdentity.from_json(manifest["identity"])
+        identity.check_compatible(added, where=where, remedy=MERGE_REMEDY)
         for earlier, other in zip(dirs, manifests, strict=False):
             if other is manifest:
                 break
@@ -88,23 +89,26 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path) -> RunTables:
                 raise ConfigError(
                     f"merge: {earlier.root} and {run.root} evaluated different datasets ({conflict}). {MERGE_REMEDY}"
                 )
-        identity = union_identity(identity, manifest["identity"])
+        identity = identity.union(added)
 
-    owner: dict[RowKey, Path] = {}
+    seen: list[tuple[Path, KeySet]] = []
     for run in dirs:
-        for key, _ in run.row_files():
-            if key in owner:
+        run.check_layout()
+        keys = run.done_keys()
+        for root, earlier in seen:
+            shared = keys.first_shared(earlier)
+            if shared is not None:
                 raise ConfigError(
-                    f"merge: row {key.describe()} is in both {owner[key]} and {run.root}; each row must come from "
-                    "one run"
+                    f"merge: row {shared.describe()} is in both {root} and {run.root}; each row must come from one run"
                 )
-            owner[key] = run.root
+        seen.append((run.root, keys))
 
     with target.lock():
         for run in dirs:
-            _copy_tree(run.root / ROWS, target.root / ROWS, link=False)
-            _copy_tree(run.root / PROMPTS, target.root / PROMPTS, link=False)
+            _copy_store(run.store, target.store)
+            _copy_tree(run.store.folder / PROMPT_MASKS, target.store.folder / PROMPT_MASKS, link=False)
             _copy_tree(run.root / PREDICTIONS, target.root / PREDICTIONS, link=True)
+        target.store.compact_all()
         invocations = []
         for run, manifest in zip(dirs, manifests, strict=True):
             for invocation in manifest.get("invocations", []):
@@ -114,13 +118,30 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path) -> RunTables:
                 "format": MANIFEST_FORMAT,
                 "tool": "zeroshot",
                 "created": now_utc(),
-                "config_sha256": config_sha256(identity),
-                "identity": identity,
+                "config_sha256": identity.sha256(),
+                "identity": identity.to_json(),
                 "merged_from": [str(r) for r in resolved],
                 "invocations": invocations,
             }
         )
         return write_tables(target)
+
+
+def _copy_store(source: RunStore, target: RunStore) -> None:
+    """Copy the records of ``source`` into ``target``: committed parts as they are, segments to be compacted."""
+    for stem in source.stems():
+        paths, copies = part_paths(source.parts_folder, stem), part_paths(target.parts_folder, stem)
+        if copies.rows.exists() or (target.log_folder / f"{stem}.jsonl").exists():
+            raise ConfigError(f"merge: {source.root} holds records named {stem} that another run also holds")
+        if paths.rows.is_file():
+            for origin, copy in (
+                (paths.slices, copies.slices),
+                (paths.prompts, copies.prompts),
+                (paths.rows, copies.rows),
+            ):
+                write_atomic(copy, origin.read_bytes())  # the rows part last: it commits the stem
+        else:
+            write_atomic(target.log_folder / f"{stem}.jsonl", (source.log_folder / f"{stem}.jsonl").read_bytes())
 
 
 def _copy_tree(source: Path, destination: Path, *, link: bool) -> None:

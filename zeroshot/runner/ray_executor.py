@@ -2,9 +2,10 @@
 
 Each worker is a Ray actor that builds the model once (one GPU each where the cluster has GPUs) and then takes
 whole cases: it reads the case, makes or loads its prompts, segments it under every strategy and seed in one
-session, scores the predictions and writes the rows into the run directory itself, with the same functions and
-the same atomic writes as the local executor, so results are identical. The run directory must therefore be on a
-file system every node sees (as for any shared cluster job). Only the driver writes ``run.json``: it checks that
+session, scores the predictions and appends the rows to a log segment of its own in the run's store, with the same
+functions as the local executor, so results are identical; the driver compacts the actors' segments when the model
+is done. The run directory must therefore be on a file system every node sees (as for any shared cluster job).
+Only the driver writes ``run.json``: it checks that
 every actor built the same model (same ``describe()`` identity, so a node with another checkpoint is caught).
 
 Ray is an optional dependency (``pip install 'zeroshot[ray]'``). ``ray.init()`` connects to the cluster named by
@@ -22,6 +23,7 @@ from zeroshot.errors import ConfigError
 from zeroshot.runner.config import model_identity
 from zeroshot.runner.executors import CaseJob, Progress, RowScorer, RunContext
 from zeroshot.runner.work import predict_case, read_case, release_device_memory
+from zeroshot.store import RowRecord
 
 __all__ = ["CaseWorker", "RayExecutor"]
 
@@ -49,10 +51,10 @@ class CaseWorker:
         """The model's ``describe()``."""
         return dict(self._segmenter.describe())
 
-    def run(self, job: CaseJob) -> list[dict[str, Any]]:
-        """Make and write every row of one case job; return the row records."""
+    def run(self, job: CaseJob) -> list[RowRecord]:
+        """Make and write every row of one case job (durably: its log segment is synced); return the row records."""
         context = self._context
-        records: list[dict[str, Any]] = []
+        records: list[RowRecord] = []
         inputs = read_case(
             job.case, job.tasks, context.strategies, context.rundir, label=context.label, coarse_dir=context.coarse_dir
         )
@@ -60,6 +62,7 @@ class CaseWorker:
             predictions = predict_case(self._segmenter, inputs, job.keys, clicks=context.clicks, starts=job.starts)
             for prediction in predictions:
                 scorer.submit(prediction, inputs)
+        context.rundir.store.sync()
         return records
 
     def close(self) -> None:

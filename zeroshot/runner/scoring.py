@@ -11,19 +11,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Scores", "score_prediction", "slice_table"]
+from zeroshot.store.schema import SLICE_COLUMNS
 
-#: Columns of the per-slice table besides the row identity, in order.
-SLICE_COLUMNS = (
-    "z",
-    "dist_slices",
-    "dist_mm",
-    "gt_area_px",
-    "pred_area_px",
-    "gt_area_mm2",
-    "pred_area_mm2",
-    "slice_dice",
-)
+__all__ = ["SLICE_COLUMNS", "Scores", "score_prediction", "slice_table"]
 
 
 @dataclass(frozen=True)

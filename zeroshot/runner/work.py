@@ -7,7 +7,7 @@ reads the next case in a thread and scores in worker processes; a Ray actor runs
 * :func:`predict_case` -- one :class:`~zeroshot.segmenters.Session` per case and model, every prompt set
   segmented in it (the image encoder runs once per case, not once per strategy and seed); in an interactive run
   every round of every click curve too (:mod:`zeroshot.interactive`), each round a prediction of its own;
-* :func:`finish_row` -- the row record from a prediction and its scores, written atomically.
+* :func:`finish_row` -- the row record from a prediction and its scores, appended to the run's store.
 
 Anything a case raises becomes a failed row naming the reason; the run goes on. A CUDA out-of-memory error is
 retried once with the segmenter's offloading variant (:func:`offload_variant`: ``segmenter.with_offload()``,
@@ -31,10 +31,12 @@ from zeroshot.datasets import Case
 from zeroshot.errors import SegmenterError
 from zeroshot.interactive import Click, ClickSettings, replay, simulate
 from zeroshot.prompts.types import VolumePrompts
-from zeroshot.runner.rundir import RowKey, RunDir, write_atomic
+from zeroshot.runner.rundir import RowKey, RunDir
 from zeroshot.runner.scoring import Scores
 from zeroshot.runner.zextent import ZExtentSession
 from zeroshot.scoring import failed_row, header_d_max_mm
+from zeroshot.store.records import PromptKey, RowRecord, plain_json
+from zeroshot.store.schema import ORACLE_COLUMNS, TIMING_COLUMNS
 from zeroshot.volume import Volume, read_label, read_volume, write_mask
 
 __all__ = [
@@ -48,10 +50,6 @@ __all__ = [
     "read_case",
 ]
 
-#: Oracle flags every row carries (more appear when prompts report other oracle keys).
-ORACLE_COLUMNS = ("oracle_gt_prompt", "oracle_gt_z_range", "oracle_gt_roi_crop")
-#: Columns that measure time; they differ between otherwise identical runs.
-TIMING_COLUMNS = ("seconds_read", "seconds_prepare", "seconds_segment")
 #: Longest error message kept in a row (the full traceback goes to logs/errors.log).
 MAX_ERROR_CHARS = 500
 
@@ -171,19 +169,20 @@ def _prompts_for(
     label: int,
 ) -> VolumePrompts:
     from zeroshot.prompts.generate import make_prompts
-    from zeroshot.prompts.serialise import mask_dir_for, prompts_from_json, prompts_to_json, write_prompt_masks
+    from zeroshot.prompts.serialise import prompts_from_json, prompts_to_json, write_prompt_masks
     from zeroshot.prompts.sources import read_source_mask
 
-    path = rundir.prompt_path(case.sequence, case.case_id, name, seed)
-    if path.is_file():
-        return prompts_from_json(path.read_text(), mask_dir=mask_dir_for(path))
+    key = PromptKey(case.sequence, case.case_id, name, seed)
+    stored = rundir.stored_prompts(key)
+    if stored is not None:
+        return prompts_from_json(stored, mask_dir=rundir.prompt_mask_dir(key))
     if strategy.source.kind == "coarse":
         source = read_source_mask(strategy, case, volume, label=label, coarse_dir=coarse_dir)
     else:
         source = gt
     prompts = make_prompts(strategy, case_id=case.case_id, volume=volume, source_mask=source, seed=seed, gt_mask=gt)
-    write_prompt_masks(prompts, mask_dir_for(path))  # mask prompts first: the JSON names them
-    write_atomic(path, prompts_to_json(prompts))
+    write_prompt_masks(prompts, rundir.prompt_mask_dir(key))  # mask prompts first: the JSON names them
+    rundir.write_prompts(key, prompts_to_json(prompts))
     return prompts
 
 
@@ -453,8 +452,8 @@ def finish_row(
     tolerances_mm: Sequence[float],
     prediction_path: str = "",
     uses_gt: bool | None = None,
-) -> dict[str, Any]:
-    """Make the row record of a prediction and write it atomically; return the record.
+) -> RowRecord:
+    """Make the row record of a prediction and append it to the run's store; return the record.
 
     Parameters
     ----------
@@ -473,8 +472,8 @@ def finish_row(
 
     Returns
     -------
-    dict
-        ``{"row": {...}, "slices": {...}}`` as written to the row file.
+    RowRecord
+        As stored: the row, its per-slice table and the segmentation info.
 
     Notes
     -----
@@ -519,8 +518,8 @@ def finish_row(
     row["seconds_read"] = inputs.seconds_read
     row["seconds_prepare"] = prediction.seconds_prepare
     row["seconds_segment"] = prediction.seconds_segment
-    record = {"row": row, "slices": slices, "info": dict(prediction.info)}
-    rundir.write_row(key, record)
+    record = RowRecord(key, row, slices, plain_json(dict(prediction.info)))
+    rundir.write_row(record)
     if error is not None:
         rundir.log_failure(key, error)
     return record

@@ -1,0 +1,377 @@
+"""The run store: tables equal to the layout before it, torn records, kill -9 during compaction, migration."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_interactive_runner import Counting
+from test_runner import SHAPE, comparable, write_strategies, write_tiny_dataset
+
+from zeroshot.cli import main
+from zeroshot.errors import ConfigError
+from zeroshot.interactive import ClickSettings
+from zeroshot.runner import EvalConfig, RowKey, RunDir, merge_runs, run_eval
+from zeroshot.runner.rundir import write_json
+from zeroshot.store import PromptKey, RowRecord, RunStore, build_tables
+from zeroshot.store import store as store_module
+from zeroshot.store.log import decode_slices, read_segment
+from zeroshot.store.parts import compact_segment
+from zeroshot.store.paths import legacy_prompt_path, legacy_row_path
+from zeroshot.store.schema import IDENTITY_COLUMNS, SLICE_COLUMNS, SLICE_DTYPES
+
+TESTS = Path(__file__).resolve().parent
+
+
+# --------------------------------------------------------------------------------------------------- helpers
+def legacy_tables(records: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The oracle: results and slices as the layout before the store built them from row files in key order.
+
+    ``records`` are ``{"row", "slices"}`` documents as the row files held them (after a JSON round trip).
+    """
+    rows = []
+    slice_columns: dict[str, list] = {name: [] for name in (*IDENTITY_COLUMNS, "round", *SLICE_COLUMNS)}
+    for record in records:
+        row = record["row"]
+        rows.append(row)
+        slices = record.get("slices") or {}
+        count = len(slices.get("z", ()))
+        if not count:
+            continue
+        for name in (*IDENTITY_COLUMNS, "round"):
+            slice_columns[name].extend([row.get(name)] * count)
+        for name in SLICE_COLUMNS:
+            slice_columns[name].extend(slices[name])
+    results = pd.DataFrame(rows)
+    if not results.empty:
+        for column in ("seed", "round", "n_clicks"):
+            if column in results:
+                results[column] = results[column].astype("int64")
+        for flag in ("failed", "empty_gt", "empty_pred", "offloaded"):
+            if flag in results:
+                results[flag] = results[flag].astype(bool)
+        for column in results.columns:
+            if column.startswith("oracle_"):
+                results[column] = results[column].fillna(False).astype(bool)
+        results["error"] = results["error"].fillna("").astype(str)
+    if all(value is None for value in slice_columns["round"]):
+        del slice_columns["round"]
+    slices_frame = pd.DataFrame(slice_columns)
+    if not slices_frame.empty:
+        for column in ("seed", "round"):
+            if column in slices_frame:
+                slices_frame[column] = slices_frame[column].astype("int64")
+    return results, slices_frame
+
+
+def segment_documents(segments: list[Path]) -> list[dict]:
+    """The records of log segments as the row files of the layout before the store held them, in key order."""
+    latest = {}
+    for path in sorted(segments, key=lambda p: p.name):
+        contents = read_segment(path)
+        for key, row, blob in zip(contents.keys, contents.rows, contents.slices, strict=True):
+            block = decode_slices(blob)
+            slices = {n: block[i].astype(SLICE_DTYPES[n]).tolist() for i, n in enumerate(SLICE_COLUMNS)}
+            latest[RowKey.from_tuple(key)] = {"row": row, "slices": slices if block.shape[1] else {}}
+    return [json.loads(json.dumps(latest[key])) for key in sorted(latest)]
+
+
+def _document(record: RowRecord) -> dict:
+    return {"row": dict(record.row), "slices": dict(record.slices), "info": dict(record.info)}
+
+
+def write_legacy_layout(out: Path) -> None:
+    """Rewrite a run's store as the layout before it: one JSON file per row and per prompt set."""
+    rundir = RunDir(out)
+    for record in rundir.store.records():
+        write_json(legacy_row_path(out, record.key), _document(record))
+    for key, text in rundir.store.prompt_sets().items():
+        legacy_prompt_path(out, key).parent.mkdir(parents=True, exist_ok=True)
+        legacy_prompt_path(out, key).write_text(text + "\n")
+    shutil.rmtree(rundir.store.folder)
+
+
+def fabricated_record(index: int, *, slices: int = 6) -> RowRecord:
+    key = RowKey("T1", f"case_{index // 4:03d}", "sam2", f"s{index % 2}", index % 4 // 2)
+    failed = index % 5 == 4
+    row = {
+        "case_id": key.case_id,
+        "sequence": key.sequence,
+        "center": "c1",
+        "split": "test",
+        "model": key.model,
+        "strategy": key.strategy,
+        "seed": key.seed,
+        "dice": float("nan") if failed else index / 100,
+        "hd95_mm": float("inf") if index % 7 == 3 else 2.5,
+        "failed": failed,
+        "error": "SegmenterError: boom" if failed else "",
+        "oracle_gt_prompt": True,
+    }
+    z = np.arange(0 if failed else slices)
+    table = {name: (z * (i + 1) / 3 if "mm" in name or "dice" in name else z * (i + 1)).tolist() for i, name in
+             enumerate(SLICE_COLUMNS)}  # fmt: skip
+    return RowRecord(key, row, table if not failed else {}, {"index": index})
+
+
+def write_segment(root: Path, count: int) -> Path:
+    """A store with one uncompacted segment of ``count`` rows and their prompt sets; returns the segment."""
+    store = RunStore(root)
+    for index in range(count):
+        record = fabricated_record(index)
+        key = PromptKey(record.key.sequence, record.key.case_id, record.key.strategy, record.key.seed)
+        store.append_prompts(key, json.dumps({"case_id": key.case_id, "index": index}))
+        store.append_row(record)
+    store.close(compact=False)
+    (segment,) = store.segments()
+    return segment
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return write_tiny_dataset(tmp_path_factory.mktemp("data"), subjects=2)
+
+
+@pytest.fixture(scope="module")
+def strategies(tmp_path_factory):
+    return write_strategies(tmp_path_factory.mktemp("strategies"))
+
+
+def config_for(dataset: Path, strategies, out: Path, **overrides) -> EvalConfig:
+    options = {
+        "data": dataset,
+        "out": out,
+        "models": ("box-fill",),
+        "strategies": tuple(str(s) for s in strategies),
+        "seeds": (0, 1),
+        "workers": 0,
+    }
+    options.update(overrides)
+    return EvalConfig(**options)
+
+
+# -------------------------------------------------------------------------------------------- the tables
+@pytest.mark.parametrize("clicks", [None, ClickSettings(rounds=2)])
+def test_tables_equal_those_of_the_layout_before_the_store(dataset, strategies, tmp_path, clicks, monkeypatch):
+    """The oracle reads the records as written (log segments kept aside before compaction), not the parts."""
+    kept = tmp_path / "segments"
+    kept.mkdir()
+
+    def keep_then_compact(parts, log, stem, contents=None):
+        if (log / f"{stem}.jsonl").is_file():
+            shutil.copy(log / f"{stem}.jsonl", kept / f"{stem}.jsonl")
+        return compact_segment(parts, log, stem, contents)  # from the writer's memory: checked against the file
+
+    monkeypatch.setattr(store_module, "compact_segment", keep_then_compact)
+    out = tmp_path / "run"
+    (tmp_path / "data").mkdir()
+    for path in dataset.parent.iterdir():  # a case whose image cannot be read: failed rows with no slices
+        target = tmp_path / "data" / path.name
+        target.write_bytes(b"not a nifti" if path.name == "T2_phantom_001_0000.nii.gz" else path.read_bytes())
+    options = {"models": ("grabcut",), "sequences": ("T2",), "clicks": clicks} if clicks else {}
+    build = Counting().build if clicks else None
+    run_eval(config_for(tmp_path / "data" / dataset.name, strategies, out, **options), progress=False, build=build)
+    results, slices = legacy_tables(segment_documents(list(kept.iterdir())))
+    assert results["failed"].any() and not results["failed"].all()
+    assert ("round" in results.columns) == (clicks is not None)
+    written = pd.read_parquet(out / "results.parquet")
+    pd.testing.assert_frame_equal(written, results)
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "slices.parquet"), slices)
+    assert (out / "results.csv").read_text() == results.to_csv(index=False)
+    failures = build_tables(RunDir(out).store).failures
+    assert (out / "failures.csv").read_text() == failures.to_csv(index=False) and len(failures) > 0
+    assert len(slices) == (~results["failed"]).sum() * SHAPE[0]
+
+
+def test_parts_of_differing_columns_give_the_columns_of_one_frame(tmp_path):
+    store = RunStore(tmp_path, rotate_rows=2)
+    records = [fabricated_record(i) for i in range(6)]
+    extra = RowRecord(records[3].key, {**records[3].row, "oracle_gt_roi_crop": True}, records[3].slices)
+    for record in [*records[:3], extra, *records[4:]]:
+        store.append_row(record)
+    store.close()
+    assert len(store.stems()) == 3 and not store.segments()
+    documents = [json.loads(json.dumps(_document(r))) for r in sorted([*records[:3], extra, *records[4:]],
+                                                                        key=lambda r: r.key)]  # fmt: skip
+    results, slices = legacy_tables(documents)
+    tables = build_tables(store)
+    pd.testing.assert_frame_equal(tables.results, results)
+    pd.testing.assert_frame_equal(tables.slices, slices)
+    assert tables.results["oracle_gt_roi_crop"].sum() == 1
+
+
+def test_a_row_written_again_replaces_the_earlier_one(tmp_path):
+    first, second = RunStore(tmp_path, session=1), RunStore(tmp_path, session=2)
+    failed, other = fabricated_record(4), fabricated_record(1)  # a failed row, made again by --retry-failed
+    first.append_row(failed)
+    first.append_row(other)
+    first.close()
+    again = fabricated_record(0)
+    second.append_row(RowRecord(failed.key, {**failed.row, "failed": False, "error": ""}, again.slices, {}))
+    second.close()
+    tables = build_tables(RunStore(tmp_path))
+    assert tables.results["failed"].tolist() == [False, False] and len(RunStore(tmp_path).done_keys()) == 2
+    by_row = tables.slices.groupby(["case_id", "strategy", "seed"], sort=False)["gt_area_mm2"].apply(list)
+    assert by_row[(failed.key.case_id, failed.key.strategy, failed.key.seed)] == again.slices["gt_area_mm2"]
+    assert by_row[(other.key.case_id, other.key.strategy, other.key.seed)] == other.slices["gt_area_mm2"]
+
+
+# ------------------------------------------------------------------------------------------- torn records
+def test_a_truncated_last_record_is_dropped_and_only_its_row_is_made_again(dataset, strategies, tmp_path):
+    reference = run_eval(config_for(dataset, strategies, tmp_path / "reference"), progress=False)
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    shutil.copy(tmp_path / "reference" / "run.json", killed / "run.json")
+    source, store = RunDir(tmp_path / "reference").store, RunStore(killed)
+    for key, text in source.prompt_sets().items():
+        store.append_prompts(key, text)
+    records = sorted(source.records(), key=lambda r: r.key)
+    for record in records:
+        store.append_row(record)
+    store.close(compact=False)  # as a kill -9 leaves it: a segment, not compacted
+    (segment,) = store.segments()
+    data = segment.read_bytes()
+    segment.write_bytes(data[: len(data) - 200])  # the last record torn mid-write
+    present = RunDir(killed).done_keys()
+    assert len(present) == len(records) - 1 and records[-1].key not in present
+
+    resumed = run_eval(config_for(dataset, strategies, killed), progress=False)
+    assert resumed.rows_computed == 1
+    pd.testing.assert_frame_equal(comparable(resumed.results), comparable(reference.results))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(killed / "slices.parquet"), pd.read_parquet(tmp_path / "reference" / "slices.parquet")
+    )
+    assert not RunDir(killed).store.segments()
+
+
+def test_a_record_without_its_newline_is_torn_too(tmp_path):
+    segment = write_segment(tmp_path, 3)
+    segment.write_bytes(segment.read_bytes()[:-1])
+    assert len(RunStore(tmp_path).done_keys()) == 2
+
+
+def test_a_damaged_record_inside_a_segment_is_named(tmp_path):
+    segment = write_segment(tmp_path, 3)
+    lines = segment.read_bytes().split(b"\n")
+    lines[1] = lines[1][:20]
+    segment.write_bytes(b"\n".join(lines))
+    with pytest.raises(ConfigError, match=rf"{segment.name}, line 2: not a zeroshot log record"):
+        RunStore(tmp_path).done_keys()
+
+
+# ------------------------------------------------------------------------------------- kill -9, compaction
+COMPACT_SCRIPT = """
+import os, signal, sys
+from pathlib import Path
+from zeroshot.store import RunStore
+
+step, calls = int(sys.argv[2]), [0]
+
+def killing(original):
+    def call(*args, **kwargs):
+        if calls[0] == step:
+            os.kill(os.getpid(), signal.SIGKILL)
+        calls[0] += 1
+        return original(*args, **kwargs)
+    return call
+
+os.replace = killing(os.replace)  # the three part renames
+Path.unlink = killing(Path.unlink)  # removing the segment
+RunStore(sys.argv[1]).compact_all()
+"""
+
+
+@pytest.mark.parametrize("step", range(5))
+def test_kill_9_during_compaction_neither_loses_nor_duplicates_a_row(tmp_path, step):
+    """Killed before each part's rename, before removing the segment, or not at all (step 4)."""
+    root = tmp_path / "run"
+    write_segment(root, 10)
+    expected = build_tables(RunStore(root))
+    prompts = RunStore(root).prompt_sets()
+    script = tmp_path / "compact.py"
+    script.write_text(COMPACT_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), str(root), str(step)], capture_output=True, check=False)
+    assert done.returncode == (0 if step == 4 else -signal.SIGKILL), done.stderr.decode()
+    for attempt in ("after the kill", "after the next compaction"):
+        store = RunStore(root)
+        tables = build_tables(store)
+        pd.testing.assert_frame_equal(tables.results, expected.results, obj=attempt)
+        pd.testing.assert_frame_equal(tables.slices, expected.slices, obj=attempt)
+        assert store.prompt_sets() == prompts and len(store.done_keys()) == 10
+        store.compact_all()  # what the next run does first, holding the lock
+    assert not RunStore(root).segments()
+    assert sorted(p.name.split(".", 1)[1] for p in (root / "store" / "parts").iterdir()) == [
+        "prompts.parquet",
+        "rows.parquet",
+        "slices.parquet",
+    ]
+
+
+def test_segments_roll_into_parts_and_the_file_count_stays_small(tmp_path):
+    store = RunStore(tmp_path, rotate_rows=4)
+    for index in range(10):
+        store.append_row(fabricated_record(index))
+    assert len(store.segments()) == 1 and len(list(store.parts_folder.glob("*.rows.parquet"))) == 2
+    store.close()
+    assert store.file_count() == 3 * 3 and len(store.done_keys()) == 10
+    assert [r.info["index"] for r in store.records()] == list(range(10))
+
+
+# ----------------------------------------------------------------------------------------------- migration
+def test_a_run_in_the_layout_before_the_store_is_refused_then_migrated(dataset, strategies, tmp_path, capsys):
+    out = tmp_path / "run"
+    reference = run_eval(config_for(dataset, strategies, out), progress=False)
+    csv = (out / "results.csv").read_text()
+    write_legacy_layout(out)
+    assert len(list((out / "rows").rglob("*.json"))) == len(reference.results) == 24
+    with pytest.raises(ConfigError, match=rf"convert it once with `zeroshot migrate {out}`"):
+        run_eval(config_for(dataset, strategies, out), progress=False)
+    with pytest.raises(ConfigError, match="zeroshot migrate"):
+        merge_runs([out], tmp_path / "merged")
+
+    assert main(["migrate", str(out)]) == 0
+    assert "moved 24 row(s) and 24 prompt set(s) into the run store (48 files -> 3)" in capsys.readouterr().out
+    assert not (out / "rows").exists() and not (out / "prompts").exists()
+    assert (out / "results.csv").read_text() == csv
+    again = run_eval(config_for(dataset, strategies, out), progress=False)
+    assert again.rows_computed == 0
+    pd.testing.assert_frame_equal(comparable(again.results), comparable(reference.results))
+    assert main(["migrate", str(out)]) == 0
+    assert "nothing to migrate" in capsys.readouterr().out
+
+
+def test_migrate_refuses_a_folder_without_a_run(tmp_path, capsys):
+    assert main(["migrate", str(tmp_path)]) == 2
+    assert "has no run.json" in capsys.readouterr().err
+
+
+def test_a_migration_killed_midway_starts_over(dataset, strategies, tmp_path):
+    out = tmp_path / "run"
+    run_eval(config_for(dataset, strategies, out), progress=False)
+    expected = pd.read_parquet(out / "results.parquet")
+    write_legacy_layout(out)
+    partial = RunStore(out)  # what a migration killed after some rows left behind
+    partial.append_row(next(iter(RunStore(tmp_path).records()), fabricated_record(0)))
+    partial.close()
+    assert main(["migrate", str(out)]) == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), expected)
+    assert len(RunDir(out).done_keys()) == len(expected)
+
+
+def test_stores_pickle_without_their_writer(tmp_path):
+    import pickle
+
+    store = RunStore(tmp_path, session=3)
+    store.append_row(fabricated_record(0))
+    copy = pickle.loads(pickle.dumps(store))
+    assert copy.session == 3 and copy._writer is None
+    store.close()
+    assert os.listdir(tmp_path / "store" / "parts")
