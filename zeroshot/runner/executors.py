@@ -83,6 +83,9 @@ class RunContext:
         Coarse masks for strategies whose source is ``coarse``.
     clicks : ClickSettings or None
         Simulated corrective clicks (an interactive run), or ``None``.
+    batch_prompts : bool
+        Segment every prompt set of a case (every round of its curves) in one ``segment_many`` call
+        (:func:`~zeroshot.runner.work.predict_case`).
     """
 
     rundir: RunDir
@@ -94,6 +97,7 @@ class RunContext:
     record_model: Callable[[str, Mapping[str, Any]], None]
     coarse_dir: Path | None = None
     clicks: ClickSettings | None = None
+    batch_prompts: bool = True
 
 
 class Progress(Protocol):
@@ -138,7 +142,14 @@ class LocalExecutor:
                 RowScorer(context, workers=self.workers, on_row=progress.row) as scorer,
             ):
                 for job, inputs in prefetcher:
-                    predictions = predict_case(segmenter, inputs, job.keys, clicks=context.clicks, starts=job.starts)
+                    predictions = predict_case(
+                        segmenter,
+                        inputs,
+                        job.keys,
+                        clicks=context.clicks,
+                        starts=job.starts,
+                        batch_prompts=context.batch_prompts,
+                    )
                     for prediction in predictions:
                         scorer.submit(prediction, inputs)
                     progress.case_done()

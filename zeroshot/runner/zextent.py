@@ -12,6 +12,7 @@ nothing it predicted inside the extent.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -71,6 +72,15 @@ class ZExtentSession:
     def segment(self, prompts: VolumePrompts) -> Segmentation:
         """The wrapped session's segmentation of ``prompts``, within their z-extent."""
         return within_z_extent(self.session.segment(prompts), prompts)
+
+    def segment_many(self, prompt_sets: Sequence[VolumePrompts]) -> list[Segmentation]:
+        """The wrapped session's segmentations of ``prompt_sets``, each within its prompts' z-extent.
+
+        One ``segment_many`` call where the wrapped session has one, else one ``segment`` call each.
+        """
+        many = getattr(self.session, "segment_many", None)
+        results = many(prompt_sets) if callable(many) else [self.session.segment(p) for p in prompt_sets]
+        return [within_z_extent(result, prompts) for result, prompts in zip(results, prompt_sets, strict=True)]
 
     def close(self) -> None:
         """Close the wrapped session."""
