@@ -1,0 +1,144 @@
+"""``--executor ray`` across a two-node Ray cluster started on this machine, with batched prompt sets.
+
+A head and a second node, each with one CPU and a resource of its own, are started with ``ray start --block`` as
+child processes of the test and stopped by it (their process groups only; ``ray stop`` would stop every Ray on the
+machine). Each actor asks for one CPU, so the two actors land on different nodes; each records the node it built
+its model on. Random tiny SAM2 weights (so that ``segment_many`` batches): machinery only.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_runner import comparable, write_strategies, write_tiny_dataset
+
+from zeroshot.runner import EvalConfig, RunDir, run_eval
+from zeroshot.runner.ray_executor import RayExecutor
+from zeroshot.segmenters import build_segmenter
+
+ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'zeroshot[ray]'")
+
+MODEL = "random:sam2.1_hiera_t@64"
+TESTS = Path(__file__).resolve().parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ray_start(*arguments: str, env: dict[str, str]) -> subprocess.Popen:
+    ray_cli = Path(sys.executable).with_name("ray")
+    return subprocess.Popen(
+        [str(ray_cli), "start", "--block", "--num-cpus=1", "--disable-usage-stats", *arguments],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: stopped below without touching any other Ray
+    )
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def two_nodes(tmp_path_factory):
+    """The address of a running two-node cluster (head + worker node), stopped after the module's tests."""
+    temp = tmp_path_factory.mktemp("ray")
+    # A private cluster on the loopback interface: no token (the driver, the nodes and their workers agree).
+    mode = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    port = _free_port()
+    # Workers import this test module (the build function) and the worktree's zeroshot.
+    path = os.pathsep.join([str(TESTS.parent), str(TESTS), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path, "RAY_TMPDIR": str(temp), "OMP_NUM_THREADS": "1"}
+    env.pop("RAY_ADDRESS", None)
+    address = f"127.0.0.1:{port}"
+    head = _ray_start(
+        "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--include-dashboard=false",
+        f"--temp-dir={temp}", '--resources={"head_node": 1}', env=env,
+    )  # fmt: skip
+    nodes = [head]
+    try:
+        deadline = time.monotonic() + 90
+        second = None
+        while time.monotonic() < deadline:
+            if head.poll() is not None:
+                pytest.fail(f"ray start --head exited with status {head.returncode}")
+            if second is None:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                except OSError:
+                    time.sleep(0.5)
+                    continue
+                second = _ray_start(
+                    f"--address={address}", "--node-ip-address=127.0.0.1", '--resources={"second_node": 1}', env=env
+                )
+                nodes.append(second)
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            alive = [n for n in ray.nodes() if n["Alive"]]
+            if len(alive) == 2:
+                break
+            ray.shutdown()
+            time.sleep(1)
+        else:
+            pytest.fail("the two-node Ray cluster did not come up within 90 s")
+        assert {k for n in alive for k in n["Resources"] if k.endswith("_node")} == {"head_node", "second_node"}
+        yield address
+    finally:
+        ray.shutdown()
+        for node in reversed(nodes):
+            _stop(node)
+        if mode is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = mode
+
+
+def build_on_node(folder: str, name: str):
+    """Build the model and leave a file named after the Ray node that built it (which nodes did the work)."""
+    node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "driver"
+    Path(folder, node).touch()
+    return build_segmenter(name, device="cpu")
+
+
+def test_ray_across_two_nodes_makes_every_case_once_with_the_local_rows(two_nodes, tmp_path):
+    manifest = write_tiny_dataset(tmp_path / "data", subjects=2)  # 6 cases
+    strategies = tuple(str(s) for s in write_strategies(tmp_path / "strategies"))
+
+    def config(out: str, **overrides) -> EvalConfig:
+        options = {"data": manifest, "out": tmp_path / out, "models": (MODEL,), "strategies": strategies}
+        options.update(seeds=(0, 1), device="cpu", workers=0)
+        return EvalConfig(**{**options, **overrides})
+
+    local = run_eval(config("local"), progress=False, build=lambda name: build_segmenter(name, device="cpu"))
+    nodes = tmp_path / "nodes"
+    nodes.mkdir()
+    distributed = run_eval(
+        config("ray", executor="ray", workers=2),
+        progress=False,
+        build=functools.partial(build_on_node, str(nodes)),
+        executor=RayExecutor(workers=2, device="cpu", address=two_nodes),
+    )
+    assert len({p.name for p in nodes.iterdir()} - {"driver"}) == 2  # both nodes built the model and took cases
+    keys = [record.key for record in RunDir(tmp_path / "ray").store.records()]
+    assert len(keys) == len(set(keys)) == 6 * 2 * 2 == distributed.rows_computed  # every row exactly once
+    assert {r.info["prompt_sets_in_call"] for r in RunDir(tmp_path / "ray").store.records()} == {4}  # batched
+    pd.testing.assert_frame_equal(comparable(distributed.results), comparable(local.results))
