@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -209,3 +210,56 @@ def test_kill_9_mid_batch_then_resume_gives_the_uninterrupted_rows(dataset, unba
     table = pd.read_csv(tmp_path / "killed" / "results.csv")
     assert_same_rows(table, pd.read_csv(plain_out / "results.csv"))
     assert saved_masks(tmp_path / "killed") == saved_masks(plain_out)
+
+
+# ------------------------------------------------------------------------------ host work off the model's thread
+def test_prediction_files_written_in_a_thread_each_before_its_row_and_a_failed_write_fails_only_its_row(
+    dataset, tmp_path, monkeypatch
+):
+    """With scoring processes, ``--save-pred`` files are written by a thread; a write that fails fails its row."""
+    import zeroshot.runner.executors as executors
+
+    save = executors.save_prediction
+    threads: set[str] = set()
+
+    def flaky(rundir, prediction, volume):
+        threads.add(threading.current_thread().name)
+        if prediction.key.strategy == "box-jitter" and prediction.key.seed == 1:
+            raise OSError("disk full")
+        return save(rundir, prediction, volume)
+
+    monkeypatch.setattr(executors, "save_prediction", flaky)
+    out = tmp_path / "run"
+    results = run_eval(config(dataset, out, models=("box-fill",), workers=1), progress=False).results
+    assert threads and all(name.startswith("zeroshot-save") for name in threads)
+    bad = (results["strategy"] == "box-jitter") & (results["seed"] == 1)
+    assert (
+        bad.sum() == 4
+        and results.loc[bad, "failed"].all()
+        and results.loc[bad, "error"].str.contains("disk full").all()
+    )
+    assert not results.loc[~bad, "failed"].any()
+    assert all((out / path).is_file() for path in results.loc[~bad, "prediction"])
+    assert (results.loc[bad, "prediction"] == "").all()
+
+
+def test_z_extent_clears_each_prompt_set_of_a_batch_by_its_own_extent():
+    from zeroshot.prompts import SlicePrompt, VolumePrompts
+    from zeroshot.runner.zextent import ZExtentSession
+    from zeroshot.segmenters.base import Segmentation
+
+    class Batching:
+        def segment_many(self, prompt_sets):
+            return [Segmentation(np.ones((6, 4, 4), bool)) for _ in prompt_sets]
+
+    class Single:
+        def segment(self, prompts):
+            return Segmentation(np.ones((6, 4, 4), bool))
+
+    def with_extent(extent):
+        return VolumePrompts("c", "s", 0, "gt", (SlicePrompt(z=2, box=(0, 0, 3, 3)),), details={"z_extent": extent})
+
+    results = ZExtentSession(Batching()).segment_many([with_extent([1, 2]), with_extent([3, 5])])
+    assert [r.mask.any(axis=(1, 2)).nonzero()[0].tolist() for r in results] == [[1, 2], [3, 4, 5]]
+    assert results[1].info["z_extent_voxels_cleared"] == 3 * 16
+    assert not hasattr(ZExtentSession(Single()), "segment_many")  # no batching where the session has none

@@ -345,28 +345,20 @@ def _predict_once(source: _SessionSource, key: RowKey, prompts: VolumePrompts) -
         )
 
 
-def _segment_many(session: Any, prompt_sets: Sequence[VolumePrompts]) -> list[Any]:
-    """Segmentations of ``prompt_sets``: one ``segment_many`` call where the session has it, else one call each."""
-    many = getattr(session, "segment_many", None)
-    if callable(many):
-        return list(many(prompt_sets))
-    return [session.segment(prompts) for prompts in prompt_sets]
-
-
 def _segment_blamed(session: Any, prompt_sets: Sequence[VolumePrompts]) -> list[Any]:
     """The segmentation of each prompt set, or the exception that its own call raised.
 
-    One batched call first; if it raises (anything but out of memory) with several prompt sets, they are redone
-    one at a time, so that each error lands on the prompt set that raised it, as in separate calls. An
-    out-of-memory error is raised, for the caller to retry on the offloading variant.
+    Several prompt sets go in one ``segment_many`` call where the session has it; if that raises (anything but
+    out of memory) they are redone one at a time, so that each error lands on the prompt set that raised it, as
+    in separate calls. An out-of-memory error is raised, for the caller to retry on the offloading variant.
     """
-    try:
-        return _segment_many(session, prompt_sets)
-    except Exception as exc:
-        if is_out_of_memory(exc):
-            raise
-        if len(prompt_sets) == 1:
-            return [exc]
+    many = getattr(session, "segment_many", None)
+    if callable(many) and len(prompt_sets) > 1:
+        try:
+            return list(many(prompt_sets))
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                raise
     results: list[Any] = []
     for prompts in prompt_sets:
         try:

@@ -64,6 +64,8 @@ class ZExtentSession:
 
     def __init__(self, session: Any) -> None:
         self.session = session
+        if callable(getattr(session, "segment_many", None)):  # batching only where the wrapped session batches
+            self.segment_many = self._segment_many
 
     def __getattr__(self, name: str) -> Any:
         """Anything else (``volume``, a backend's own attributes) is the wrapped session's."""
@@ -73,13 +75,9 @@ class ZExtentSession:
         """The wrapped session's segmentation of ``prompts``, within their z-extent."""
         return within_z_extent(self.session.segment(prompts), prompts)
 
-    def segment_many(self, prompt_sets: Sequence[VolumePrompts]) -> list[Segmentation]:
-        """The wrapped session's segmentations of ``prompt_sets``, each within its prompts' z-extent.
-
-        One ``segment_many`` call where the wrapped session has one, else one ``segment`` call each.
-        """
-        many = getattr(self.session, "segment_many", None)
-        results = many(prompt_sets) if callable(many) else [self.session.segment(p) for p in prompt_sets]
+    def _segment_many(self, prompt_sets: Sequence[VolumePrompts]) -> list[Segmentation]:
+        """The wrapped session's ``segment_many`` of ``prompt_sets``, each within its prompts' z-extent."""
+        results = self.session.segment_many(prompt_sets)
         return [within_z_extent(result, prompts) for result, prompts in zip(results, prompt_sets, strict=True)]
 
     def close(self) -> None:
