@@ -48,14 +48,23 @@ def _ray_start(*arguments: str, env: dict[str, str]) -> subprocess.Popen:
     )
 
 
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
+def _stop(processes: list[subprocess.Popen]) -> None:
+    """SIGTERM every node's process group, then SIGKILL what is left after 5 s (the groups are the test's own)."""
+    running = [p for p in processes if p.poll() is None]
+    for process in running:
         os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    for process in running:
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            pass
+    for process in running:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # also any worker of the node still in its group
+        except ProcessLookupError:
+            pass
+        process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +113,7 @@ def two_nodes(tmp_path_factory):
         yield address
     finally:
         ray.shutdown()
-        for node in reversed(nodes):
-            _stop(node)
+        _stop(nodes)
         if mode is None:
             os.environ.pop("RAY_AUTH_MODE", None)
         else:
