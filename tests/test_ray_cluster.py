@@ -2,8 +2,10 @@
 
 A head and a second node, each with one CPU and a resource of its own, are started with ``ray start --block`` as
 child processes of the test and stopped by it (their process groups only; ``ray stop`` would stop every Ray on the
-machine). Each actor asks for one CPU, so the two actors land on different nodes; each records the node it built
-its model on. Random tiny SAM2 weights (so that ``segment_many`` batches): machinery only.
+machine). The driver, ``run_eval`` with ``--executor ray``, runs in a process of its own (this file run as a
+script), so no Ray state of other tests in the pytest process leaks in. Each actor asks for one CPU, so the two
+actors land on different nodes; each records the node it built its model on. Random tiny SAM2 weights (so that
+``segment_many`` batches): machinery only.
 """
 
 from __future__ import annotations
@@ -69,15 +71,14 @@ def _stop(processes: list[subprocess.Popen]) -> None:
 
 @pytest.fixture(scope="module")
 def two_nodes(tmp_path_factory):
-    """The address of a running two-node cluster (head + worker node), stopped after the module's tests."""
+    """``(address, env)`` of a running two-node cluster (head + second node), stopped after the module's tests."""
     temp = tmp_path_factory.mktemp("ray")
-    # A private cluster on the loopback interface: no token (the driver, the nodes and their workers agree).
-    mode = os.environ.get("RAY_AUTH_MODE")
-    os.environ["RAY_AUTH_MODE"] = "disabled"
     port = _free_port()
-    # Workers import this test module (the build function) and the worktree's zeroshot.
+    # Workers and the driver import this file (the build function) and the worktree's zeroshot. A private cluster
+    # on the loopback interface: no token (nodes, workers and driver all agree).
     path = os.pathsep.join([str(TESTS.parent), str(TESTS), os.environ.get("PYTHONPATH", "")])
     env = {**os.environ, "PYTHONPATH": path, "RAY_TMPDIR": str(temp), "OMP_NUM_THREADS": "1"}
+    env.update(RAY_AUTH_MODE="disabled")
     env.pop("RAY_ADDRESS", None)
     address = f"127.0.0.1:{port}"
     head = _ray_start(
@@ -86,38 +87,22 @@ def two_nodes(tmp_path_factory):
     )  # fmt: skip
     nodes = [head]
     try:
-        deadline = time.monotonic() + 90
-        second = None
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 60
+        while True:
             if head.poll() is not None:
                 pytest.fail(f"ray start --head exited with status {head.returncode}")
-            if second is None:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                except OSError:
-                    time.sleep(0.5)
-                    continue
-                second = _ray_start(
-                    f"--address={address}", "--node-ip-address=127.0.0.1", '--resources={"second_node": 1}', env=env
-                )
-                nodes.append(second)
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
-            alive = [n for n in ray.nodes() if n["Alive"]]
-            if len(alive) == 2:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
-            ray.shutdown()
-            time.sleep(1)
-        else:
-            pytest.fail("the two-node Ray cluster did not come up within 90 s")
-        assert {k for n in alive for k in n["Resources"] if k.endswith("_node")} == {"head_node", "second_node"}
-        yield address
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("the Ray head did not listen within 60 s")
+                time.sleep(0.5)
+        second = f"--address={address}", "--node-ip-address=127.0.0.1", '--resources={"second_node": 1}'
+        nodes.append(_ray_start(*second, env=env))
+        yield address, env
     finally:
-        ray.shutdown()
         _stop(nodes)
-        if mode is None:
-            os.environ.pop("RAY_AUTH_MODE", None)
-        else:
-            os.environ["RAY_AUTH_MODE"] = mode
 
 
 def build_on_node(folder: str, name: str):
@@ -127,26 +112,53 @@ def build_on_node(folder: str, name: str):
     return build_segmenter(name, device="cpu")
 
 
+def config(data: Path, strategies: tuple[str, ...], out: Path, **overrides) -> EvalConfig:
+    options = {"data": data, "out": out, "models": (MODEL,), "strategies": strategies, "seeds": (0, 1)}
+    options.update(device="cpu", workers=0)
+    return EvalConfig(**{**options, **overrides})
+
+
+def drive(address: str, data: str, out: str, nodes: str, *strategies: str) -> None:
+    """The driver: wait for both nodes, then run the eval on them (``python test_ray_cluster.py ...``)."""
+    ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    deadline = time.monotonic() + 60
+    while len([n for n in ray.nodes() if n["Alive"]]) < 2:
+        if time.monotonic() > deadline:
+            raise SystemExit("the second Ray node did not join within 60 s")
+        time.sleep(0.5)
+    resources = {k for n in ray.nodes() if n["Alive"] for k in n["Resources"] if k.endswith("_node")}
+    if resources != {"head_node", "second_node"}:
+        raise SystemExit(f"unexpected node resources {resources}")
+    run_eval(
+        config(Path(data), strategies, Path(out), executor="ray", workers=2),
+        progress=False,
+        build=functools.partial(build_on_node, nodes),
+        executor=RayExecutor(workers=2, device="cpu", address=address),
+    )
+
+
 def test_ray_across_two_nodes_makes_every_case_once_with_the_local_rows(two_nodes, tmp_path):
+    address, env = two_nodes
     manifest = write_tiny_dataset(tmp_path / "data", subjects=2)  # 6 cases
     strategies = tuple(str(s) for s in write_strategies(tmp_path / "strategies"))
-
-    def config(out: str, **overrides) -> EvalConfig:
-        options = {"data": manifest, "out": tmp_path / out, "models": (MODEL,), "strategies": strategies}
-        options.update(seeds=(0, 1), device="cpu", workers=0)
-        return EvalConfig(**{**options, **overrides})
-
-    local = run_eval(config("local"), progress=False, build=lambda name: build_segmenter(name, device="cpu"))
+    local = run_eval(
+        config(manifest, strategies, tmp_path / "local"),
+        progress=False,
+        build=lambda name: build_segmenter(name, device="cpu"),
+    )
     nodes = tmp_path / "nodes"
     nodes.mkdir()
-    distributed = run_eval(
-        config("ray", executor="ray", workers=2),
-        progress=False,
-        build=functools.partial(build_on_node, str(nodes)),
-        executor=RayExecutor(workers=2, device="cpu", address=two_nodes),
-    )
+    out = tmp_path / "ray"
+    driver = [sys.executable, __file__, address, str(manifest), str(out), str(nodes), *strategies]
+    done = subprocess.run(driver, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
     assert len({p.name for p in nodes.iterdir()} - {"driver"}) == 2  # both nodes built the model and took cases
-    keys = [record.key for record in RunDir(tmp_path / "ray").store.records()]
-    assert len(keys) == len(set(keys)) == 6 * 2 * 2 == distributed.rows_computed  # every row exactly once
-    assert {r.info["prompt_sets_in_call"] for r in RunDir(tmp_path / "ray").store.records()} == {4}  # batched
-    pd.testing.assert_frame_equal(comparable(distributed.results), comparable(local.results))
+    records = list(RunDir(out).store.records())
+    keys = [record.key for record in records]
+    assert len(keys) == len(set(keys)) == 6 * 2 * 2  # every row exactly once
+    assert {record.info["prompt_sets_in_call"] for record in records} == {4}  # batched
+    pd.testing.assert_frame_equal(comparable(pd.read_parquet(out / "results.parquet")), comparable(local.results))
+
+
+if __name__ == "__main__":
+    drive(*sys.argv[1:])
