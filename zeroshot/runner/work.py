@@ -439,6 +439,8 @@ def _predict_curves(
         for key, prompts in ready
         if key not in finished
     ]
+    if not curves:
+        return
     try:
         session = source.session()
         for curve in curves:
@@ -451,10 +453,12 @@ def _predict_curves(
         while True:
             for curve in curves:
                 while curve.pending is None and curve.current is not None and curve.current.round < settings.rounds:
+                    began = time.perf_counter()
                     following = next_round(curve.current, gt, curve.initial, spacing, settings=settings)
                     if isinstance(following, Round):
                         curve.current = following  # nothing to correct: the same prediction, no call
-                        yield from _curve_rows(source, curve, following, float("nan"), settings)
+                        seconds = time.perf_counter() - began  # choosing found nothing, as _predict_curve times it
+                        yield from _curve_rows(source, curve, following, seconds, settings)
                     else:
                         curve.pending = following
             waiting = [curve for curve in curves if curve.pending is not None]
