@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The GPU checks of the SAM2 segmenter in one short command (about 3 minutes on an H100, at most
-# GPU_CHECK_BUDGET_S, default 240 s): MedSAM2's setting (SAM2.1-tiny at 512 px) with every engine,
-# segment_many (K = 4) and the recipe's costs (hole filling on/off, 8-bit Pillow input vs float), the cuda tests
+# The GPU checks of the SAM2 segmenter in one short command (about 5 minutes on an H100, at most
+# GPU_CHECK_BUDGET_S, default 360 s): MedSAM2's setting (SAM2.1-tiny at 512 px) with every engine,
+# segment_many (K = 4) and the recipe's costs (hole filling on/off, 8-bit Pillow input vs float), the main job's
+# throughput (benchmarks/sweep_speed.py: zeroshot eval end to end on 8 CrossPan-sized phantoms), the cuda tests
 # (engines, hole filling, numerics), SAM2.1-tiny at 1024 px reference against lockstep. GPU_CHECK_LARGE=1 adds
 # SAM2.1-large at 1024 px. Every step has its own time limit; a step that would start with under 20 s of the
 # budget left is skipped and reported; a failing step is reported while the later steps still run.
@@ -19,7 +20,7 @@ mkdir -p "$OUT"
 exec > >(tee -a "$OUT/gpu_check.log") 2>&1
 export PYTHONUNBUFFERED=1 TQDM_DISABLE=1 HYDRA_FULL_ERROR=1
 PY=${PY:-python3}
-deadline=$(($(date +%s) + ${GPU_CHECK_BUDGET_S:-240}))
+deadline=$(($(date +%s) + ${GPU_CHECK_BUDGET_S:-360}))
 failed=0
 : > "$OUT/summary.txt"
 
@@ -69,6 +70,8 @@ bench() {  # bench NAME LIMIT_S ARGS...: the propagation benchmark on a 64-slice
 }
 bench bench-tiny-512 100 --config sam2.1_hiera_t --image-size 512 --repeats 3 --engines reference,fast-serial,fast \
     --many 4 --recipe-costs
+step sweep-speed 150 "$PY" benchmarks/sweep_speed.py --device "${BENCH_DEVICE:-cuda}" \
+    --cases "${SWEEP_CASES:-8}" --workers 4 --json "$OUT/sweep-speed.json"
 step pytest-cuda 100 "$PY" -m pytest -q -rA -s -m cuda -p no:cacheprovider tests/test_cuda.py \
     tests/test_hole_filling.py tests/test_runtime.py
 bench bench-tiny-1024 45 --config sam2.1_hiera_t --repeats 2 --engines reference,fast

@@ -58,7 +58,10 @@ Examples:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``eval`` subcommand."""
+    """Add the ``eval`` subcommand.
+
+    Long because it lists every option of the command in the order ``--help`` shows them.
+    """
     parser = subparsers.add_parser(
         "eval",
         help="evaluate models on a dataset under prompt strategies and seeds (resumable run directory)",
@@ -134,6 +137,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         help="local: scoring processes (default 1; 0 scores in-process); ray: model actors (default: one per GPU)",
     )
+    run_group.add_argument(
+        "--batch-prompts",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="segment every prompt set of a case (each click round of every curve) in one lockstep call where the "
+        "model can (default on; rows are the same either way)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -167,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
         shard=Shard.parse(args.shard) if args.shard else None,
         executor=args.executor,
         workers=workers,
+        batch_prompts=args.batch_prompts,
         new_run=args.new_run,
         retry_failed=args.retry_failed,
         coarse_dir=args.coarse,

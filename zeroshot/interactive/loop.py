@@ -19,7 +19,7 @@ from zeroshot.interactive.settings import ClickSettings, click_rng
 from zeroshot.prompts import VolumePrompts
 from zeroshot.segmenters.base import Segmentation, Session
 
-__all__ = ["Round", "replay", "simulate"]
+__all__ = ["Round", "next_round", "replay", "simulate"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,31 +63,50 @@ def simulate(
     chooses what the uninterrupted one chose. When a round finds nothing to correct the prediction is final: later
     rounds repeat it (the curve stays flat) without calling the segmenter again.
     """
-    spacing = session.volume.spacing_mm
     if start is None:
         current = Round(0, initial, session.segment(initial), ())
         yield from _emit(current, on_round)
     else:
         current = start
     while current.round < settings.rounds:
-        index = current.round + 1
-        new = choose_clicks(
-            gt,
-            current.segmentation.mask,
-            spacing,
-            settings=settings,
-            round_index=index,
-            key_slices=initial.key_slices,
-            rng=click_rng(initial.seed, initial.case_id, index),
-        )
-        if not new:
-            current = Round(index, current.prompts, current.segmentation, current.clicks)
-        else:
-            clicks = (*current.clicks, *new)
-            previous = current.segmentation.mask if settings.feed_mask else None
-            prompts = add_clicks(initial, clicks, previous_mask=previous)
-            current = Round(index, prompts, session.segment(prompts), clicks)
+        following = next_round(current, gt, initial, session.volume.spacing_mm, settings=settings)
+        if not isinstance(following, Round):
+            index, prompts, clicks = following
+            following = Round(index, prompts, session.segment(prompts), clicks)
+        current = following
         yield from _emit(current, on_round)
+
+
+def next_round(
+    current: Round,
+    gt: np.ndarray,
+    initial: VolumePrompts,
+    spacing: tuple[float, float, float],
+    *,
+    settings: ClickSettings,
+) -> Round | tuple[int, VolumePrompts, tuple[Click, ...]]:
+    """The round after ``current``: a finished :class:`Round`, or ``(round, prompts, clicks)`` still to segment.
+
+    A round with nothing to correct repeats the prediction (no segmentation); one with clicks needs one.
+
+    Both :func:`simulate` and a caller that segments the rounds of several curves in one call (the runner's
+    batched prompt sets) step curves with it, so their clicks are the same.
+    """
+    index = current.round + 1
+    new = choose_clicks(
+        gt,
+        current.segmentation.mask,
+        spacing,
+        settings=settings,
+        round_index=index,
+        key_slices=initial.key_slices,
+        rng=click_rng(initial.seed, initial.case_id, index),
+    )
+    if not new:
+        return Round(index, current.prompts, current.segmentation, current.clicks)
+    clicks = (*current.clicks, *new)
+    previous = current.segmentation.mask if settings.feed_mask else None
+    return index, add_clicks(initial, clicks, previous_mask=previous), clicks
 
 
 def replay(

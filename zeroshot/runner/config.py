@@ -175,6 +175,10 @@ class EvalConfig:
     workers : int
         Local: scoring processes (0 scores in the main process). Ray: model actors (0 uses one per GPU, or
         one per two CPUs without GPUs).
+    batch_prompts : bool
+        Segment every prompt set of a case in one ``segment_many`` call (each round of every click curve
+        together); rows are those of one call per prompt set, so this is recorded with each invocation but is no
+        part of the run's identity.
     new_run : bool
         If ``out`` holds a run of another configuration, move it aside (``<out>.previous-<time>``) and start over.
     retry_failed : bool
@@ -210,6 +214,7 @@ class EvalConfig:
     shard: Shard | None = None
     executor: str = "local"
     workers: int = 1
+    batch_prompts: bool = True
     new_run: bool = False
     retry_failed: bool = False
     coarse_dir: Path | None = None

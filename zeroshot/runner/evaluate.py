@@ -328,6 +328,7 @@ def _run_locked(
         record_model=record_model,
         coarse_dir=config.coarse_dir,
         clicks=config.clicks,
+        batch_prompts=config.batch_prompts,
     )
     bar = _ProgressBar(sum(len(jobs) for jobs in plans.values()), enabled=progress)
     status = "finished"
@@ -399,6 +400,7 @@ def _open_manifest(config: EvalConfig, current: RunIdentity, recorded: dict[str,
         image_size=config.image_size,
         executor=config.executor,
         workers=config.workers,
+        batch_prompts=config.batch_prompts,
         save_pred=config.save_pred,
         retry_failed=config.retry_failed,
         clicks=config.clicks.to_dict() if config.clicks is not None else None,

@@ -5,7 +5,8 @@ The local executor pipelines a single process; Ray spreads cases over a cluster
 
 The local executor keeps the model busy: while it segments one case, a thread reads and prompts the next
 (:class:`Prefetcher`), and finished predictions are scored in worker processes (:class:`RowScorer`), whose
-results are written as rows as they arrive. At most a few predictions wait for scoring, so memory stays bounded
+results are written as rows as they arrive; with ``--save-pred`` a thread writes the prediction files meanwhile
+(gzip releases the GIL), each before its row. At most a few predictions wait for scoring, so memory stays bounded
 when scoring is slower than the model.
 """
 
@@ -83,6 +84,9 @@ class RunContext:
         Coarse masks for strategies whose source is ``coarse``.
     clicks : ClickSettings or None
         Simulated corrective clicks (an interactive run), or ``None``.
+    batch_prompts : bool
+        Segment every prompt set of a case (every round of its curves) in one ``segment_many`` call
+        (:func:`~zeroshot.runner.work.predict_case`).
     """
 
     rundir: RunDir
@@ -94,6 +98,7 @@ class RunContext:
     record_model: Callable[[str, Mapping[str, Any]], None]
     coarse_dir: Path | None = None
     clicks: ClickSettings | None = None
+    batch_prompts: bool = True
 
 
 class Progress(Protocol):
@@ -138,7 +143,14 @@ class LocalExecutor:
                 RowScorer(context, workers=self.workers, on_row=progress.row) as scorer,
             ):
                 for job, inputs in prefetcher:
-                    predictions = predict_case(segmenter, inputs, job.keys, clicks=context.clicks, starts=job.starts)
+                    predictions = predict_case(
+                        segmenter,
+                        inputs,
+                        job.keys,
+                        clicks=context.clicks,
+                        starts=job.starts,
+                        batch_prompts=context.batch_prompts,
+                    )
                     for prediction in predictions:
                         scorer.submit(prediction, inputs)
                     progress.case_done()
@@ -244,7 +256,10 @@ class RowScorer:
             else None
         )
         self._max_pending = max_pending or max(1, 2 * workers)
-        self._pending: dict[cf.Future, tuple[Prediction, CaseInputs, str]] = {}
+        self._pending: dict[cf.Future, tuple[Prediction, CaseInputs, cf.Future | None]] = {}
+        # Prediction files are written off the model's thread when scoring is too; each row waits for its file.
+        use_saver = self._pool is not None and context.save_pred
+        self._saver = cf.ThreadPoolExecutor(1, thread_name_prefix="zeroshot-save") if use_saver else None
 
     def __enter__(self) -> RowScorer:
         return self
@@ -254,6 +269,8 @@ class RowScorer:
             if exc_type is None:
                 self._collect(wait_all=True)
         finally:
+            if self._saver is not None:
+                self._saver.shutdown(wait=True, cancel_futures=exc_type is not None)
             if self._pool is not None:
                 self._pool.shutdown(wait=exc_type is None, cancel_futures=exc_type is not None)
 
@@ -261,6 +278,14 @@ class RowScorer:
         """Hand on one prediction; its row is written when its scores are in."""
         context = self._context
         path = ""
+        if prediction.mask is not None and inputs.gt is not None and self._saver is not None:
+            saved = self._saver.submit(save_prediction, context.rundir, prediction, inputs.volume)
+            arguments = (inputs.gt, prediction.mask, inputs.volume.spacing_mm, prediction.prompts.key_slices)
+            future = self._pool.submit(score_prediction, *arguments, tolerances_mm=context.tolerances_mm)
+            self._pending[future] = (prediction, inputs, saved)
+            if len(self._pending) >= self._max_pending:
+                self._collect(wait_all=False)
+            return
         if prediction.mask is not None and context.save_pred:
             try:
                 path = save_prediction(context.rundir, prediction, inputs.volume)
@@ -278,7 +303,7 @@ class RowScorer:
             self._write(prediction, inputs, scores, path)
             return
         future = self._pool.submit(score_prediction, *arguments, tolerances_mm=context.tolerances_mm)
-        self._pending[future] = (prediction, inputs, path)
+        self._pending[future] = (prediction, inputs, None)
         if len(self._pending) >= self._max_pending:
             self._collect(wait_all=False)
 
@@ -286,13 +311,19 @@ class RowScorer:
         while self._pending:
             done, _ = cf.wait(self._pending, return_when=cf.ALL_COMPLETED if wait_all else cf.FIRST_COMPLETED)
             for future in sorted(done, key=lambda f: self._pending[f][0].key):
-                prediction, inputs, path = self._pending.pop(future)
+                prediction, inputs, saved = self._pending.pop(future)
                 try:
                     scores = future.result()
                 except cf.process.BrokenProcessPool:
                     raise
                 except Exception as exc:
                     scores = exc
+                path = ""
+                if saved is not None:
+                    try:
+                        path = saved.result()
+                    except Exception as exc:  # as when saved in line: the row fails, unscored
+                        prediction, scores = replace(prediction, mask=None, error=exc), None
                 self._write(prediction, inputs, scores, path)
             if not wait_all:
                 return

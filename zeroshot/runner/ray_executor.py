@@ -59,7 +59,14 @@ class CaseWorker:
             job.case, job.tasks, context.strategies, context.rundir, label=context.label, coarse_dir=context.coarse_dir
         )
         with RowScorer(context, workers=0, on_row=records.append) as scorer:
-            predictions = predict_case(self._segmenter, inputs, job.keys, clicks=context.clicks, starts=job.starts)
+            predictions = predict_case(
+                self._segmenter,
+                inputs,
+                job.keys,
+                clicks=context.clicks,
+                starts=job.starts,
+                batch_prompts=context.batch_prompts,
+            )
             for prediction in predictions:
                 scorer.submit(prediction, inputs)
         context.rundir.store.sync()

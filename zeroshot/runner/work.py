@@ -30,6 +30,7 @@ import numpy as np
 from zeroshot.datasets import Case
 from zeroshot.errors import SegmenterError
 from zeroshot.interactive import Click, ClickSettings, replay, simulate
+from zeroshot.interactive.loop import Round, next_round
 from zeroshot.prompts.sources import CaseMasks
 from zeroshot.prompts.types import VolumePrompts
 from zeroshot.runner.rundir import RowKey, RunDir
@@ -180,6 +181,7 @@ def predict_case(
     seconds_prepare: list[float] | None = None,
     clicks: ClickSettings | None = None,
     starts: Mapping[RowKey, CurveStart] | None = None,
+    batch_prompts: bool = True,
 ) -> Iterator[Prediction]:
     """Segment one case under every row key given, in one session (one image encoding).
 
@@ -199,6 +201,13 @@ def predict_case(
     starts : mapping of RowKey to CurveStart or None
         With ``clicks``: curves that resume after a round already written (rebuilt from its recorded clicks by
         :func:`zeroshot.interactive.replay`); absent curves start at round 0.
+    batch_prompts : bool
+        Give every prompt set of the case to the session in one ``segment_many`` call (every key's; with
+        ``clicks``, one call per round holding that round of every curve), so that they propagate in lockstep;
+        sessions without ``segment_many`` get one ``segment`` call each. The rows are those of separate calls:
+        a batch that raises anything but an out-of-memory error is redone one prompt set at a time, so that
+        each row fails (or not) with its own reason, and after an out-of-memory retry the curves go on one at
+        a time from where they were.
 
     Yields
     ------
@@ -213,16 +222,23 @@ def predict_case(
             yield _failed(key, None, error, clicks=clicks, start=starts.get(key))
         return
     source = _SessionSource(segmenter, inputs.volume, seconds_prepare)
+    ready: list[tuple[RowKey, VolumePrompts]] = []
     try:
         for key in keys:
             prompts = inputs.prompts.get((key.strategy, key.seed))
             if prompts is None or isinstance(prompts, BaseException):
                 missing = SegmenterError(f"no prompts for strategy {key.strategy!r}, seed {key.seed}")
                 yield _failed(key, None, prompts or missing, clicks=clicks, start=starts.get(key))
+            elif batch_prompts:
+                ready.append((key, prompts))
             elif clicks is None:
                 yield _predict_once(source, key, prompts)
             else:
                 yield from _predict_curve(source, key, prompts, inputs.gt, clicks, starts.get(key))
+        if ready and clicks is None:
+            yield from _predict_batch(source, ready)
+        elif ready:
+            yield from _predict_curves(source, ready, inputs.gt, clicks, starts)
     finally:
         source.close()
 
@@ -313,6 +329,173 @@ def _predict_once(source: _SessionSource, key: RowKey, prompts: VolumePrompts) -
             seconds_segment=seconds,
             offloaded=source.offloaded,
         )
+
+
+def _segment_blamed(session: Any, prompt_sets: Sequence[VolumePrompts]) -> list[Any]:
+    """The segmentation of each prompt set, or the exception that its own call raised.
+
+    Several prompt sets go in one ``segment_many`` call where the session has it; if that raises (anything but
+    out of memory) they are redone one at a time, so that each error lands on the prompt set that raised it, as
+    in separate calls. An out-of-memory error is raised, for the caller to retry on the offloading variant.
+    """
+    many = getattr(session, "segment_many", None)
+    if callable(many) and len(prompt_sets) > 1:
+        try:
+            return list(many(prompt_sets))
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                raise
+    results: list[Any] = []
+    for prompts in prompt_sets:
+        try:
+            results.append(session.segment(prompts))
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                raise
+            results.append(exc)
+    return results
+
+
+def _predict_batch(source: _SessionSource, ready: Sequence[tuple[RowKey, VolumePrompts]]) -> Iterator[Prediction]:
+    """The rows of every ``(key, prompts)`` from one batched call (see :func:`_segment_blamed`)."""
+    while True:
+        try:
+            session = source.session()
+            start = time.perf_counter()
+            results = _segment_blamed(session, [prompts for _, prompts in ready])
+            seconds = (time.perf_counter() - start) / len(ready)  # the call's time, shared by its rows
+        except Exception as exc:
+            if source.fall_back(exc):
+                continue
+            results, seconds = [exc] * len(ready), float("nan")
+        break
+    for (key, prompts), result in zip(ready, results, strict=True):
+        try:
+            if isinstance(result, Exception):
+                raise result
+            mask = _checked_mask(result.mask, source.volume, source.segmenter)
+        except Exception as exc:
+            yield Prediction(key, None, prompts, error=exc, offloaded=source.offloaded)
+            continue
+        yield Prediction(
+            key,
+            mask,
+            prompts,
+            info=dict(result.info),
+            seconds_prepare=source.seconds_prepare,
+            seconds_segment=seconds,
+            offloaded=source.offloaded,
+        )
+
+
+@dataclass
+class _Curve:
+    """One click curve stepped in lockstep with the case's others (:func:`_predict_curves`)."""
+
+    key: RowKey
+    initial: VolumePrompts
+    resume: CurveStart | None
+    written: frozenset[int]
+    current: Round | None = None
+    pending: tuple[int, VolumePrompts, tuple[Click, ...]] | None = None
+
+    def start(self) -> CurveStart | None:
+        """Where the one-at-a-time path resumes this curve: its last round here, else where the run resumed it."""
+        if self.current is None:
+            return self.resume
+        return CurveStart(self.current.round, self.current.clicks, self.written)
+
+
+def _predict_curves(
+    source: _SessionSource,
+    ready: Sequence[tuple[RowKey, VolumePrompts]],
+    gt: np.ndarray,
+    settings: ClickSettings,
+    starts: Mapping[RowKey, CurveStart],
+) -> Iterator[Prediction]:
+    """The rounds of every curve, each round of all the curves segmented in one call.
+
+    Curves that resume (``starts``) are rebuilt one at a time first (:func:`replay`), then join the others. Any
+    error hands the curves to the one-at-a-time path from their last finished round, after switching to the
+    offloading variant if it was an out-of-memory error, so every row is the one :func:`_predict_curve` makes.
+    """
+    finished = {key for key, start in starts.items() if start.round >= settings.rounds}  # no rows left to make
+    curves = [
+        _Curve(key, prompts, starts.get(key), starts[key].written if key in starts else frozenset())
+        for key, prompts in ready
+        if key not in finished
+    ]
+    if not curves:
+        return
+    try:
+        session = source.session()
+        for curve in curves:
+            start = starts.get(curve.key)
+            if start is None:
+                curve.pending = (0, curve.initial, ())
+            else:
+                curve.current = replay(session, curve.initial, start.clicks, settings=settings, round_index=start.round)
+        spacing = source.volume.spacing_mm
+        while True:
+            for curve in curves:
+                while curve.pending is None and curve.current is not None and curve.current.round < settings.rounds:
+                    began = time.perf_counter()
+                    following = next_round(curve.current, gt, curve.initial, spacing, settings=settings)
+                    if isinstance(following, Round):
+                        curve.current = following  # nothing to correct: the same prediction, no call
+                        seconds = time.perf_counter() - began  # choosing found nothing, as _predict_curve times it
+                        yield from _curve_rows(source, curve, following, seconds, settings)
+                    else:
+                        curve.pending = following
+            waiting = [curve for curve in curves if curve.pending is not None]
+            if not waiting:
+                return
+            began = time.perf_counter()
+            results = _segment_blamed(session, [curve.pending[1] for curve in waiting])  # type: ignore[index]
+            seconds = (time.perf_counter() - began) / len(waiting)
+            for curve, result in zip(waiting, results, strict=True):
+                index, prompts, clicks = curve.pending  # type: ignore[misc]
+                try:
+                    if isinstance(result, Exception):
+                        raise result
+                    _checked_mask(result.mask, source.volume, source.segmenter)
+                except Exception as exc:  # the curve ends at its first failed round, as in _predict_curve
+                    curves.remove(curve)
+                    yield Prediction(
+                        curve.key.at_round(index),
+                        None,
+                        curve.initial,
+                        error=exc,
+                        offloaded=source.offloaded,
+                        clicks=curve.current.clicks if curve.current is not None else (),
+                        click_protocol=settings.protocol,
+                    )
+                    continue
+                curve.current, curve.pending = Round(index, prompts, result, clicks), None
+                yield from _curve_rows(source, curve, curve.current, seconds, settings)
+    except Exception as exc:  # out of memory (or a session that cannot be prepared): one curve at a time
+        source.fall_back(exc)
+        for curve in curves:
+            yield from _predict_curve(source, curve.key, curve.initial, gt, settings, curve.start())
+
+
+def _curve_rows(
+    source: _SessionSource, curve: _Curve, state: Round, seconds: float, settings: ClickSettings
+) -> Iterator[Prediction]:
+    if state.round in curve.written:
+        return
+    curve.written = curve.written | {state.round}  # the one-at-a-time path, if it takes over, skips it
+    yield Prediction(
+        curve.key.at_round(state.round),
+        np.asarray(state.segmentation.mask),
+        state.prompts,
+        info=dict(state.segmentation.info),
+        seconds_prepare=source.seconds_prepare,
+        seconds_segment=seconds,
+        offloaded=source.offloaded,
+        clicks=state.clicks,
+        click_protocol=settings.protocol,
+    )
 
 
 def _predict_curve(

@@ -12,6 +12,7 @@ nothing it predicted inside the extent.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -63,6 +64,8 @@ class ZExtentSession:
 
     def __init__(self, session: Any) -> None:
         self.session = session
+        if callable(getattr(session, "segment_many", None)):  # batching only where the wrapped session batches
+            self.segment_many = self._segment_many
 
     def __getattr__(self, name: str) -> Any:
         """Anything else (``volume``, a backend's own attributes) is the wrapped session's."""
@@ -71,6 +74,11 @@ class ZExtentSession:
     def segment(self, prompts: VolumePrompts) -> Segmentation:
         """The wrapped session's segmentation of ``prompts``, within their z-extent."""
         return within_z_extent(self.session.segment(prompts), prompts)
+
+    def _segment_many(self, prompt_sets: Sequence[VolumePrompts]) -> list[Segmentation]:
+        """The wrapped session's ``segment_many`` of ``prompt_sets``, each within its prompts' z-extent."""
+        results = self.session.segment_many(prompt_sets)
+        return [within_z_extent(result, prompts) for result, prompts in zip(results, prompt_sets, strict=True)]
 
     def close(self) -> None:
         """Close the wrapped session."""
