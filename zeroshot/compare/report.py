@@ -172,7 +172,10 @@ def compare_runs(
     paired = paired_table(rows, options=options)
     outputs: list[_Table | _Frame] = []
     if not baseline_rows.empty:
-        outputs += [_Frame(BASELINE_RESULTS, baseline_rows), _Frame("baseline_results.csv", baseline_rows)]
+        outputs += [
+            _Frame(BASELINE_RESULTS, baseline_rows),
+            _Frame("baseline_results.csv", baseline_rows, float_format=None),
+        ]
     outputs.append(_Table("summary", summary, render.summary_display, captions.summary))
     if by_center:
         per_center = summary_table(rows, by=("sequence", "center"), options=options)
@@ -230,17 +233,18 @@ class _Table:
 
 @dataclass(frozen=True)
 class _Frame:
-    """A table written as it is: Parquet or CSV (full precision) by the file name's suffix."""
+    """A table written as it is: Parquet or CSV by the file name's suffix (CSV floats as ``float_format``)."""
 
     name: str
     frame: pd.DataFrame
+    float_format: str | None = "%.10g"
 
     def write(self, out: Path) -> Sequence[Path]:
         if self.name.endswith(".parquet"):
             buffer = io.BytesIO()
             self.frame.to_parquet(buffer, index=False)
             return (write_atomic(out / self.name, buffer.getvalue()),)
-        return (write_atomic(out / self.name, self.frame.to_csv(index=False, float_format="%.10g")),)
+        return (write_atomic(out / self.name, self.frame.to_csv(index=False, float_format=self.float_format)),)
 
 
 @dataclass(frozen=True)
