@@ -298,6 +298,32 @@ def test_compare_runs_writes_every_table(run_dir, baseline_folder, tmp_path):
     pd.testing.assert_frame_equal(output.summary, again.summary)  # seeded: identical numbers
 
 
+def test_every_output_is_written_atomically_and_the_baseline_csv_keeps_full_precision(
+    run_dir, baseline_folder, tmp_path, monkeypatch
+):
+    import zeroshot.atomic
+    import zeroshot.compare.render
+    import zeroshot.compare.report
+
+    written = []
+
+    def recording(path, data):
+        written.append(Path(path).name)
+        return zeroshot.atomic.write_atomic(path, data)
+
+    monkeypatch.setattr(zeroshot.compare.report, "write_atomic", recording)
+    monkeypatch.setattr(zeroshot.compare.render, "write_atomic", recording)
+    output = compare_runs(
+        [run_dir], tmp_path / "out", baseline_predictions=[f"nnunet-T2={baseline_folder}"], options=FAST
+    )
+    assert sorted(written) == sorted(p.name for p in output.files)  # every file, none written another way
+    parquet = pd.read_parquet(tmp_path / "out" / "baseline_results.parquet")
+    csv = pd.read_csv(tmp_path / "out" / "baseline_results.csv")
+    numbers = parquet.select_dtypes("float").columns
+    assert (parquet[numbers] % 1e-6 > 0).any().any(), "the check needs values with more than 10 digits"
+    np.testing.assert_array_equal(csv[numbers].to_numpy(), parquet[numbers].to_numpy())  # no %.10g rounding
+
+
 def test_cli_compare(run_dir, tmp_path, capsys):
     code = main(["compare", str(run_dir), "--resamples", "200", "--ci-method", "bca", "--out", str(tmp_path / "cli")])
     assert code == 0
