@@ -40,8 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zeroshot",
         description=(
-            "Zero-shot evaluation of segmentation foundation models (SAM2.x, MedSAM2) on 3D pancreas MRI "
-            "across sequences (T1, T2, opposed-phase). Run `zeroshot demo` for a complete example on "
+            "Zero-shot evaluation of segmentation foundation models (SAM2.x, MedSAM2, SAM 3, nnInteractive) on 3D "
+            "pancreas MRI across sequences (T1, T2, opposed-phase). Run `zeroshot demo` for a complete example on "
             "synthetic data, or `zeroshot COMMAND --help` for one command."
         ),
     )

@@ -12,7 +12,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``checkpoints`` subcommand and its four actions."""
     parser = subparsers.add_parser(
         "checkpoints",
-        help="list, download, verify and locate model weights (SAM2.1, SAM2, MedSAM2, transformers SAM2.1)",
+        help="list, download, verify and locate model weights (SAM2.1, SAM2, MedSAM2, SAM 3, nnInteractive)",
         description=(
             "Model weights by name, from checkpoints.txt (or $ZEROSHOT_CHECKPOINTS), cached in $ZEROSHOT_HOME "
             "(default ~/.cache/zeroshot). Downloads resume after an interruption and are placed in the cache only "
