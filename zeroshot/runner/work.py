@@ -232,7 +232,7 @@ def predict_case(
             elif batch_prompts:
                 ready.append((key, prompts))
             elif clicks is None:
-                yield _predict_once(source, key, prompts)
+                yield from _predict_batch(source, [(key, prompts)])
             else:
                 yield from _predict_curve(source, key, prompts, inputs.gt, clicks, starts.get(key))
         if ready and clicks is None:
@@ -308,29 +308,6 @@ class _SessionSource:
         self._session = None
 
 
-def _predict_once(source: _SessionSource, key: RowKey, prompts: VolumePrompts) -> Prediction:
-    while True:
-        try:
-            session = source.session()
-            start = time.perf_counter()
-            segmentation = session.segment(prompts)
-            seconds = time.perf_counter() - start
-            mask = _checked_mask(segmentation.mask, source.volume, source.segmenter)
-        except Exception as exc:
-            if source.fall_back(exc):
-                continue
-            return Prediction(key, None, prompts, error=exc, offloaded=source.offloaded)
-        return Prediction(
-            key,
-            mask,
-            prompts,
-            info=dict(segmentation.info),
-            seconds_prepare=source.seconds_prepare,
-            seconds_segment=seconds,
-            offloaded=source.offloaded,
-        )
-
-
 def _segment_blamed(session: Any, prompt_sets: Sequence[VolumePrompts]) -> list[Any]:
     """The segmentation of each prompt set, or the exception that its own call raised.
 
@@ -377,15 +354,7 @@ def _predict_batch(source: _SessionSource, ready: Sequence[tuple[RowKey, VolumeP
         except Exception as exc:
             yield Prediction(key, None, prompts, error=exc, offloaded=source.offloaded)
             continue
-        yield Prediction(
-            key,
-            mask,
-            prompts,
-            info=dict(result.info),
-            seconds_prepare=source.seconds_prepare,
-            seconds_segment=seconds,
-            offloaded=source.offloaded,
-        )
+        yield _segmented(source, key, prompts, result, mask, seconds)
 
 
 @dataclass
@@ -485,16 +454,16 @@ def _curve_rows(
     if state.round in curve.written:
         return
     curve.written = curve.written | {state.round}  # the one-at-a-time path, if it takes over, skips it
-    yield Prediction(
+    mask = np.asarray(state.segmentation.mask)
+    yield _segmented(
+        source,
         curve.key.at_round(state.round),
-        np.asarray(state.segmentation.mask),
         state.prompts,
-        info=dict(state.segmentation.info),
-        seconds_prepare=source.seconds_prepare,
-        seconds_segment=seconds,
-        offloaded=source.offloaded,
-        clicks=state.clicks,
-        click_protocol=settings.protocol,
+        state.segmentation,
+        mask,
+        seconds,
+        state.clicks,
+        settings,
     )
 
 
@@ -521,16 +490,15 @@ def _predict_curve(
                 mask = _checked_mask(state.segmentation.mask, source.volume, source.segmenter)
                 done, clicks = state.round, state.clicks
                 if state.round not in written:
-                    yield Prediction(
+                    yield _segmented(
+                        source,
                         key.at_round(state.round),
-                        mask,
                         state.prompts,
-                        info=dict(state.segmentation.info),
-                        seconds_prepare=source.seconds_prepare,
-                        seconds_segment=seconds,
-                        offloaded=source.offloaded,
-                        clicks=state.clicks,
-                        click_protocol=settings.protocol,
+                        state.segmentation,
+                        mask,
+                        seconds,
+                        state.clicks,
+                        settings,
                     )
                 began = time.perf_counter()
             return
@@ -547,6 +515,30 @@ def _predict_curve(
                 click_protocol=settings.protocol,
             )
             return
+
+
+def _segmented(
+    source: _SessionSource,
+    key: RowKey,
+    prompts: VolumePrompts,
+    segmentation: Any,
+    mask: np.ndarray,
+    seconds: float,
+    clicks: tuple[Click, ...] = (),
+    settings: ClickSettings | None = None,
+) -> Prediction:
+    """The row of a segmentation that succeeded (a click round's with its clicks and protocol)."""
+    return Prediction(
+        key,
+        mask,
+        prompts,
+        info=dict(segmentation.info),
+        seconds_prepare=source.seconds_prepare,
+        seconds_segment=seconds,
+        offloaded=source.offloaded,
+        clicks=clicks,
+        click_protocol=settings.protocol if settings is not None else "",
+    )
 
 
 def _failed(
