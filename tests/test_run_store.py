@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from fixtures_runner import SHAPE, Counting, comparable, write_strategies, write_tiny_dataset
+from fixtures_runner import SHAPE, Counting, comparable, config_for, write_strategies, write_tiny_dataset
 
 from zeroshot.cli import main
 from zeroshot.errors import ConfigError
 from zeroshot.interactive import ClickSettings
-from zeroshot.runner import EvalConfig, RowKey, RunDir, merge_runs, run_eval
+from zeroshot.runner import RowKey, RunDir, merge_runs, run_eval
 from zeroshot.runner.rundir import write_json
 from zeroshot.store import PromptKey, RowRecord, RunStore, build_tables
 from zeroshot.store import store as store_module
@@ -142,19 +142,6 @@ def dataset(tmp_path_factory):
 @pytest.fixture(scope="module")
 def strategies(tmp_path_factory):
     return write_strategies(tmp_path_factory.mktemp("strategies"))
-
-
-def config_for(dataset: Path, strategies, out: Path, **overrides) -> EvalConfig:
-    options = {
-        "data": dataset,
-        "out": out,
-        "models": ("box-fill",),
-        "strategies": tuple(str(s) for s in strategies),
-        "seeds": (0, 1),
-        "workers": 0,
-    }
-    options.update(overrides)
-    return EvalConfig(**options)
 
 
 # -------------------------------------------------------------------------------------------- the tables
