@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from zeroshot.compare.clicks import _CASE, _CURVE, GROUP, _curve_rows, _settings, _sorted, _statistics
+from zeroshot.compare.clicks import _CASE, _CURVE, GROUP, _curve_rows, _sorted, _statistics
 from zeroshot.compare.runs import RunError
 from zeroshot.compare.tables import BootstrapOptions
 
@@ -149,7 +149,7 @@ def auc_table(cases: pd.DataFrame, *, options: BootstrapOptions | None = None) -
                     **_statistics(group.loc[group["complete"], measure].to_numpy(dtype=float), options),
                     "n_incomplete": int((~group["complete"]).sum()),
                     "n_over_time_cap": int((group["over_time_cap"] > 0).sum()),
-                    **_settings(options),
+                    **options.columns(),
                 }
             )
     columns = [

@@ -40,7 +40,13 @@ import pandas as pd
 
 from zeroshot import stats
 from zeroshot.compare.runs import IDENTITY, RunError
-from zeroshot.compare.tables import KIND_SUPERVISED, BootstrapOptions, higher_is_better, sequence_order
+from zeroshot.compare.tables import (
+    KIND_SUPERVISED,
+    BootstrapOptions,
+    higher_is_better,
+    sequence_order,
+    summary_columns,
+)
 from zeroshot.errors import ConfigError, plain
 
 __all__ = [
@@ -289,25 +295,7 @@ def _statistics(values: np.ndarray, options: BootstrapOptions) -> dict[str, floa
     summary = stats.summarize(
         values, confidence=options.confidence, n_resamples=options.n_resamples, method=options.method, seed=options.seed
     )
-    return {
-        "n_cases": summary.n,
-        "mean": summary.mean,
-        "sd": summary.sd,
-        "median": summary.median,
-        "q1": summary.q1,
-        "q3": summary.q3,
-        "ci_low": summary.ci.low,
-        "ci_high": summary.ci.high,
-    }
-
-
-def _settings(options: BootstrapOptions) -> dict[str, object]:
-    return {
-        "ci_method": options.method,
-        "confidence": options.confidence,
-        "n_resamples": options.n_resamples,
-        "bootstrap_seed": options.seed,
-    }
+    return {"n_cases": summary.n, **summary_columns(summary)}
 
 
 def clicks_table(
@@ -349,7 +337,7 @@ def clicks_table(
                     **_statistics(at["value"].to_numpy(), options),
                     "n_excluded": int((at["known"] & at["value"].isna()).sum()),
                     "n_incomplete": int((~at["known"]).sum()),
-                    **_settings(options),
+                    **options.columns(),
                 }
             )
     columns = [
@@ -442,7 +430,7 @@ def noc_table(
                     "share_never_reached": never / statistics["n_cases"] if statistics["n_cases"] else math.nan,
                     "n_excluded": int((group["status"] == "excluded").sum()),
                     "n_incomplete": int((group["status"] == "incomplete").sum()),
-                    **_settings(options),
+                    **options.columns(),
                 }
             )
     columns = [

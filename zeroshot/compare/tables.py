@@ -73,6 +73,28 @@ class BootstrapOptions:
         # Fail at construction, naming the option, rather than deep inside the first bootstrap.
         stats.bootstrap_ci([0.0], confidence=self.confidence, n_resamples=self.n_resamples, method=self.method)
 
+    def columns(self) -> dict[str, object]:
+        """The settings columns every table with an interval carries."""
+        return {
+            "ci_method": self.method,
+            "confidence": self.confidence,
+            "n_resamples": self.n_resamples,
+            "bootstrap_seed": self.seed,
+        }
+
+
+def summary_columns(summary: stats.Summary) -> dict[str, float]:
+    """A summary's columns from the mean on: ``mean, sd, median, q1, q3, ci_low, ci_high``."""
+    return {
+        "mean": summary.mean,
+        "sd": summary.sd,
+        "median": summary.median,
+        "q1": summary.q1,
+        "q3": summary.q3,
+        "ci_low": summary.ci.low,
+        "ci_high": summary.ci.high,
+    }
+
 
 def metric_columns(frame: pd.DataFrame) -> list[str]:
     """Metrics the tables report, in display order: ``dice``, each ``nsd_<t>mm`` by tolerance, HD95, ASSD."""
@@ -265,17 +287,8 @@ def summary_table(
                 "n_cases": summary.n,
                 "n_excluded": summary.n_missing,
                 **outcome_counts[key],
-                "mean": summary.mean,
-                "sd": summary.sd,
-                "median": summary.median,
-                "q1": summary.q1,
-                "q3": summary.q3,
-                "ci_low": summary.ci.low,
-                "ci_high": summary.ci.high,
-                "ci_method": options.method,
-                "confidence": options.confidence,
-                "n_resamples": options.n_resamples,
-                "bootstrap_seed": options.seed,
+                **summary_columns(summary),
+                **options.columns(),
             }
         )
     return _sorted(
@@ -398,10 +411,7 @@ def paired_table(
                 "n_nonzero": result.wilcoxon.n_nonzero,
                 "p_value": result.wilcoxon.p_value,
                 "favours": favours,
-                "ci_method": options.method,
-                "confidence": options.confidence,
-                "n_resamples": options.n_resamples,
-                "bootstrap_seed": options.seed,
+                **options.columns(),
             }
         )
     records = []
