@@ -161,15 +161,14 @@ def read_case(
 def _prompts_for(strategy: Any, masks: CaseMasks, name: str, seed: int, rundir: RunDir) -> VolumePrompts:
     """The run's stored prompt set of this case, strategy and seed, or a new one (stored before it is used)."""
     from zeroshot.prompts.generate import case_prompts
-    from zeroshot.prompts.serialise import prompts_from_json, prompts_to_json, write_prompt_masks
+    from zeroshot.prompts.serialise import prompts_to_json
 
     key = PromptKey(masks.case.sequence, masks.case.case_id, name, seed)
-    stored = rundir.stored_prompts(key)
+    stored = rundir.prompt_set(key)
     if stored is not None:
-        return prompts_from_json(stored, mask_dir=rundir.prompt_mask_dir(key))
+        return stored
     prompts = case_prompts(strategy, masks, seed)
-    write_prompt_masks(prompts, rundir.prompt_mask_dir(key))  # mask prompts first: the JSON names them
-    rundir.write_prompts(key, prompts_to_json(prompts))
+    rundir.write_prompts(key, prompts_to_json(prompts))  # mask prompts inline: no file per case in the run
     return prompts
 
 
