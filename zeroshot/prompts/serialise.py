@@ -59,14 +59,17 @@ _INLINE_MASK_KEYS = ("shape", "bits", "sha256")
 _ZLIB_LEVEL = 6
 
 
-def _mask_digest(mask: np.ndarray) -> str:
-    """SHA-256 (hex) of a mask's shape and packed bits: what names mask files and checks inline masks."""
-    return hashlib.sha256(repr(tuple(mask.shape)).encode() + np.packbits(mask, axis=None).tobytes()).hexdigest()
+def _mask_digest(shape: tuple[int, ...], packed: bytes) -> str:
+    """SHA-256 (hex) of a mask's shape and packed bits (``np.packbits(mask, axis=None)``).
+
+    What names mask files and checks inline masks.
+    """
+    return hashlib.sha256(repr(tuple(shape)).encode() + packed).hexdigest()
 
 
 def mask_file_name(case_id: str, z: int, mask: np.ndarray) -> str:
     """``<case_id>_z<z:04d>_<12 hex digits of SHA-256 of the mask>.png``."""
-    return f"{case_id}_z{z:04d}_{_mask_digest(mask)[:12]}.png"
+    return f"{case_id}_z{z:04d}_{_mask_digest(mask.shape, np.packbits(mask, axis=None).tobytes())[:12]}.png"
 
 
 def mask_dir_for(path: str | Path) -> Path:
@@ -274,7 +277,7 @@ def _mask_to_json(case_id: str, z: int, mask: np.ndarray, *, mask_files: bool) -
     return {
         "shape": [int(n) for n in mask.shape],
         "bits": base64.b64encode(zlib.compress(packed, _ZLIB_LEVEL)).decode("ascii"),
-        "sha256": _mask_digest(mask),
+        "sha256": _mask_digest(mask.shape, packed),
     }
 
 
@@ -296,7 +299,6 @@ def _inline_mask_from_json(raw: Mapping, where: str) -> np.ndarray:
     expected = (size + 7) // 8
     if len(packed) != expected:
         raise PromptError(f"{where}: bits: {len(packed)} bytes, but a {shape[0]}x{shape[1]} mask packs into {expected}")
-    mask = np.unpackbits(np.frombuffer(packed, dtype=np.uint8), count=size).reshape(shape).astype(bool)
-    if _mask_digest(mask) != digest:
+    if _mask_digest(shape, packed) != digest:
         raise PromptError(f"{where}: the mask does not match its sha256 (changed after writing?)")
-    return mask
+    return np.unpackbits(np.frombuffer(packed, dtype=np.uint8), count=size).reshape(shape).astype(bool)
