@@ -12,9 +12,9 @@ A slice's mask prompt takes one of two forms, and readers accept both:
 - **inline** (the default; what a run's store holds):
   ``{"shape": [Y, X], "bits": "<base64>", "sha256": "<64 hex digits>"}``, where ``bits`` is the zlib-compressed
   ``np.packbits`` of the ``(Y, X)`` mask in row-major order and ``sha256`` the digest of its shape and packed bits.
-  The object carries the mask itself, so a run's file count does not grow with its mask prompts (a pancreas mask
-  at 512 x 512 is about 600 characters; a PNG would be 2,100 and a file of its own), and the digest catches a
-  record damaged after writing.
+  The object carries the mask itself, so a run's file count does not grow with its mask prompts (a mask of
+  13,000 pixels at 512 x 512 is 572 characters; its PNG would be 2,124 in base64, and a file of its own), and the
+  digest catches a record damaged after writing.
 - **a file name** (``mask_files=True``; what a prompts file written by ``zeroshot prompts`` holds): an 8-bit PNG
   (0 and 255) in the folder :func:`mask_dir_for` names beside the file, named by :func:`mask_file_name`, which ends
   in the same digest, so names never collide and a changed file is detected on reading. PNGs open in any viewer.
@@ -55,7 +55,7 @@ __all__ = [
 _KEYS = ("case_id", "strategy", "seed", "source", "oracle", "slices")
 _SLICE_KEYS = ("z", "box", "points", "labels", "mask")
 _INLINE_MASK_KEYS = ("shape", "bits", "sha256")
-#: zlib level of inline masks: level 9 is 3x slower for 10 % fewer bytes on pancreas-like masks.
+#: zlib level of inline masks: level 9 takes 3-5x as long for 8-10 % fewer bytes (phantom and blob masks, 512 x 512).
 _ZLIB_LEVEL = 6
 
 
