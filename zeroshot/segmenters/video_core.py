@@ -16,9 +16,10 @@ every backend:
 - finishing a :class:`~zeroshot.segmenters.base.Segmentation`: ``logits > logit_threshold`` where the union is
   (a comparison, exact on any device) and one transfer of the bool mask; probabilities (sigmoid of the union
   logits, before post-processing) on the host, and only when asked for, because a device's sigmoid may differ
-  from the CPU's in the last bit; the CPU post-processing (:class:`~zeroshot.segmenters.postprocess.
-  PostProcessing`), or, for a session told to defer it (:attr:`VideoSession.defer_postprocess`), the mask
-  before it and the steps still to apply; and a typed :class:`VideoInfo`.
+  from the CPU's in the last bit; the CPU post-processing
+  (:class:`~zeroshot.segmenters.postprocess.PostProcessing`), or, for a session told to defer it
+  (:attr:`VideoSession.defer_postprocess`), the mask before it and the steps still to apply; and a typed
+  :class:`VideoInfo`.
 
 Prompt coordinates are mapped by each backend with :mod:`zeroshot.segmenters.prompt_coords` (their one place).
 A session is built from ``(model, options, volume)`` by its backend's module and never reads a segmenter.
