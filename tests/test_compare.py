@@ -34,6 +34,7 @@ from zeroshot.compare import (
 )
 from zeroshot.compare.render import format_p, to_latex
 from zeroshot.compare.runs import dataset_root
+from zeroshot.compare.tables import case_table
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "benchmarks" / "baselines" / "published.csv"
 FAST = BootstrapOptions(n_resamples=300, seed=4)
@@ -107,6 +108,31 @@ def test_summary_by_center_groups_and_sorts_sequences(rows):
 def test_case_values_refuses_unknown_metric(rows):
     with pytest.raises(RunError, match="metric 'nsd_9mm' is not a column"):
         case_values(rows, "nsd_9mm")
+
+
+def test_case_table_holds_every_metrics_case_values_from_one_pass(rows):
+    cases = case_table(rows, metrics=["dice", "hd95_mm"])
+    for metric in ("dice", "hd95_mm"):
+        one = cases.values(metric)
+        pd.testing.assert_frame_equal(one, case_values(rows, metric))
+        # Against the definition: the mean of each case's rows, by hand.
+        for _, line in one.sample(5, random_state=0).iterrows():
+            keys = ("sequence", "case_id", "model", "strategy", "kind", "train_sequence")
+            chosen = rows.loc[np.logical_and.reduce([rows[k] == line[k] for k in keys])]
+            assert line["value"] == pytest.approx(chosen[metric].mean())
+            assert line["n_seeds"] == len(chosen)
+    with pytest.raises(RunError, match="metric 'iou' is not in this case table"):
+        cases.values("iou")
+
+
+def test_tables_from_shared_case_values_equal_their_own(rows):
+    cases = case_table(rows)
+    pd.testing.assert_frame_equal(summary_table(rows, options=FAST, cases=cases), summary_table(rows, options=FAST))
+    pd.testing.assert_frame_equal(paired_table(rows, options=FAST, cases=cases), paired_table(rows, options=FAST))
+    with pytest.raises(ValueError, match=r"cases: expected per-case values by \('sequence', 'center'\)"):
+        summary_table(rows, by=("sequence", "center"), options=FAST, cases=cases)
+    with pytest.raises(ValueError, match="of dice, hd95_mm, iou"):
+        paired_table(rows, metrics=["dice", "hd95_mm", "iou"], options=FAST, cases=cases)
 
 
 def test_paired_comparisons_holm_over_each_metric(rows):
