@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from zeroshot.compare import (
     score_baseline_predictions,
     summary_table,
 )
-from zeroshot.compare.render import format_p, to_latex
+from zeroshot.compare.render import format_p, to_csv, to_latex
 from zeroshot.compare.runs import dataset_root
 from zeroshot.compare.tables import case_table
 
@@ -292,6 +293,58 @@ def test_render_escapes_latex_and_formats_p():
     assert r"sam2\_t" in latex and r"$\pm$" in latex and r"95 \%" in latex and r"A \& B" in latex
     assert r"\toprule" in latex and r"\bottomrule" in latex and "{llr}" in latex
     assert format_p(0.0004) == "< 0.001" and format_p(0.0312) == "0.0312" and format_p(float("nan")) == "–"
+
+
+def _csv_cases() -> dict[str, pd.DataFrame]:
+    rng = np.random.default_rng(7)
+    floats = np.concatenate(
+        [
+            [np.nan, np.inf, -np.inf, -0.0, 0.0, 1e-300, 5e-324, 1e20, 0.1 + 0.2, 1 / 3, 123456789.123456789],
+            rng.normal(size=40),
+        ]
+    )
+    n = floats.size
+    text = ["plain", "with, comma", 'with "quote"', "two\nlines", "", " lead", "tab\tin", "é ± –", None, "x"]
+    frame = pd.DataFrame(
+        {
+            "value": floats,
+            "f32": floats.astype(np.float32),
+            "n": np.arange(n, dtype=np.int64) - 5,
+            "u8": np.arange(n, dtype=np.uint8),
+            "flag": np.arange(n) % 3 == 0,
+            "name": pd.array([text[i % len(text)] for i in range(n)], dtype="str"),
+            "objects": pd.Series([text[i % len(text)] if i % 4 else 2.5 for i in range(n)], dtype=object),
+        }
+    )
+    return {
+        "mixed": frame,
+        "nothing to quote": frame.assign(
+            name=pd.array([("a", None, "é ± –", " lead")[i % 4] for i in range(n)], dtype="str"),
+            objects=pd.Series(["b", None] * (n // 2), dtype=object),
+        ),
+        "one empty text column": pd.DataFrame({"a": ["", "b", None]}),
+        "header needs quotes": pd.DataFrame({"a,b": [1.5], 'say "x"': ["y"]}),
+        # Left to pandas: dates, categories, nullable integers, no rows, no columns, repeated or non-text names.
+        "dates": pd.DataFrame({"when": pd.to_datetime(["2026-12-06", None]), "x": [0.5, 1.5]}),
+        "category": pd.DataFrame({"c": pd.Categorical(["a", None, "b"]), "x": [1.0, np.nan, 2.0]}),
+        "nullable": pd.DataFrame({"i": pd.array([1, None, 3], dtype="Int64")}),
+        "no rows": frame.iloc[:0],
+        "no columns": pd.DataFrame(index=range(3)),
+        "repeated names": pd.DataFrame([[1.5, 2.5]], columns=["a", "a"]),
+        "number names": pd.DataFrame({0: [1.5], 1: [np.nan]}),
+    }
+
+
+@pytest.mark.parametrize("case", list(_csv_cases()))
+@pytest.mark.parametrize("float_format", ["%.10g", "%.3f"])
+def test_to_csv_writes_the_bytes_pandas_writes(case, float_format, monkeypatch):
+    frame = _csv_cases()[case]
+    expected = frame.to_csv(index=False, float_format=float_format)
+    if case in ("mixed", "nothing to quote", "one empty text column", "header needs quotes"):  # without pandas
+        monkeypatch.setattr(pd.DataFrame, "to_csv", None)
+    if case == "nothing to quote":  # rows joined by commas, without csv.writer either
+        monkeypatch.setattr(csv, "writer", None)
+    assert to_csv(frame, float_format=float_format) == expected
 
 
 def test_bootstrap_options_are_checked_at_construction():

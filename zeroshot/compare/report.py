@@ -239,14 +239,16 @@ class _Frame:
 
     name: str
     frame: pd.DataFrame
-    float_format: str | None = "%.10g"
+    float_format: str | None = render.FLOAT_FORMAT
 
     def write(self, out: Path) -> Sequence[Path]:
         if self.name.endswith(".parquet"):
             buffer = io.BytesIO()
             self.frame.to_parquet(buffer, index=False)
             return (write_atomic(out / self.name, buffer.getvalue()),)
-        return (write_atomic(out / self.name, self.frame.to_csv(index=False, float_format=self.float_format)),)
+        if self.float_format is None:  # floats as Python writes them (full precision)
+            return (write_atomic(out / self.name, self.frame.to_csv(index=False)),)
+        return (write_atomic(out / self.name, render.to_csv(self.frame, float_format=self.float_format)),)
 
 
 @dataclass(frozen=True)
