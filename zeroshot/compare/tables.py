@@ -297,16 +297,31 @@ def _shared_cases(rows: pd.DataFrame, cases: CaseTable | None, metrics: Sequence
     return cases
 
 
+def _groups(frame: pd.DataFrame, columns: Sequence[str]) -> list[tuple[tuple, np.ndarray]]:
+    """Each group of ``frame`` by ``columns``: its key and its row positions, in frame order.
+
+    The groups come in the order ``frame.groupby(columns, sort=True, dropna=False)`` iterates them (``ngroup``
+    numbers them so). Positions rather than sub-frames: every metric and table reads a group's values from
+    one array, without copying the group's (text) key columns once per group.
+    """
+    if frame.empty:
+        return []
+    grouped = frame.groupby(list(columns), sort=True, dropna=False)
+    codes = grouped.ngroup().to_numpy()
+    order = np.argsort(codes, kind="stable")
+    members = np.split(order, np.flatnonzero(np.diff(codes[order])) + 1)
+    keys = [key if isinstance(key, tuple) else (key,) for key in grouped.size().index]
+    return list(zip(keys, members, strict=True))
+
+
 def _outcome_counts(rows: pd.DataFrame, group_columns: list[str]) -> dict[tuple, dict[str, int]]:
     """Per group: its number of rows and of rows by outcome (they do not depend on the metric)."""
-    counts = {}
-    for key, group in rows.groupby(group_columns, sort=True, dropna=False):
-        outcomes = group["outcome"].value_counts()
-        counts[key if isinstance(key, tuple) else (key,)] = {
-            "n_rows": len(group),
-            **{f"n_{o}": int(outcomes.get(o, 0)) for o in ("failed", "missed", "false_positive", "both_empty")},
-        }
-    return counts
+    outcomes = ("failed", "missed", "false_positive", "both_empty")
+    flags = {outcome: (rows["outcome"] == outcome).to_numpy(dtype=bool) for outcome in outcomes}
+    return {
+        key: {"n_rows": len(members), **{f"n_{o}": int(np.count_nonzero(flags[o][members])) for o in outcomes}}
+        for key, members in _groups(rows, group_columns)
+    }
 
 
 def summary_table(
@@ -345,13 +360,10 @@ def summary_table(
     cases = _shared_cases(rows, cases, metrics, by)
     group_columns = _group_columns(rows, by)
     outcome_counts = _outcome_counts(rows, group_columns)
-    keys, members = [], []
-    for key, group in cases.frame.groupby(group_columns, sort=True, dropna=False):
-        keys.append(key if isinstance(key, tuple) else (key,))
-        members.append(group)
+    members = _groups(cases.frame, group_columns)
     # Metric by metric, groups in order: the order the intervals are drawn in (and batched by) stays fixed.
-    groups = [(metric, key) for metric in metrics for key in keys]
-    samples = [group[metric].to_numpy() for metric in metrics for group in members]
+    groups = [(metric, key) for metric in metrics for key, _ in members]
+    samples = [cases.frame[metric].to_numpy()[positions] for metric in metrics for _, positions in members]
     summaries = stats.summarize_many(
         samples,
         confidence=options.confidence,
@@ -460,15 +472,20 @@ def paired_table(
     cases = _shared_cases(rows, cases, metrics, ("sequence",))
     group_columns = _group_columns(rows, ("sequence",))
     # One pass groups the cases by sequence and method for every metric (sequence is the first group column).
-    by_sequence: dict[object, dict[_Method, pd.DataFrame]] = {}
-    for key, frame in cases.frame.groupby(group_columns, sort=True, dropna=False):
+    by_sequence: dict[object, dict[_Method, np.ndarray]] = {}
+    for key, positions in _groups(cases.frame, group_columns):
         if not pd.isna(key[0]):  # rows without a sequence are in no sequence's comparisons
-            by_sequence.setdefault(key[0], {})[_Method(*key[1:])] = frame.set_index("case_id")
+            by_sequence.setdefault(key[0], {})[_Method(*key[1:])] = positions
+    case_ids = pd.Index(cases.frame["case_id"])
     comparisons, pairs = [], []
     for metric in metrics:
+        values = cases.frame[metric].to_numpy()
         for sequence, methods in by_sequence.items():
             # A method without a value on this sequence has no case in common with any other: no comparison.
-            series = {method: frame[metric].dropna() for method, frame in methods.items()}
+            series = {
+                method: pd.Series(values[positions], index=case_ids[positions]).dropna()
+                for method, positions in methods.items()
+            }
             for a, b, comparison in _pairs(list(series)):
                 common = series[a].index.intersection(series[b].index)
                 if not common.empty:
