@@ -11,7 +11,7 @@ import csv
 import io
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +70,7 @@ def format_p(p: float) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3g}"
 
 
-def _method(row: pd.Series) -> str:
+def _method(row: Mapping[str, object]) -> str:
     if row.get("kind") == KIND_SUPERVISED:
         return f"{row['model']} (trained on {row['train_sequence']})"
     text = f"{row['model']} / {row['strategy']}"
@@ -85,7 +85,7 @@ def summary_display(summary: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     level = f"{summary['confidence'].iloc[0] * 100:g} % CI ({summary['ci_method'].iloc[0]})"
     lines = []
-    for _, row in summary.iterrows():
+    for row in summary.to_dict("records"):  # plain dicts: iterrows builds a Series per row
         metric = row["metric"]
         line = {"sequence": row["sequence"]}
         if "center" in row:
@@ -110,13 +110,11 @@ def cross_sequence_display(cross: pd.DataFrame) -> pd.DataFrame:
     if cross.empty:
         return pd.DataFrame()
     metric = cross["metric"].iloc[0]
+    records = cross.to_dict("records")
     frame = cross.assign(
-        method=[_method(row) for _, row in cross.iterrows()],
+        method=[_method(row) for row in records],
         train=cross["train_sequence"].replace({"none": "zero-shot"}),
-        cell=[
-            f"{format_value(r['mean'], metric)} {format_ci(r['ci_low'], r['ci_high'], metric)}"
-            for _, r in cross.iterrows()
-        ],
+        cell=[f"{format_value(r['mean'], metric)} {format_ci(r['ci_low'], r['ci_high'], metric)}" for r in records],
     )
     order = list(dict.fromkeys(frame["method"]))
     unique = pd.Series(frame["test_sequence"].unique())
@@ -219,7 +217,7 @@ def paired_display(paired: pd.DataFrame) -> pd.DataFrame:
     if paired.empty:
         return pd.DataFrame()
     lines = []
-    for _, row in paired.iterrows():
+    for row in paired.to_dict("records"):
         metric = row["metric"]
         lines.append(
             {

@@ -445,6 +445,12 @@ def _pairs(methods: Sequence[_Method]) -> list[tuple[_Method, _Method, str]]:
     return pairs
 
 
+def _valued(values: np.ndarray, cases: pd.Index) -> pd.Series:
+    """``values`` by case, the cases without a value (NaN: excluded by the both-empty policy) left out."""
+    kept = ~np.isnan(values)
+    return pd.Series(values, index=cases) if kept.all() else pd.Series(values[kept], index=cases[kept])
+
+
 def _on(values: pd.Series, cases: pd.Index) -> np.ndarray:
     """``values`` of ``cases``, in their order (without a lookup when they are every case of ``values``)."""
     return values.to_numpy() if values.index.equals(cases) else values.loc[cases].to_numpy()
@@ -472,20 +478,17 @@ def paired_table(
     cases = _shared_cases(rows, cases, metrics, ("sequence",))
     group_columns = _group_columns(rows, ("sequence",))
     # One pass groups the cases by sequence and method for every metric (sequence is the first group column).
-    by_sequence: dict[object, dict[_Method, np.ndarray]] = {}
+    case_ids = cases.frame["case_id"].to_numpy(dtype=object)
+    by_sequence: dict[object, dict[_Method, tuple[np.ndarray, pd.Index]]] = {}
     for key, positions in _groups(cases.frame, group_columns):
         if not pd.isna(key[0]):  # rows without a sequence are in no sequence's comparisons
-            by_sequence.setdefault(key[0], {})[_Method(*key[1:])] = positions
-    case_ids = pd.Index(cases.frame["case_id"])
+            by_sequence.setdefault(key[0], {})[_Method(*key[1:])] = (positions, pd.Index(case_ids[positions]))
     comparisons, pairs = [], []
     for metric in metrics:
         values = cases.frame[metric].to_numpy()
         for sequence, methods in by_sequence.items():
             # A method without a value on this sequence has no case in common with any other: no comparison.
-            series = {
-                method: pd.Series(values[positions], index=case_ids[positions]).dropna()
-                for method, positions in methods.items()
-            }
+            series = {method: _valued(values[positions], index) for method, (positions, index) in methods.items()}
             for a, b, comparison in _pairs(list(series)):
                 common = series[a].index.intersection(series[b].index)
                 if not common.empty:
