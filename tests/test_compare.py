@@ -347,6 +347,21 @@ def test_to_csv_writes_the_bytes_pandas_writes(case, float_format, monkeypatch):
     assert to_csv(frame, float_format=float_format) == expected
 
 
+def test_comparing_one_run_loads_neither_the_runner_nor_figure_or_model_code(run_dir, tmp_path):
+    import subprocess
+    import sys
+
+    heavy = ("zeroshot.runner", "zeroshot.interactive", "zeroshot.prompts", "matplotlib", "torch")
+    code = (
+        "import sys\n"
+        "from zeroshot.compare import BootstrapOptions, compare_runs\n"
+        f"compare_runs([{str(run_dir)!r}], {str(tmp_path / 'out')!r}, options=BootstrapOptions(n_resamples=50))\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]" and (tmp_path / "out" / "per_case.csv").is_file()
+
+
 def test_bootstrap_options_are_checked_at_construction():
     with pytest.raises(ValueError, match="method: expected one of"):
         BootstrapOptions(method="basic")
