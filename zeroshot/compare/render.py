@@ -335,7 +335,11 @@ def _csv_column(column: pd.Series, float_format: str) -> list[object] | None:
         fields = [float_format % value for value in values.tolist()]
     elif isinstance(dtype, np.dtype) and dtype.kind in "iub":
         return list(map(str, column.tolist()))
-    elif isinstance(dtype, pd.StringDtype) or (isinstance(dtype, np.dtype) and dtype.kind == "O"):
+    elif isinstance(dtype, pd.StringDtype):
+        # Few distinct texts (sequences, models, strategies): each is converted once, missing ones to "" (code -1).
+        codes, uniques = pd.factorize(column)
+        return np.append(uniques.to_numpy(dtype=object), "")[codes].tolist()
+    elif isinstance(dtype, np.dtype) and dtype.kind == "O":
         # Objects stay objects: csv.writer turns them into text as it does for pandas (floats by repr); a field
         # that is not text sends the frame through csv.writer (see _needs_no_quotes).
         fields = column.to_numpy(dtype=object).tolist()

@@ -317,7 +317,9 @@ def _groups(frame: pd.DataFrame, columns: Sequence[str]) -> list[tuple[tuple, np
 def _outcome_counts(rows: pd.DataFrame, group_columns: list[str]) -> dict[tuple, dict[str, int]]:
     """Per group: its number of rows and of rows by outcome (they do not depend on the metric)."""
     outcomes = ("failed", "missed", "false_positive", "both_empty")
-    flags = {outcome: (rows["outcome"] == outcome).to_numpy(dtype=bool) for outcome in outcomes}
+    codes, uniques = pd.factorize(rows["outcome"])  # compare small codes, not 100,000s of texts, per outcome
+    code = {value: index for index, value in enumerate(uniques)}
+    flags = {outcome: codes == code.get(outcome, -2) for outcome in outcomes}
     return {
         key: {"n_rows": len(members), **{f"n_{o}": int(np.count_nonzero(flags[o][members])) for o in outcomes}}
         for key, members in _groups(rows, group_columns)
