@@ -35,7 +35,7 @@ from zeroshot.compare import (
 )
 from zeroshot.compare.render import format_p, to_csv, to_latex
 from zeroshot.compare.runs import dataset_root
-from zeroshot.compare.tables import case_table
+from zeroshot.compare.tables import _groups, case_table
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "benchmarks" / "baselines" / "published.csv"
 FAST = BootstrapOptions(n_resamples=300, seed=4)
@@ -134,6 +134,25 @@ def test_tables_from_shared_case_values_equal_their_own(rows):
         summary_table(rows, by=("sequence", "center"), options=FAST, cases=cases)
     with pytest.raises(ValueError, match="of dice, hd95_mm, iou"):
         paired_table(rows, metrics=["dice", "hd95_mm", "iou"], options=FAST, cases=cases)
+
+
+def test_groups_by_position_match_pandas_groupby_order_and_members():
+    frame = pd.DataFrame(
+        {
+            "sequence": pd.array(["T2", "T1", None, "T1", "T2", None, "OOP"], dtype="str"),
+            "round": [1, 0, 0, np.nan, 1, 0, 2],
+            "value": np.arange(7.0),
+        }
+    )
+    expected = [
+        (key, group.index.to_numpy()) for key, group in frame.groupby(["sequence", "round"], sort=True, dropna=False)
+    ]
+    found = _groups(frame, ["sequence", "round"])
+    assert [len(m) for _, m in found] == [len(m) for _, m in expected] and len(found) == 5
+    for (key, members), (want_key, want_members) in zip(found, expected, strict=True):
+        assert [str(k) for k in key] == [str(k) for k in want_key]
+        np.testing.assert_array_equal(members, want_members)
+    assert _groups(frame.iloc[:0], ["sequence"]) == []
 
 
 def test_paired_comparisons_holm_over_each_metric(rows):
