@@ -6,15 +6,25 @@ strategies x 3 seeds per case, 60 slices each) and its tables; ``compare`` then 
 same command with another checkout's code (``PYTHONPATH``), e.g. ``main`` before the store, on the same files:
 the tables are identical in both layouts, so the comparison is like for like.
 
-Run: ``.venv/bin/python benchmarks/compare_speed.py [--sizes 10000 100000] [--checkout /path/to/main 10000]``.
+Every job is a fresh interpreter, timed three ways: ``compare s`` from the call of ``compare_runs`` to its return
+(imports done), ``CPU s`` the processor time of that call (every thread; less sensitive than wall time to other jobs
+on the machine, though spinning BLAS threads inflate it), ``process s`` from the interpreter's start to its exit
+(imports included), as a user waits for the command. ``--repeat`` runs the jobs that many rounds, interleaved so
+that a busy machine slows every job alike, and prints the fastest and the median round. Where two jobs ran the
+same size, their output folders are compared file by file: the same bytes mean the same work was done.
+
+Run: ``.venv/bin/python benchmarks/compare_speed.py [--sizes 10000 100000] [--checkout /path/to/main 10000]
+[--repeat 5]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,10 +34,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 TIME_ONE = """
 import sys, time
+import zeroshot
 from zeroshot.compare import compare_runs
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 compare_runs([sys.argv[1]], sys.argv[2])
-print(time.perf_counter() - start)
+print(time.perf_counter() - start, time.process_time() - cpu, zeroshot.__file__)
 """
 
 
@@ -57,12 +68,30 @@ def write_run(root: Path, rows: int) -> Path:
     return root
 
 
-def time_compare(checkout: Path, run: Path, out: Path) -> float:
+def time_compare(checkout: Path, run: Path, out: Path) -> tuple[float, float, float]:
+    """Seconds in ``compare_runs`` (wall and CPU, every thread) and of the whole process, in a fresh interpreter."""
     env = {**os.environ, "PYTHONPATH": str(checkout)}
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    # ``python -c`` puts the working directory before PYTHONPATH on sys.path: run in the checkout, or the
+    # ``zeroshot`` of whatever folder the benchmark was started from is the one timed.
     done = subprocess.run(
-        [sys.executable, "-c", TIME_ONE, str(run), str(out)], env=env, capture_output=True, text=True, check=True
-    )
-    return float(done.stdout.strip().splitlines()[-1])
+        [sys.executable, "-c", TIME_ONE, str(run), str(out)],
+        env=env, cwd=checkout, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    process = time.perf_counter() - start
+    inner, cpu, package = done.stdout.strip().splitlines()[-1].split()
+    if not Path(package).resolve().is_relative_to(checkout.resolve()):
+        raise RuntimeError(f"timed the zeroshot of {package}, not of {checkout}")
+    return float(inner), float(cpu), process
+
+
+def same_files(first: Path, second: Path) -> bool:
+    """Whether two output folders hold the same files with the same bytes."""
+    names = sorted(p.name for p in first.iterdir())
+    if names != sorted(p.name for p in second.iterdir()):
+        return False
+    return all((first / name).read_bytes() == (second / name).read_bytes() for name in names)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--checkout", nargs=2, action="append", default=[], metavar=("PATH", "ROWS"),
                         help="also time this checkout's compare on ROWS rows (e.g. main before the store)")  # fmt: skip
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of every job, interleaved (default 1)")
     args = parser.parse_args(argv)
     here = HERE.parent
     base = Path(tempfile.mkdtemp(prefix="compare-speed-"))
@@ -77,11 +107,22 @@ def main(argv: list[str] | None = None) -> int:
         sizes = sorted({*args.sizes, *(int(rows) for _, rows in args.checkout)})
         runs = {rows: write_run(base / f"run-{rows}", rows) for rows in sizes}
         jobs = [(here, rows) for rows in args.sizes] + [(Path(path), int(rows)) for path, rows in args.checkout]
-        print(f"{'checkout':<40}{'rows':>9}{'compare s':>11}")
-        for index, (checkout, rows) in enumerate(jobs):
-            seconds = time_compare(checkout, runs[rows], base / f"out-{index}")
-            print(f"{checkout!s:<40}{rows:>9}{seconds:>11.1f}")
-            sys.stdout.flush()
+        seconds: list[list[tuple[float, float, float]]] = [[] for _ in jobs]
+        for _ in range(args.repeat):
+            for index, (checkout, rows) in enumerate(jobs):
+                seconds[index].append(time_compare(checkout, runs[rows], base / f"out-{index}"))
+        print(f"{'checkout':<32}{'rows':>8}{'compare s':>16}{'CPU s':>16}{'process s':>16}   (fastest / median)")
+        for (checkout, rows), times in zip(jobs, seconds, strict=True):
+            cells = "".join(
+                f"{min(column):>9.2f} /{statistics.median(column):>5.2f}" for column in zip(*times, strict=True)
+            )
+            print(f"{checkout!s:<32}{rows:>8}{cells}")
+        for i, j in itertools.combinations(range(len(jobs)), 2):
+            if jobs[i][1] == jobs[j][1]:
+                same = same_files(base / f"out-{i}", base / f"out-{j}")
+                print(
+                    f"outputs at {jobs[i][1]} rows, {jobs[i][0]} and {jobs[j][0]}: {'identical' if same else 'DIFFER'}"
+                )
     finally:
         shutil.rmtree(base, ignore_errors=True)
     print(json.dumps({"cpus": os.cpu_count(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -32,8 +33,9 @@ from zeroshot.compare import (
     score_baseline_predictions,
     summary_table,
 )
-from zeroshot.compare.render import format_p, to_latex
+from zeroshot.compare.render import format_p, to_csv, to_latex
 from zeroshot.compare.runs import dataset_root
+from zeroshot.compare.tables import _groups, case_table
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "benchmarks" / "baselines" / "published.csv"
 FAST = BootstrapOptions(n_resamples=300, seed=4)
@@ -107,6 +109,50 @@ def test_summary_by_center_groups_and_sorts_sequences(rows):
 def test_case_values_refuses_unknown_metric(rows):
     with pytest.raises(RunError, match="metric 'nsd_9mm' is not a column"):
         case_values(rows, "nsd_9mm")
+
+
+def test_case_table_holds_every_metrics_case_values_from_one_pass(rows):
+    cases = case_table(rows, metrics=["dice", "hd95_mm"])
+    for metric in ("dice", "hd95_mm"):
+        one = cases.values(metric)
+        pd.testing.assert_frame_equal(one, case_values(rows, metric))
+        # Against the definition: the mean of each case's rows, by hand.
+        for _, line in one.sample(5, random_state=0).iterrows():
+            keys = ("sequence", "case_id", "model", "strategy", "kind", "train_sequence")
+            chosen = rows.loc[np.logical_and.reduce([rows[k] == line[k] for k in keys])]
+            assert line["value"] == pytest.approx(chosen[metric].mean())
+            assert line["n_seeds"] == len(chosen)
+    with pytest.raises(RunError, match="metric 'iou' is not in this case table"):
+        cases.values("iou")
+
+
+def test_tables_from_shared_case_values_equal_their_own(rows):
+    cases = case_table(rows)
+    pd.testing.assert_frame_equal(summary_table(rows, options=FAST, cases=cases), summary_table(rows, options=FAST))
+    pd.testing.assert_frame_equal(paired_table(rows, options=FAST, cases=cases), paired_table(rows, options=FAST))
+    with pytest.raises(ValueError, match=r"cases: expected per-case values by \('sequence', 'center'\)"):
+        summary_table(rows, by=("sequence", "center"), options=FAST, cases=cases)
+    with pytest.raises(ValueError, match="of dice, hd95_mm, iou"):
+        paired_table(rows, metrics=["dice", "hd95_mm", "iou"], options=FAST, cases=cases)
+
+
+def test_groups_by_position_match_pandas_groupby_order_and_members():
+    frame = pd.DataFrame(
+        {
+            "sequence": pd.array(["T2", "T1", None, "T1", "T2", None, "OOP"], dtype="str"),
+            "round": [1, 0, 0, np.nan, 1, 0, 2],
+            "value": np.arange(7.0),
+        }
+    )
+    expected = [
+        (key, group.index.to_numpy()) for key, group in frame.groupby(["sequence", "round"], sort=True, dropna=False)
+    ]
+    found = _groups(frame, ["sequence", "round"])
+    assert [len(m) for _, m in found] == [len(m) for _, m in expected] and len(found) == 5
+    for (key, members), (want_key, want_members) in zip(found, expected, strict=True):
+        assert [str(k) for k in key] == [str(k) for k in want_key]
+        np.testing.assert_array_equal(members, want_members)
+    assert _groups(frame.iloc[:0], ["sequence"]) == []
 
 
 def test_paired_comparisons_holm_over_each_metric(rows):
@@ -266,6 +312,73 @@ def test_render_escapes_latex_and_formats_p():
     assert r"sam2\_t" in latex and r"$\pm$" in latex and r"95 \%" in latex and r"A \& B" in latex
     assert r"\toprule" in latex and r"\bottomrule" in latex and "{llr}" in latex
     assert format_p(0.0004) == "< 0.001" and format_p(0.0312) == "0.0312" and format_p(float("nan")) == "–"
+
+
+def _csv_cases() -> dict[str, pd.DataFrame]:
+    rng = np.random.default_rng(7)
+    floats = np.concatenate(
+        [
+            [np.nan, np.inf, -np.inf, -0.0, 0.0, 1e-300, 5e-324, 1e20, 0.1 + 0.2, 1 / 3, 123456789.123456789],
+            rng.normal(size=40),
+        ]
+    )
+    n = floats.size
+    text = ["plain", "with, comma", 'with "quote"', "two\nlines", "", " lead", "tab\tin", "é ± –", None, "x"]
+    frame = pd.DataFrame(
+        {
+            "value": floats,
+            "f32": floats.astype(np.float32),
+            "n": np.arange(n, dtype=np.int64) - 5,
+            "u8": np.arange(n, dtype=np.uint8),
+            "flag": np.arange(n) % 3 == 0,
+            "name": pd.array([text[i % len(text)] for i in range(n)], dtype="str"),
+            "objects": pd.Series([text[i % len(text)] if i % 4 else 2.5 for i in range(n)], dtype=object),
+        }
+    )
+    return {
+        "mixed": frame,
+        "nothing to quote": frame.assign(
+            name=pd.array([("a", None, "é ± –", " lead")[i % 4] for i in range(n)], dtype="str"),
+            objects=pd.Series(["b", None] * (n // 2), dtype=object),
+        ),
+        "one empty text column": pd.DataFrame({"a": ["", "b", None]}),
+        "header needs quotes": pd.DataFrame({"a,b": [1.5], 'say "x"': ["y"]}),
+        # Left to pandas: dates, categories, nullable integers, no rows, no columns, repeated or non-text names.
+        "dates": pd.DataFrame({"when": pd.to_datetime(["2026-12-06", None]), "x": [0.5, 1.5]}),
+        "category": pd.DataFrame({"c": pd.Categorical(["a", None, "b"]), "x": [1.0, np.nan, 2.0]}),
+        "nullable": pd.DataFrame({"i": pd.array([1, None, 3], dtype="Int64")}),
+        "no rows": frame.iloc[:0],
+        "no columns": pd.DataFrame(index=range(3)),
+        "repeated names": pd.DataFrame([[1.5, 2.5]], columns=["a", "a"]),
+        "number names": pd.DataFrame({0: [1.5], 1: [np.nan]}),
+    }
+
+
+@pytest.mark.parametrize("case", list(_csv_cases()))
+@pytest.mark.parametrize("float_format", ["%.10g", "%.3f"])
+def test_to_csv_writes_the_bytes_pandas_writes(case, float_format, monkeypatch):
+    frame = _csv_cases()[case]
+    expected = frame.to_csv(index=False, float_format=float_format)
+    if case in ("mixed", "nothing to quote", "one empty text column", "header needs quotes"):  # without pandas
+        monkeypatch.setattr(pd.DataFrame, "to_csv", None)
+    if case == "nothing to quote":  # rows joined by commas, without csv.writer either
+        monkeypatch.setattr(csv, "writer", None)
+    assert to_csv(frame, float_format=float_format) == expected
+
+
+def test_comparing_one_run_loads_neither_the_runner_nor_figure_or_model_code(run_dir, tmp_path):
+    import subprocess
+    import sys
+
+    heavy = ("zeroshot.runner", "zeroshot.interactive", "zeroshot.prompts", "matplotlib", "torch")
+    code = (
+        "import sys\n"
+        "from zeroshot.compare import BootstrapOptions, compare_runs\n"
+        f"compare_runs([{str(run_dir)!r}], {str(tmp_path / 'out')!r}, options=BootstrapOptions(n_resamples=50))\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]" and (tmp_path / "out" / "per_case.csv").is_file()
 
 
 def test_bootstrap_options_are_checked_at_construction():

@@ -39,7 +39,7 @@ from zeroshot.compare.clicks import (
 from zeroshot.compare.runs import RunTables, load_runs
 from zeroshot.compare.tables import (
     BootstrapOptions,
-    case_values,
+    case_table,
     cross_sequence_table,
     metric_columns,
     paired_table,
@@ -167,9 +167,10 @@ def compare_runs(
     rows = initial_rows(all_rows)
     captions = _Captions(options, interactive, time_cap_s)
 
-    summary = summary_table(rows, options=options)
+    per_case_values = case_table(rows)  # every metric's per-case values, shared by summary, paired and per_case
+    summary = summary_table(rows, options=options, cases=per_case_values)
     cross = cross_sequence_table(summary)
-    paired = paired_table(rows, options=options)
+    paired = paired_table(rows, options=options, cases=per_case_values)
     outputs: list[_Table | _Frame] = []
     if not baseline_rows.empty:
         outputs += [
@@ -201,7 +202,8 @@ def compare_runs(
     if published_table is not None:
         outputs.append(_Table("published", published_table, render.published_display, captions.published))
     per_case = pd.concat(
-        [case_values(rows, metric).assign(metric=metric) for metric in metric_columns(rows)], ignore_index=True
+        [per_case_values.values(metric).assign(metric=metric) for metric in per_case_values.metrics],
+        ignore_index=True,
     )
     outputs.append(_Frame("per_case.csv", per_case))
 
@@ -237,14 +239,16 @@ class _Frame:
 
     name: str
     frame: pd.DataFrame
-    float_format: str | None = "%.10g"
+    float_format: str | None = render.FLOAT_FORMAT
 
     def write(self, out: Path) -> Sequence[Path]:
         if self.name.endswith(".parquet"):
             buffer = io.BytesIO()
             self.frame.to_parquet(buffer, index=False)
             return (write_atomic(out / self.name, buffer.getvalue()),)
-        return (write_atomic(out / self.name, self.frame.to_csv(index=False, float_format=self.float_format)),)
+        if self.float_format is None:  # floats as Python writes them (full precision)
+            return (write_atomic(out / self.name, self.frame.to_csv(index=False)),)
+        return (write_atomic(out / self.name, render.to_csv(self.frame, float_format=self.float_format)),)
 
 
 @dataclass(frozen=True)

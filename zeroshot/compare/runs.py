@@ -19,7 +19,6 @@ from typing import Any
 import pandas as pd
 
 from zeroshot.errors import ZeroshotError
-from zeroshot.runner.config import dataset_conflict
 from zeroshot.store.schema import IDENTITY_COLUMNS, ROUND
 from zeroshot.store.tables import RunTables
 
@@ -207,6 +206,12 @@ def check_comparable(roots: Sequence[Path], infos: Sequence[Mapping[str, Any]]) 
     RunError
         Naming both runs and what differs.
     """
+    if len(roots) < 2:
+        return
+    # Imported here, not at the top: zeroshot.runner (with the prompt and interactive code it imports) is a
+    # third of compare's import time, and a single run has no pair to check.
+    from zeroshot.runner.config import dataset_conflict
+
     for i, j in itertools.combinations(range(len(roots)), 2):
         first, second = _fixed(infos[i]), _fixed(infos[j])
         for key, what in (("label", "label value (--label)"), ("tolerances_mm", "NSD tolerances (--tolerance-mm)")):

@@ -31,6 +31,8 @@ __all__ = [
     "KIND_SUPERVISED",
     "KIND_ZERO_SHOT",
     "BootstrapOptions",
+    "CaseTable",
+    "case_table",
     "case_values",
     "cross_sequence_table",
     "higher_is_better",
@@ -204,34 +206,124 @@ def _group_columns(rows: pd.DataFrame, by: Sequence[str]) -> list[str]:
     return [*by, "kind", "train_sequence", *method_keys(rows)]
 
 
+@dataclass(frozen=True)
+class CaseTable:
+    """Every metric's per-case values of one grouping, from one pass over the rows.
+
+    The summary, the paired tests and ``per_case.csv`` read the same per-case values: the seeds of each case are
+    averaged once for every metric (one ``groupby``), not once per metric and table (twelve passes over a
+    100,000-row run with four metrics).
+
+    Attributes
+    ----------
+    frame : DataFrame
+        One row per case and method (in order of first appearance in the rows): the key columns, one column per
+        metric holding the mean over the case's seeds of its penalised values (NaN when every row of the case
+        is excluded), and ``n_seeds``.
+    keys : tuple of str
+        The key columns: ``by``, ``kind``, ``train_sequence``, model, strategy[, round], ``case_id``, ``center``.
+    by : tuple of str
+        The grouping beside the method, e.g. ``("sequence",)``.
+    metrics : tuple of str
+    """
+
+    frame: pd.DataFrame
+    keys: tuple[str, ...]
+    by: tuple[str, ...]
+    metrics: tuple[str, ...]
+
+    def values(self, metric: str) -> pd.DataFrame:
+        """The long form of one metric: the key columns, ``value`` and ``n_seeds`` (see :func:`case_values`)."""
+        if metric not in self.metrics:
+            raise RunError(f"metric {metric!r} is not in this case table (have: {', '.join(self.metrics)})")
+        return self.frame[[*self.keys, metric, "n_seeds"]].rename(columns={metric: "value"})
+
+
+def case_table(
+    rows: pd.DataFrame, *, metrics: Sequence[str] | None = None, by: Sequence[str] = ("sequence",)
+) -> CaseTable:
+    """Per case and method, the mean over the case's seeds of each penalised metric, in one pass over the rows.
+
+    Parameters
+    ----------
+    rows : DataFrame
+        Output of :func:`prepare_rows`.
+    metrics : sequence of str, optional
+        Default: :func:`metric_columns`.
+    by : sequence of str
+        Grouping beside the method: ``("sequence",)`` or ``("sequence", "center")``.
+
+    Raises
+    ------
+    RunError
+        When a metric is not a column of the rows.
+    """
+    metrics = tuple(metrics) if metrics is not None else tuple(metric_columns(rows))
+    for metric in metrics:
+        if metric not in rows.columns:
+            raise RunError(
+                f"metric {metric!r} is not a column of the results (have: {', '.join(metric_columns(rows))})"
+            )
+    keys = [*_group_columns(rows, by), "case_id"]
+    if "center" not in keys:
+        keys.append("center")
+    grouped = rows.groupby(keys, sort=False, dropna=False)
+    # Each column's group mean is computed on its own, so this equals one groupby per metric to the last bit.
+    frame = grouped[list(metrics)].mean()
+    frame["n_seeds"] = grouped.size()
+    return CaseTable(frame.reset_index(), tuple(keys), tuple(by), metrics)
+
+
 def case_values(rows: pd.DataFrame, metric: str, *, by: Sequence[str] = ("sequence",)) -> pd.DataFrame:
     """One value per case and method: the mean over the case's seeds of the penalised ``metric``.
 
     Returns a DataFrame with the group columns (``by``, ``kind``, ``train_sequence``, model, strategy[, round]),
     ``case_id``, ``center``, ``value`` and ``n_seeds``. A case whose every row is excluded (both masks empty)
-    has ``value`` NaN.
+    has ``value`` NaN. Several metrics of the same rows: :func:`case_table` computes them in one pass.
     """
-    if metric not in rows.columns:
-        raise RunError(f"metric {metric!r} is not a column of the results (have: {', '.join(metric_columns(rows))})")
-    keys = [*_group_columns(rows, by), "case_id"]
-    if "center" not in keys:
-        keys.append("center")
-    grouped = rows.groupby(keys, sort=False, dropna=False)[metric]
-    values = grouped.mean().rename("value").to_frame()
-    values["n_seeds"] = grouped.size()
-    return values.reset_index()
+    return case_table(rows, metrics=[metric], by=by).values(metric)
+
+
+def _shared_cases(rows: pd.DataFrame, cases: CaseTable | None, metrics: Sequence[str], by: Sequence[str]) -> CaseTable:
+    """``cases`` if it holds ``metrics`` grouped by ``by``, else the rows' own :func:`case_table`."""
+    if cases is None:
+        return case_table(rows, metrics=metrics, by=by)
+    missing = [m for m in metrics if m not in cases.metrics]
+    if cases.by != tuple(by) or missing:
+        raise ValueError(
+            f"cases: expected per-case values by {tuple(by)} of {', '.join(metrics)}, found by {cases.by} of "
+            f"{', '.join(cases.metrics)}"
+        )
+    return cases
+
+
+def _groups(frame: pd.DataFrame, columns: Sequence[str]) -> list[tuple[tuple, np.ndarray]]:
+    """Each group of ``frame`` by ``columns``: its key and its row positions, in frame order.
+
+    The groups come in the order ``frame.groupby(columns, sort=True, dropna=False)`` iterates them (``ngroup``
+    numbers them so). Positions rather than sub-frames: every metric and table reads a group's values from
+    one array, without copying the group's (text) key columns once per group.
+    """
+    if frame.empty:
+        return []
+    grouped = frame.groupby(list(columns), sort=True, dropna=False)
+    codes = grouped.ngroup().to_numpy()
+    order = np.argsort(codes, kind="stable")
+    members = np.split(order, np.flatnonzero(np.diff(codes[order])) + 1)
+    keys = [key if isinstance(key, tuple) else (key,) for key in grouped.size().index]
+    return list(zip(keys, members, strict=True))
 
 
 def _outcome_counts(rows: pd.DataFrame, group_columns: list[str]) -> dict[tuple, dict[str, int]]:
     """Per group: its number of rows and of rows by outcome (they do not depend on the metric)."""
-    counts = {}
-    for key, group in rows.groupby(group_columns, sort=True, dropna=False):
-        outcomes = group["outcome"].value_counts()
-        counts[key if isinstance(key, tuple) else (key,)] = {
-            "n_rows": len(group),
-            **{f"n_{o}": int(outcomes.get(o, 0)) for o in ("failed", "missed", "false_positive", "both_empty")},
-        }
-    return counts
+    outcomes = ("failed", "missed", "false_positive", "both_empty")
+    codes, uniques = pd.factorize(rows["outcome"])  # compare small codes, not 100,000s of texts, per outcome
+    code = {value: index for index, value in enumerate(uniques)}
+    flags = {outcome: codes == code.get(outcome, -2) for outcome in outcomes}
+    return {
+        key: {"n_rows": len(members), **{f"n_{o}": int(np.count_nonzero(flags[o][members])) for o in outcomes}}
+        for key, members in _groups(rows, group_columns)
+    }
 
 
 def summary_table(
@@ -240,6 +332,7 @@ def summary_table(
     metrics: Sequence[str] | None = None,
     by: Sequence[str] = ("sequence",),
     options: BootstrapOptions | None = None,
+    cases: CaseTable | None = None,
 ) -> pd.DataFrame:
     """Per group and method: counts, mean ± SD, median [IQR] and a bootstrap CI of the mean, for each metric.
 
@@ -252,6 +345,9 @@ def summary_table(
     by : sequence of str
         Grouping beside the method: ``("sequence",)`` or ``("sequence", "center")``.
     options : BootstrapOptions, optional
+    cases : CaseTable, optional
+        The rows' per-case values (:func:`case_table` with the same ``by`` and every metric), when the caller
+        shares them with other tables; computed here otherwise.
 
     Returns
     -------
@@ -263,14 +359,13 @@ def summary_table(
     """
     options = options or BootstrapOptions()
     metrics = list(metrics) if metrics is not None else metric_columns(rows)
+    cases = _shared_cases(rows, cases, metrics, by)
     group_columns = _group_columns(rows, by)
     outcome_counts = _outcome_counts(rows, group_columns)
-    groups, samples = [], []
-    for metric in metrics:
-        per_case = case_values(rows, metric, by=by)
-        for key, cases in per_case.groupby(group_columns, sort=True, dropna=False):
-            groups.append((metric, key if isinstance(key, tuple) else (key,)))
-            samples.append(cases["value"].to_numpy())
+    members = _groups(cases.frame, group_columns)
+    # Metric by metric, groups in order: the order the intervals are drawn in (and batched by) stays fixed.
+    groups = [(metric, key) for metric in metrics for key, _ in members]
+    samples = [cases.frame[metric].to_numpy()[positions] for metric in metrics for _, positions in members]
     summaries = stats.summarize_many(
         samples,
         confidence=options.confidence,
@@ -352,12 +447,24 @@ def _pairs(methods: Sequence[_Method]) -> list[tuple[_Method, _Method, str]]:
     return pairs
 
 
+def _valued(values: np.ndarray, cases: pd.Index) -> pd.Series:
+    """``values`` by case, the cases without a value (NaN: excluded by the both-empty policy) left out."""
+    kept = ~np.isnan(values)
+    return pd.Series(values, index=cases) if kept.all() else pd.Series(values[kept], index=cases[kept])
+
+
+def _on(values: pd.Series, cases: pd.Index) -> np.ndarray:
+    """``values`` of ``cases``, in their order (without a lookup when they are every case of ``values``)."""
+    return values.to_numpy() if values.index.equals(cases) else values.loc[cases].to_numpy()
+
+
 def paired_table(
     rows: pd.DataFrame,
     *,
     metrics: Sequence[str] | None = None,
     options: BootstrapOptions | None = None,
     alpha: float = 0.05,
+    cases: CaseTable | None = None,
 ) -> pd.DataFrame:
     """Paired comparisons on common cases, per sequence and metric, with Holm correction per metric.
 
@@ -365,24 +472,30 @@ def paired_table(
     two zero-shot models under the same strategy. Differences are ``a - b`` over the cases both have a value for
     (seeds averaged within each case): a bootstrap CI of the mean difference, the median difference and a
     Wilcoxon signed-rank p-value. ``p_holm`` adjusts the p-values of all comparisons of one metric together
-    (the family), and ``favours`` names the better method where the CI excludes zero.
+    (the family), and ``favours`` names the better method where the CI excludes zero. ``cases``: the rows'
+    per-case values by sequence (:func:`case_table`) when the caller shares them, as in :func:`summary_table`.
     """
     options = options or BootstrapOptions()
     metrics = list(metrics) if metrics is not None else metric_columns(rows)
+    cases = _shared_cases(rows, cases, metrics, ("sequence",))
     group_columns = _group_columns(rows, ("sequence",))
+    # One pass groups the cases by sequence and method for every metric (sequence is the first group column).
+    case_ids = cases.frame["case_id"].to_numpy(dtype=object)
+    by_sequence: dict[object, dict[_Method, tuple[np.ndarray, pd.Index]]] = {}
+    for key, positions in _groups(cases.frame, group_columns):
+        if not pd.isna(key[0]):  # rows without a sequence are in no sequence's comparisons
+            by_sequence.setdefault(key[0], {})[_Method(*key[1:])] = (positions, pd.Index(case_ids[positions]))
     comparisons, pairs = [], []
     for metric in metrics:
-        per_case = case_values(rows, metric).dropna(subset=["value"])
-        for sequence, cases in per_case.groupby("sequence", sort=True):
-            series = {
-                _Method(*key[1:]): frame.set_index("case_id")["value"]
-                for key, frame in cases.groupby(group_columns, sort=True, dropna=False)
-            }
+        values = cases.frame[metric].to_numpy()
+        for sequence, methods in by_sequence.items():
+            # A method without a value on this sequence has no case in common with any other: no comparison.
+            series = {method: _valued(values[positions], index) for method, (positions, index) in methods.items()}
             for a, b, comparison in _pairs(list(series)):
                 common = series[a].index.intersection(series[b].index)
                 if not common.empty:
                     comparisons.append((metric, sequence, a, b, comparison))
-                    pairs.append((series[a].loc[common].to_numpy(), series[b].loc[common].to_numpy()))
+                    pairs.append((_on(series[a], common), _on(series[b], common)))
     results = stats.paired_differences(
         pairs, confidence=options.confidence, n_resamples=options.n_resamples, method=options.method, seed=options.seed
     )
