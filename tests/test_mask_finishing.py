@@ -29,6 +29,7 @@ from zeroshot.segmenters.base import Segmentation
 from zeroshot.segmenters.postprocess import PostProcessing, postprocess_mask
 from zeroshot.segmenters.transformers_video import TransformersVideoSegmenter, tiny_sam2_video_model
 from zeroshot.segmenters.video_core import VideoSession
+from zeroshot.volume import read_label, read_volume
 
 #: Post-processing on, so that the oracle and the deferral have something to do.
 STEPS = {"largest_component": True, "fill_enclosed_holes": True}
@@ -288,3 +289,27 @@ def test_rows_and_saved_masks_equal_whether_post_processing_runs_in_the_workers_
         for row in deferred.itertuples()
     ]
     assert any(changed), "the post-processing changed some masks: the comparison covers it"
+
+
+def test_the_eval_builds_video_models_without_probabilities_and_the_masks_stay_the_same(dataset, one_torch_thread):
+    """``zeroshot eval`` scores masks only: it skips the probabilities (a host copy and sigmoid per prompt set)."""
+    from zeroshot.datasets import discover
+    from zeroshot.prompts import make_prompts
+    from zeroshot.runner.evaluate import _registry_builder, load_strategies_for_run
+
+    config = EvalConfig(data=dataset, out=dataset.parent / "unused", models=(MODEL,), strategies=("box-mid",))
+    assert not _registry_builder(config)(MODEL).return_probabilities
+    assert _registry_builder(config)("box-fill").name == "box-fill"  # baselines have no such variant
+    plain = build_segmenter(MODEL, device="cpu")
+    built = plain.without_probabilities()
+    assert plain.return_probabilities and not built.return_probabilities
+    assert built.model is plain.model and built.without_probabilities() is built
+    case = next(c for c in discover(dataset.parent) if c.sequence == "T2")
+    volume = read_volume(case.image)
+    label = read_label(case.label, volume, label=1)
+    strategy = load_strategies_for_run(["box-mid"])["box-mid"]
+    prompts = make_prompts(strategy, case_id=case.case_id, volume=volume, source_mask=label, seed=0)
+    with plain.prepare(volume) as a, built.prepare(volume) as b:
+        full, masks_only = a.segment(prompts), b.segment(prompts)
+    assert full.probabilities is not None and masks_only.probabilities is None
+    assert masks_only.mask.tobytes() == full.mask.tobytes() and masks_only.mask.any()

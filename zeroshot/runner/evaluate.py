@@ -511,7 +511,11 @@ def _registry_builder(config: EvalConfig) -> Callable[[str], Any]:
         options = dict(config.model_options)
         if config.image_size is not None and name not in BASELINES and "@" not in name:
             options.setdefault("image_size", config.image_size)
-        return build_segmenter(name, device=config.device, **options)
+        segmenter = build_segmenter(name, device=config.device, **options)
+        # Rows score masks: a video model's probabilities would cost a float32 copy of every union and a sigmoid.
+        # (Duck-typed: importing the video core would load torch for the baselines too.)
+        masks_only = getattr(segmenter, "without_probabilities", None)
+        return masks_only() if masks_only is not None else segmenter
 
     return build
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -487,6 +487,18 @@ class VideoSegmenterBase:
         On CUDA bfloat16 autocast with TF32, as the authors run, unless float32 was asked; float32 on the CPU.
         """
         return self.options.numerics()
+
+    def without_probabilities(self) -> VideoSegmenterBase:
+        """The same model (weights shared) returning masks only: no float32 copy of each union to the host, no sigmoid.
+
+        ``zeroshot eval`` scores masks, so it builds its video models this way; the masks are the same.
+        """
+        if not self.options.probabilities:
+            return self
+        variant = object.__new__(type(self))
+        variant.__dict__.update(self.__dict__)  # as in with_offload: immutable attributes and the shared model
+        variant.options = replace(self.options, probabilities=False)
+        return variant
 
     def with_offload(self) -> VideoSegmenterBase | None:
         """The same model (weights shared, not copied) keeping image features and memories in host memory.
