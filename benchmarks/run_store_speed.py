@@ -120,10 +120,10 @@ def _record(key: RowKey, case: Case, rng: np.random.Generator, z: np.ndarray) ->
     area = np.where((z >= 22) & (z < 37), rng.integers(40, 900, SLICES), 0)
     pred = (area * rng.uniform(0.7, 1.1, SLICES)).astype(int)
     dist = np.abs(z - 30)
-    slices = {
-        "z": z.tolist(), "dist_slices": dist.tolist(), "dist_mm": (dist * 2.5).tolist(), "gt_area_px": area.tolist(),
-        "pred_area_px": pred.tolist(), "gt_area_mm2": (area * 0.64).tolist(), "pred_area_mm2": (pred * 0.64).tolist(),
-        "slice_dice": np.where(area + pred > 0, rng.random(SLICES), np.nan).tolist(),
+    slices = {  # arrays, as zeroshot.runner.scoring.slice_table gives them
+        "z": z, "dist_slices": dist, "dist_mm": dist * 2.5, "gt_area_px": area, "pred_area_px": pred,
+        "gt_area_mm2": area * 0.64, "pred_area_mm2": pred * 0.64,
+        "slice_dice": np.where(area + pred > 0, rng.random(SLICES), np.nan),
     }  # fmt: skip
     return RowRecord(key, row, slices, {"encoder_slices_total": SLICES, "passes": ["forward", "backward"]})
 
