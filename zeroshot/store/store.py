@@ -7,9 +7,9 @@ Layout, below the run directory (see ``docs/run-store.md`` for what a kill at ea
     store/prompt-masks/...             mask prompts (volumes, written beside the store as NIfTI files)
 
 A writer appends each record to its own segment (:mod:`zeroshot.store.log`); it rolls the segment into parts
-when it holds :attr:`RunStore.rotate_rows` rows and when the writer closes, so a run holds a few segments at any
-time and about three files per ``rotate_rows`` rows. The process that holds the run's lock compacts every
-segment left by killed writers before it plans (:meth:`RunStore.compact_all`).
+when it holds :attr:`RunStore.rotate_rows` rows (in a thread, beside the next rows) and when the writer closes, so
+a run holds a few segments at any time and about three files per ``rotate_rows`` rows. The process that holds the
+run's lock compacts every segment left by killed writers before it plans (:meth:`RunStore.compact_all`).
 
 Stems sort in the order the records were written: ``<session>-<UTC time>-<host>-<pid>-<n>``, where the session is
 the invocation number ``zeroshot eval`` records in ``run.json``. Where one row was written twice (``--retry-failed``
@@ -54,7 +54,7 @@ PARTS = "parts"
 PROMPT_MASKS = "prompt-masks"
 ROWS_PART_SUFFIX = ".rows.parquet"
 #: Rows a writer appends to one segment before rolling it into parts (it keeps them in memory to compact them
-#: without reading the file again: about 70 MB at 60 slices a row).
+#: without reading the file again: about 50 MB at 60 slices a row).
 ROTATE_ROWS = 10_000
 #: Key columns in :data:`~zeroshot.store.records.KeyTuple` order.
 KEY_COLUMNS = ("sequence", "case_id", "model", "strategy", "seed", ROUND)

@@ -22,7 +22,7 @@ import pyarrow as pa
 from zeroshot.store.parts import INFO_COLUMN, NSLICES_COLUMN
 from zeroshot.store.schema import FAILURE_COLUMNS, IDENTITY_COLUMNS, ROUND, SLICE_COLUMNS, type_results
 
-__all__ = ["RunTables", "build_tables"]
+__all__ = ["RunTables", "StoredRows", "build_tables", "read_rows"]
 
 #: Where a row's slices start among every part's slices (a column of the frames while tables are built).
 START_COLUMN = "__store_slice_start"
@@ -61,15 +61,46 @@ class RunTables:
         return self.results.loc[self.results["failed"].astype(bool), columns].reset_index(drop=True)
 
 
-def build_tables(store: Any) -> RunTables:
-    """The tables of every row in ``store`` (a :class:`~zeroshot.store.store.RunStore`)."""
+@dataclass(frozen=True, eq=False)
+class StoredRows:
+    """The result rows of a store in table order, and where each row's per-slice table lies.
+
+    :func:`build_tables` is ``RunTables(rows.results, rows.slice_table())``; the two halves are separate so that
+    ``write_tables`` can gather the per-slice table (mostly numpy and Arrow work, without the GIL) in one thread
+    while it formats ``results.csv`` in another.
+
+    Attributes
+    ----------
+    results : DataFrame
+        The results table (typed by :func:`~zeroshot.store.schema.type_results`).
+    parts : list of dict of str to ndarray
+        The per-slice columns of each part read, in read order.
+    starts, counts : (N,) int64 arrays
+        Per row of ``results``: where its slices start among the parts' concatenated slices, and how many.
+    """
+
+    results: pd.DataFrame
+    parts: list[dict[str, np.ndarray]]
+    starts: np.ndarray
+    counts: np.ndarray
+
+    def slice_table(self) -> pd.DataFrame:
+        """The per-slice table: each row's slices in row order, with the row's identity (and round) repeated."""
+        if not self.parts:
+            return _empty_slices()
+        return _slice_table(self.results, self.parts, self.starts, self.counts)
+
+
+def read_rows(store: Any) -> StoredRows:
+    """The rows of every record in ``store`` (a :class:`~zeroshot.store.store.RunStore`), later records winning."""
     frames, slices = [], []
     for _, chunk in store.chunks():
         if len(chunk.rows):
             frames.append(chunk.rows)
             slices.append(chunk.slices)
     if not frames:
-        return _empty_tables()
+        empty = np.empty(0, dtype=np.int64)
+        return StoredRows(pd.DataFrame([]), [], empty, empty)
     first_slice = 0
     for frame in frames:  # where each row's slices start in the concatenated per-slice columns
         counts = frame[NSLICES_COLUMN].to_numpy(dtype=np.int64)
@@ -80,8 +111,13 @@ def build_tables(store: Any) -> RunTables:
     counts = rows[NSLICES_COLUMN].to_numpy(dtype=np.int64)[order]
     starts = rows[START_COLUMN].to_numpy(dtype=np.int64)[order]
     results = rows.drop(columns=[INFO_COLUMN, NSLICES_COLUMN, START_COLUMN]).take(order).reset_index(drop=True)
-    type_results(results)
-    return RunTables(results=results, slices=_slice_table(results, slices, starts, counts))
+    return StoredRows(type_results(results), slices, starts, counts)
+
+
+def build_tables(store: Any) -> RunTables:
+    """The tables of every row in ``store`` (a :class:`~zeroshot.store.store.RunStore`)."""
+    rows = read_rows(store)
+    return RunTables(results=rows.results, slices=rows.slice_table())
 
 
 def _concat_rows(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -130,8 +166,7 @@ def _slice_table(
     if total == 0:
         return _empty_slices()
     # Index of every slice in the concatenated columns: each row's range, rows in table order.
-    ends = np.cumsum(counts)
-    take = np.arange(total) - np.repeat(ends - counts, counts) + np.repeat(starts, counts)
+    take = np.arange(total) + np.repeat(starts - (np.cumsum(counts) - counts), counts)
     owner = pa.array(np.repeat(np.arange(len(results)), counts))
     columns: dict[str, Any] = {}
     # Built as Arrow columns and handed to pandas without consolidating them into blocks (a copy of every value):
@@ -148,7 +183,3 @@ def _slice_table(
 def _empty_slices() -> pd.DataFrame:
     # As the layout before the store gave it: no round column, object columns.
     return pd.DataFrame({name: [] for name in (*IDENTITY_COLUMNS, *SLICE_COLUMNS)})
-
-
-def _empty_tables() -> RunTables:
-    return RunTables(results=pd.DataFrame([]), slices=_empty_slices())
