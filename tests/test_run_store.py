@@ -28,6 +28,7 @@ from zeroshot.store.log import HEADER, MAGIC, read_segment, segment_path
 from zeroshot.store.parts import compact_segment
 from zeroshot.store.paths import legacy_prompt_path, legacy_row_path
 from zeroshot.store.schema import IDENTITY_COLUMNS, SLICE_COLUMNS, SLICE_DTYPES
+from zeroshot.store.tables import gather_slices
 
 TESTS = Path(__file__).resolve().parent
 
@@ -416,3 +417,22 @@ def test_stores_pickle_without_their_writer(tmp_path):
     assert copy.session == 3 and copy._writer is None
     store.close()
     assert os.listdir(tmp_path / "store" / "parts")
+
+
+@pytest.mark.parametrize("order", ["runs", "shuffled"])
+def test_slices_are_gathered_row_by_row_in_the_order_asked(order):
+    """Run by run (rows that follow one another in a part) or slice by slice: the same columns as indexing."""
+    rng = np.random.default_rng(3)
+    counts_by_part = [rng.choice([0, 3, 5], size=n) for n in (40, 1, 25)]  # failed rows have no slices
+    parts = [{name: rng.random(int(c.sum())) for name in SLICE_COLUMNS} for c in counts_by_part]
+    counts = np.concatenate(counts_by_part).astype(np.int64)
+    starts = np.cumsum(counts) - counts
+    rows = np.arange(len(counts))
+    if order == "runs":  # blocks of rows moved around, as table order moves a case's rows
+        rows = np.concatenate([rows[40:66], rows[10:40], rows[:10]])
+    else:
+        rng.shuffle(rows)
+    gathered = gather_slices(parts, starts[rows], counts[rows])
+    take = np.concatenate([np.arange(starts[r], starts[r] + counts[r]) for r in rows])
+    for name in SLICE_COLUMNS:
+        np.testing.assert_array_equal(gathered[name], np.concatenate([p[name] for p in parts])[take])
