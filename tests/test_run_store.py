@@ -436,3 +436,19 @@ def test_slices_are_gathered_row_by_row_in_the_order_asked(order):
     take = np.concatenate([np.arange(starts[r], starts[r] + counts[r]) for r in rows])
     for name in SLICE_COLUMNS:
         np.testing.assert_array_equal(gathered[name], np.concatenate([p[name] for p in parts])[take])
+
+
+def test_a_compaction_failing_in_its_thread_is_raised_and_loses_no_row(tmp_path, monkeypatch):
+    def disk_full(parts, log, stem, contents=None):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store_module, "compact_segment", disk_full)
+    store = RunStore(tmp_path, rotate_rows=2)
+    for index in range(3):  # the third row goes to a new segment while the first is compacted (and fails)
+        store.append_row(fabricated_record(index))
+    with pytest.raises(OSError, match="No space left on device"):
+        store.close(compact=False)  # the thread's error, not one of a compaction run here
+    monkeypatch.undo()
+    assert len(store.segments()) == 2 and len(RunStore(tmp_path).done_keys()) == 3
+    RunStore(tmp_path).compact_all()  # what the next run does first
+    assert not store.segments() and len(RunStore(tmp_path).done_keys()) == 3

@@ -204,11 +204,13 @@ class RunStore:
                 else:
                     writer.close()
             self._wait_compactions()
+            if self._compactor is not None:
+                self._compactor.shutdown()  # its thread ends; a writer opened later starts another
+                self._compactor = None
 
     def _current_writer(self) -> LogWriter:
         if self._writer is None or self._writer_pid != os.getpid():
-            if self._writer_pid != os.getpid():  # a forked process: the parent's threads are not here
-                self._compactor, self._compactions = None, []
+            self._forget_parent_compactions()
             self._writer_pid = os.getpid()
             self._serial += 1
             self._writer = LogWriter(segment_path(self.log_folder, self._new_stem()))
@@ -225,6 +227,11 @@ class RunStore:
             stem = writer.path.name[: -len(SEGMENT_SUFFIX)]
             compact_segment(self.parts_folder, self.log_folder, stem, writer.contents)
 
+    def _forget_parent_compactions(self) -> None:
+        """In a forked process, drop the parent's compaction thread and futures (they never finish here)."""
+        if self._writer_pid != os.getpid():
+            self._compactor, self._compactions = None, []
+
     def _finished_compactions(self) -> None:
         """Forget the compactions that finished; raise the error of one that failed."""
         done = [future for future in self._compactions if future.done()]
@@ -234,6 +241,7 @@ class RunStore:
 
     def _wait_compactions(self) -> None:
         """Wait for every compaction this process started; raise the error of one that failed."""
+        self._forget_parent_compactions()
         pending, self._compactions = self._compactions, []
         for future in pending:
             future.result()
