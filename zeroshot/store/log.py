@@ -9,10 +9,11 @@ tuples, dicts, bytes)::
                                                    segmentation info as JSON text; the per-slice block as bytes
     ("prompts", key, text)                         one prompt set: (sequence, case_id, strategy, seed), its JSON
 
-Why not JSON Lines: formatting a row's 34 values and names as JSON and its per-slice table as base64 cost three
-quarters of a row's write (about 12 of 16 microseconds, measured); pickling the same values costs 1.6 and the
-checksum 1.2. The pickles are read by an unpickler that refuses every global, so a record can hold plain values
-only (a file changed by someone else cannot run code); protocol 5 reads the same on every Python since 3.8.
+Why not JSON Lines: formatting a row's 34 names and values as JSON (8-15 microseconds) and its per-slice block as
+base64 (4-5.5) cost more than the rest of a row's write; pickling the same values costs about 1.5 and the checksum
+as much (measured per row on a 2-core VM). The pickles are read by an unpickler that refuses every global, so a
+record can hold plain values only (a file changed by someone else cannot run code); protocol 5 reads the same on
+every Python since 3.8.
 
 A record is written with one ``write`` call, so the operating system holds it as soon as the call returns (a
 ``kill -9`` of the writer loses nothing written); a flusher thread ``fdatasync``'s the file when a record of another
