@@ -10,7 +10,8 @@ prompt sets. For each size and layout it prints:
 - resume planning: listing the rows present and planning every case x model x strategy x seed of the selection (what
   a resumed ``zeroshot eval`` does before its first case; the store reads only the identity columns);
 - table build: ``results.csv``, ``results.parquet``, ``failures.csv``, ``slices.parquet`` written from the rows;
-- bytes on disk and files, for rows and prompts (the store, or ``rows/`` and ``prompts/``) and with the tables.
+- bytes on disk and files, for rows and prompts (the store, or ``rows/`` and ``prompts/``) and with the tables;
+- the machine's load average (1 minute) when the size was done: on a shared machine, times of one run compare.
 
 Sizes above ``--old-max`` rows are run for the store only (the old layout writes ~500 rows/s). With ``--project`` the
 1M-row figures are projected from a straight line through the two largest measured sizes (each quantity is linear in
@@ -59,6 +60,7 @@ class Measure:
     store_bytes: int
     store_files: int
     total_bytes: int
+    load: float = float("nan")
     projected: bool = False
 
     @property
@@ -120,10 +122,10 @@ def _record(key: RowKey, case: Case, rng: np.random.Generator, z: np.ndarray) ->
     area = np.where((z >= 22) & (z < 37), rng.integers(40, 900, SLICES), 0)
     pred = (area * rng.uniform(0.7, 1.1, SLICES)).astype(int)
     dist = np.abs(z - 30)
-    slices = {
-        "z": z.tolist(), "dist_slices": dist.tolist(), "dist_mm": (dist * 2.5).tolist(), "gt_area_px": area.tolist(),
-        "pred_area_px": pred.tolist(), "gt_area_mm2": (area * 0.64).tolist(), "pred_area_mm2": (pred * 0.64).tolist(),
-        "slice_dice": np.where(area + pred > 0, rng.random(SLICES), np.nan).tolist(),
+    slices = {  # arrays, as zeroshot.runner.scoring.slice_table gives them
+        "z": z, "dist_slices": dist, "dist_mm": dist * 2.5, "gt_area_px": area, "pred_area_px": pred,
+        "gt_area_mm2": area * 0.64, "pred_area_mm2": pred * 0.64,
+        "slice_dice": np.where(area + pred > 0, rng.random(SLICES), np.nan),
     }  # fmt: skip
     return RowRecord(key, row, slices, {"encoder_slices_total": SLICES, "passes": ["forward", "backward"]})
 
@@ -155,7 +157,7 @@ def measure_store(root: Path, rows: int) -> Measure:
     tables_s = time.perf_counter() - start
     assert len(tables.results) == rows
     return Measure("store", rows, write_s, plan_s, tables_s, _bytes(root / "store"), _files(root / "store"),
-                   _bytes(root))  # fmt: skip
+                   _bytes(root), os.getloadavg()[0])  # fmt: skip
 
 
 def measure_old(root: Path, rows: int) -> Measure:
@@ -186,7 +188,7 @@ def measure_old(root: Path, rows: int) -> Measure:
     tables_s = time.perf_counter() - start
     held = [root / "rows", root / "prompts"]
     return Measure("old", rows, write_s, plan_s, tables_s, sum(map(_bytes, held)), sum(map(_files, held)),
-                   _bytes(root))  # fmt: skip
+                   _bytes(root), os.getloadavg()[0])  # fmt: skip
 
 
 def _old_tables(paths: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -225,11 +227,12 @@ def project(a: Measure, b: Measure, rows: int) -> Measure:
 
 def print_table(measures: list[Measure]) -> None:
     print(f"{'layout':<7}{'rows':>9}{'rows/s':>10}{'write s':>9}{'plan s':>8}{'tables s':>10}"
-          f"{'rows+prompts':>14}{'files':>8}{'with tables':>13}")  # fmt: skip
+          f"{'rows+prompts':>14}{'files':>8}{'with tables':>13}{'load':>6}")  # fmt: skip
     for m in measures:
         mark = "  (projected)" if m.projected else ""
         print(f"{m.layout:<7}{m.rows:>9}{m.rows_per_s:>10.0f}{m.write_s:>9.1f}{m.plan_s:>8.2f}{m.tables_s:>10.1f}"
-              f"{m.store_bytes / 1e6:>11.1f} MB{m.store_files:>8}{m.total_bytes / 1e6:>10.1f} MB{mark}")  # fmt: skip
+              f"{m.store_bytes / 1e6:>11.1f} MB{m.store_files:>8}{m.total_bytes / 1e6:>10.1f} MB"
+              f"{m.load:>6.1f}{mark}")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

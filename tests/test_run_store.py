@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import signal
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +24,11 @@ from zeroshot.runner import RowKey, RunDir, merge_runs, run_eval
 from zeroshot.runner.rundir import write_json
 from zeroshot.store import PromptKey, RowRecord, RunStore, build_tables
 from zeroshot.store import store as store_module
-from zeroshot.store.log import decode_slices, read_segment
+from zeroshot.store.log import HEADER, MAGIC, read_segment, segment_path
 from zeroshot.store.parts import compact_segment
 from zeroshot.store.paths import legacy_prompt_path, legacy_row_path
 from zeroshot.store.schema import IDENTITY_COLUMNS, SLICE_COLUMNS, SLICE_DTYPES
+from zeroshot.store.tables import gather_slices
 
 TESTS = Path(__file__).resolve().parent
 
@@ -76,10 +79,9 @@ def segment_documents(segments: list[Path]) -> list[dict]:
     latest = {}
     for path in sorted(segments, key=lambda p: p.name):
         contents = read_segment(path)
-        for key, row, blob in zip(contents.keys, contents.rows, contents.slices, strict=True):
-            block = decode_slices(blob)
+        for index, (key, block) in enumerate(zip(contents.keys, contents.slices, strict=True)):
             slices = {n: block[i].astype(SLICE_DTYPES[n]).tolist() for i, n in enumerate(SLICE_COLUMNS)}
-            latest[RowKey.from_tuple(key)] = {"row": row, "slices": slices if block.shape[1] else {}}
+            latest[RowKey.from_tuple(key)] = {"row": contents.row(index), "slices": slices if block.shape[1] else {}}
     return [json.loads(json.dumps(latest[key])) for key in sorted(latest)]
 
 
@@ -152,8 +154,8 @@ def test_tables_equal_those_of_the_layout_before_the_store(dataset, strategies, 
     kept.mkdir()
 
     def keep_then_compact(parts, log, stem, contents=None):
-        if (log / f"{stem}.jsonl").is_file():
-            shutil.copy(log / f"{stem}.jsonl", kept / f"{stem}.jsonl")
+        if segment_path(log, stem).is_file():
+            shutil.copy(segment_path(log, stem), kept / segment_path(log, stem).name)
         return compact_segment(parts, log, stem, contents)  # from the writer's memory: checked against the file
 
     monkeypatch.setattr(store_module, "compact_segment", keep_then_compact)
@@ -238,19 +240,72 @@ def test_a_truncated_last_record_is_dropped_and_only_its_row_is_made_again(datas
     assert not RunDir(killed).store.segments()
 
 
-def test_a_record_without_its_newline_is_torn_too(tmp_path):
+def record_offsets(segment: Path) -> list[int]:
+    """Where each record of a segment starts (from the headers' lengths)."""
+    data, offsets = segment.read_bytes(), [0]
+    while offsets[-1] < len(data):
+        _, length, _ = HEADER.unpack_from(data, offsets[-1])
+        offsets.append(offsets[-1] + HEADER.size + length)
+    return offsets[:-1]
+
+
+def test_a_record_one_byte_short_is_torn_too(tmp_path):
     segment = write_segment(tmp_path, 3)
     segment.write_bytes(segment.read_bytes()[:-1])
+    assert len(RunStore(tmp_path).done_keys()) == 2 and read_segment(segment).torn
+
+
+@pytest.mark.parametrize("tail", [b"\0" * 5000, b"\0" * 7])
+def test_a_tail_of_zeros_is_dropped(tmp_path, tail):
+    """What a crash of the machine may leave past the last flush: the length grew, the data never came."""
+    segment = write_segment(tmp_path, 3)
+    segment.write_bytes(segment.read_bytes() + tail)
+    assert len(RunStore(tmp_path).done_keys()) == 3 and read_segment(segment).torn
+
+
+def test_a_last_record_failing_its_checksum_is_dropped(tmp_path):
+    segment = write_segment(tmp_path, 3)
+    data = bytearray(segment.read_bytes())
+    data[-10] ^= 0xFF
+    segment.write_bytes(bytes(data))
     assert len(RunStore(tmp_path).done_keys()) == 2
 
 
 def test_a_damaged_record_inside_a_segment_is_named(tmp_path):
     segment = write_segment(tmp_path, 3)
-    lines = segment.read_bytes().split(b"\n")
-    lines[1] = lines[1][:20]
-    segment.write_bytes(b"\n".join(lines))
-    with pytest.raises(ConfigError, match=rf"{segment.name}, line 2: not a zeroshot log record"):
+    second = record_offsets(segment)[1]
+    data = bytearray(segment.read_bytes())
+    data[second + HEADER.size + 3] ^= 0xFF
+    segment.write_bytes(bytes(data))
+    with pytest.raises(ConfigError, match=rf"{segment.name}, record 2 \(byte {second}\): not a zeroshot log record "
+                       r"\(the checksum fails\)"):  # fmt: skip
         RunStore(tmp_path).done_keys()
+
+
+def test_a_record_naming_a_class_is_refused_not_imported(tmp_path):
+    """Records are pickles of plain values: one naming a class or function (not written by zeroshot) is refused."""
+    segment = write_segment(tmp_path, 1)
+    payload = pickle.dumps(("prompts", ("T1", "c", "s", 0), os.system), protocol=5)
+    segment.write_bytes(HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload + segment.read_bytes())
+    with pytest.raises(ConfigError, match=r"record 1 \(byte 0\): .*plain values only, not posix.system"):
+        RunStore(tmp_path).done_keys()
+
+
+def test_row_values_read_back_as_the_writer_kept_them(tmp_path):
+    """numpy scalars and tuples are stored as JSON gives them back, in the file and in the writer's memory."""
+    record = fabricated_record(0)
+    odd = RowRecord(record.key, {**record.row, "dice": np.float32(0.5), "key_slices": (3, 4)}, record.slices)
+    store = RunStore(tmp_path)
+    store.append_row(odd)
+    store.append_row(fabricated_record(1))
+    store.append_row(fabricated_record(2))
+    kept = store._writer.contents
+    store.close(compact=False)
+    (segment,) = store.segments()
+    read = read_segment(segment)
+    assert read.values == kept.values and read.infos == kept.infos and read.keys == kept.keys
+    assert read.row(0)["dice"] == 0.5 and type(read.row(0)["dice"]) is float and read.row(0)["key_slices"] == [3, 4]
+    assert read.columns[2] is read.columns[1] != read.columns[0]  # a row of the previous row's columns names none
 
 
 # ------------------------------------------------------------------------------------- kill -9, compaction
@@ -305,6 +360,7 @@ def test_segments_roll_into_parts_and_the_file_count_stays_small(tmp_path):
     store = RunStore(tmp_path, rotate_rows=4)
     for index in range(10):
         store.append_row(fabricated_record(index))
+    store.sync()  # full segments are rolled into parts in a thread: sync waits for it
     assert len(store.segments()) == 1 and len(list(store.parts_folder.glob("*.rows.parquet"))) == 2
     store.close()
     assert store.file_count() == 3 * 3 and len(store.done_keys()) == 10
@@ -361,3 +417,38 @@ def test_stores_pickle_without_their_writer(tmp_path):
     assert copy.session == 3 and copy._writer is None
     store.close()
     assert os.listdir(tmp_path / "store" / "parts")
+
+
+@pytest.mark.parametrize("order", ["runs", "shuffled"])
+def test_slices_are_gathered_row_by_row_in_the_order_asked(order):
+    """Run by run (rows that follow one another in a part) or slice by slice: the same columns as indexing."""
+    rng = np.random.default_rng(3)
+    counts_by_part = [rng.choice([0, 3, 5], size=n) for n in (40, 1, 25)]  # failed rows have no slices
+    parts = [{name: rng.random(int(c.sum())) for name in SLICE_COLUMNS} for c in counts_by_part]
+    counts = np.concatenate(counts_by_part).astype(np.int64)
+    starts = np.cumsum(counts) - counts
+    rows = np.arange(len(counts))
+    if order == "runs":  # blocks of rows moved around, as table order moves a case's rows
+        rows = np.concatenate([rows[40:66], rows[10:40], rows[:10]])
+    else:
+        rng.shuffle(rows)
+    gathered = gather_slices(parts, starts[rows], counts[rows])
+    take = np.concatenate([np.arange(starts[r], starts[r] + counts[r]) for r in rows])
+    for name in SLICE_COLUMNS:
+        np.testing.assert_array_equal(gathered[name], np.concatenate([p[name] for p in parts])[take])
+
+
+def test_a_compaction_failing_in_its_thread_is_raised_and_loses_no_row(tmp_path, monkeypatch):
+    def disk_full(parts, log, stem, contents=None):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store_module, "compact_segment", disk_full)
+    store = RunStore(tmp_path, rotate_rows=2)
+    for index in range(3):  # the third row goes to a new segment while the first is compacted (and fails)
+        store.append_row(fabricated_record(index))
+    with pytest.raises(OSError, match="No space left on device"):
+        store.close(compact=False)  # the thread's error, not one of a compaction run here
+    monkeypatch.undo()
+    assert len(store.segments()) == 2 and len(RunStore(tmp_path).done_keys()) == 3
+    RunStore(tmp_path).compact_all()  # what the next run does first
+    assert not store.segments() and len(RunStore(tmp_path).done_keys()) == 3

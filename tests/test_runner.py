@@ -28,6 +28,7 @@ from zeroshot.runner.work import offload_variant
 from zeroshot.segmenters.base import Segmentation
 from zeroshot.segmenters.boxfill import BoxFillSegmenter
 from zeroshot.store.paths import legacy_key, legacy_row_path
+from zeroshot.store.schema import SLICE_DTYPES
 
 
 @dataclass
@@ -179,12 +180,13 @@ def test_slice_table_measures_drift_from_the_prompted_slice():
     pred[1, 0, 0:2] = True
     pred[3, 2, 2] = True
     table = slice_table(gt, pred, (2.5, 0.5, 0.5), key_slices=[1])
-    assert table["dist_slices"] == [1, 0, 1, 2]
-    assert table["dist_mm"] == [2.5, 0.0, 2.5, 5.0]
-    assert table["gt_area_px"] == [0, 2, 2, 0]
-    assert table["pred_area_mm2"] == [0.0, 0.5, 0.0, 0.25]
+    assert table["dist_slices"].tolist() == [1, 0, 1, 2]
+    assert table["dist_mm"].tolist() == [2.5, 0.0, 2.5, 5.0]
+    assert table["gt_area_px"].tolist() == [0, 2, 2, 0]
+    assert table["pred_area_mm2"].tolist() == [0.0, 0.5, 0.0, 0.25]
     assert math.isnan(table["slice_dice"][0])
-    assert table["slice_dice"][1:] == [1.0, 0.0, 0.0]
+    assert table["slice_dice"][1:].tolist() == [1.0, 0.0, 0.0]
+    assert {name: str(values.dtype) for name, values in table.items()} == SLICE_DTYPES
 
 
 def test_summary_counts_failed_rows_as_dice_zero():

@@ -24,6 +24,7 @@ from zeroshot.runner.config import (
 from zeroshot.runner.identity import RunIdentity
 from zeroshot.runner.rundir import PREDICTIONS, RunDir, write_atomic
 from zeroshot.runner.tables import RunTables, write_tables
+from zeroshot.store.log import segment_path
 from zeroshot.store.parts import part_paths
 from zeroshot.store.store import PROMPT_MASKS, KeySet, RunStore
 
@@ -131,7 +132,7 @@ def _copy_store(source: RunStore, target: RunStore) -> None:
     """Copy the records of ``source`` into ``target``: committed parts as they are, segments to be compacted."""
     for stem in source.stems():
         paths, copies = part_paths(source.parts_folder, stem), part_paths(target.parts_folder, stem)
-        if copies.rows.exists() or (target.log_folder / f"{stem}.jsonl").exists():
+        if copies.rows.exists() or segment_path(target.log_folder, stem).exists():
             raise ConfigError(f"merge: {source.root} holds records named {stem} that another run also holds")
         if paths.rows.is_file():
             for origin, copy in (
@@ -141,7 +142,7 @@ def _copy_store(source: RunStore, target: RunStore) -> None:
             ):
                 write_atomic(copy, origin.read_bytes())  # the rows part last: it commits the stem
         else:
-            write_atomic(target.log_folder / f"{stem}.jsonl", (source.log_folder / f"{stem}.jsonl").read_bytes())
+            write_atomic(segment_path(target.log_folder, stem), segment_path(source.log_folder, stem).read_bytes())
 
 
 def _copy_tree(source: Path, destination: Path, *, link: bool) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from zeroshot.store.schema import SLICE_COLUMNS
+from zeroshot.store.schema import SLICE_COLUMNS, SLICE_DTYPES
 
 if TYPE_CHECKING:
     from zeroshot.segmenters.postprocess import PostProcessing
@@ -29,12 +29,12 @@ class Scores:
     ----------
     metrics : dict
         The metric columns of the result row (``CaseMetrics.as_row()``).
-    slices : dict of str to list
-        The per-slice table, column by column (:data:`SLICE_COLUMNS`).
+    slices : dict of str to ndarray
+        The per-slice table, column by column (:data:`SLICE_COLUMNS`, dtypes of :data:`SLICE_DTYPES`).
     """
 
     metrics: dict[str, Any]
-    slices: dict[str, list[Any]]
+    slices: dict[str, np.ndarray]
 
 
 def score_prediction(
@@ -114,13 +114,15 @@ def finish_and_score(
 
 def slice_table(
     gt: np.ndarray, pred: np.ndarray, spacing_mm: tuple[float, float, float], key_slices: Sequence[int]
-) -> dict[str, list[Any]]:
+) -> dict[str, np.ndarray]:
     """Per-slice areas and Dice, and each slice's distance to the nearest prompted slice, to study drift.
 
     Returns
     -------
-    dict of str to list
-        One entry per slice ``z`` (all slices, so false positives far from any prompt show too):
+    dict of str to (Z,) ndarray
+        Columns of :data:`SLICE_DTYPES` (arrays, not lists: the run store packs them into one block without
+        touching each value in Python), one entry per slice ``z`` (all slices, so false positives far from any
+        prompt show too):
         ``dist_slices`` (slices to the nearest key slice; -1 when there is none), ``dist_mm``
         (``dist_slices * spacing_z``; NaN when there is none), ``gt_area_px``, ``pred_area_px`` and the same in
         mm², and ``slice_dice`` (NaN where both masks are empty on the slice, 0 where exactly one is).
@@ -143,13 +145,14 @@ def slice_table(
     total = gt_area + pred_area
     with np.errstate(invalid="ignore", divide="ignore"):
         dice = np.where(total > 0, 2.0 * overlap / np.maximum(total, 1), np.nan)
-    return {
-        "z": z.tolist(),
-        "dist_slices": dist.astype(int).tolist(),
-        "dist_mm": dist_mm.astype(float).tolist(),
-        "gt_area_px": gt_area.astype(int).tolist(),
-        "pred_area_px": pred_area.astype(int).tolist(),
-        "gt_area_mm2": (gt_area * pixel_mm2).tolist(),
-        "pred_area_mm2": (pred_area * pixel_mm2).tolist(),
-        "slice_dice": dice.astype(float).tolist(),
+    columns = {
+        "z": z,
+        "dist_slices": dist,
+        "dist_mm": dist_mm,
+        "gt_area_px": gt_area,
+        "pred_area_px": pred_area,
+        "gt_area_mm2": gt_area * pixel_mm2,
+        "pred_area_mm2": pred_area * pixel_mm2,
+        "slice_dice": dice,
     }
+    return {name: np.asarray(values, dtype=SLICE_DTYPES[name]) for name, values in columns.items()}

@@ -2,15 +2,15 @@
 
 Layout, below the run directory (see ``docs/run-store.md`` for what a kill at each instant does)::
 
-    store/log/<stem>.jsonl             one append-only segment per writer (process or Ray actor) and session
+    store/log/<stem>.log               one append-only segment per writer (process or Ray actor) and session
     store/parts/<stem>.{slices,prompts,rows}.parquet   a closed segment, compacted (:mod:`zeroshot.store.parts`)
     store/prompt-masks/...             mask prompts of runs written before they were inline in their prompt set
                                        (PNG files; read, never written)
 
 A writer appends each record to its own segment (:mod:`zeroshot.store.log`); it rolls the segment into parts
-when it holds :attr:`RunStore.rotate_rows` rows and when the writer closes, so a run holds a few segments at any
-time and about three files per ``rotate_rows`` rows. The process that holds the run's lock compacts every
-segment left by killed writers before it plans (:meth:`RunStore.compact_all`).
+when it holds :attr:`RunStore.rotate_rows` rows (in a thread, beside the next rows) and when the writer closes, so
+a run holds a few segments at any time and about three files per ``rotate_rows`` rows. The process that holds the
+run's lock compacts every segment left by killed writers before it plans (:meth:`RunStore.compact_all`).
 
 Stems sort in the order the records were written: ``<session>-<UTC time>-<host>-<pid>-<n>``, where the session is
 the invocation number ``zeroshot eval`` records in ``run.json``. Where one row was written twice (``--retry-failed``
@@ -19,6 +19,7 @@ makes a failed row again) the record of the later stem wins, and within a stem t
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import datetime as dt
 import json
 import os
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from zeroshot.store.log import SEGMENT_SUFFIX, LogWriter, read_segment
+from zeroshot.store.log import SEGMENT_SUFFIX, LogWriter, read_segment, segment_path
 from zeroshot.store.parts import (
     INFO_COLUMN,
     NSLICES_COLUMN,
@@ -54,7 +55,7 @@ PARTS = "parts"
 PROMPT_MASKS = "prompt-masks"
 ROWS_PART_SUFFIX = ".rows.parquet"
 #: Rows a writer appends to one segment before rolling it into parts (it keeps them in memory to compact them
-#: without reading the file again: about 70 MB at 60 slices a row).
+#: without reading the file again: about 50 MB at 60 slices a row).
 ROTATE_ROWS = 10_000
 #: Key columns in :data:`~zeroshot.store.records.KeyTuple` order.
 KEY_COLUMNS = ("sequence", "case_id", "model", "strategy", "seed", ROUND)
@@ -122,6 +123,8 @@ class RunStore:
         self._serial = 0
         self._lock = threading.Lock()
         self._prompts: dict[tuple, str] | None = None
+        self._compactor: cf.ThreadPoolExecutor | None = None
+        self._compactions: list[cf.Future[None]] = []
 
     def __getstate__(self) -> dict[str, Any]:
         return {"root": self.root, "session": self.session, "rotate_rows": self.rotate_rows}
@@ -158,12 +161,22 @@ class RunStore:
 
     # ------------------------------------------------------------------------------------------------ writing
     def append_row(self, record: RowRecord) -> None:
-        """Append a finished row to this process's segment (rolled into parts every ``rotate_rows`` rows)."""
+        """Append a finished row to this process's segment (rolled into parts every ``rotate_rows`` rows).
+
+        Raises
+        ------
+        OSError
+            If rolling an earlier segment into parts failed (the segment stays and is compacted by the next run).
+        """
         with self._lock:
             writer = self._current_writer()
             writer.append_row(record)
             if writer.rows >= self.rotate_rows:
-                self._close_writer(compact=True)
+                self._writer = None
+                self._finished_compactions()
+                if self._compactor is None:
+                    self._compactor = cf.ThreadPoolExecutor(1, thread_name_prefix="zeroshot-compaction")
+                self._compactions.append(self._compactor.submit(self._close_and_compact, writer))
 
     def append_prompts(self, key: PromptKey, text: str) -> None:
         """Append a prompt set (and remember it, for :meth:`prompts` in this process)."""
@@ -173,31 +186,66 @@ class RunStore:
                 self._prompts[key.astuple()] = text
 
     def sync(self) -> None:
-        """``fsync`` this process's segment (a case is finished)."""
+        """``fsync`` this process's segment (a case is finished) and wait for the segments being rolled into parts.
+
+        A Ray actor calls it after each case, so that its work is settled on disk when the driver compacts the run.
+        """
         with self._lock:
             if self._writer is not None and self._writer_pid == os.getpid():
                 self._writer.sync()
+            self._wait_compactions()
 
     def close(self, *, compact: bool = True) -> None:
-        """Close this process's segment and (by default) roll it into parts."""
+        """Close this process's segment and (by default) roll it into parts; wait for every roll under way."""
         with self._lock:
-            self._close_writer(compact=compact)
+            writer, self._writer = self._writer, None
+            if writer is not None and self._writer_pid == os.getpid():
+                if compact:
+                    self._close_and_compact(writer)
+                else:
+                    writer.close()
+            self._wait_compactions()
+            if self._compactor is not None:
+                self._compactor.shutdown()  # its thread ends; a writer opened later starts another
+                self._compactor = None
 
     def _current_writer(self) -> LogWriter:
         if self._writer is None or self._writer_pid != os.getpid():
+            self._forget_parent_compactions()
             self._writer_pid = os.getpid()
             self._serial += 1
-            self._writer = LogWriter(self.log_folder / f"{self._new_stem()}{SEGMENT_SUFFIX}")
+            self._writer = LogWriter(segment_path(self.log_folder, self._new_stem()))
         return self._writer
 
-    def _close_writer(self, *, compact: bool) -> None:
-        writer, self._writer = self._writer, None
-        if writer is None or self._writer_pid != os.getpid():
-            return
+    def _close_and_compact(self, writer: LogWriter) -> None:
+        """Close a segment and roll it into parts (in the compaction thread when a segment is full).
+
+        The thread overlaps the Parquet encoding, which runs without the GIL, with the writer's next rows; a kill
+        while it runs leaves the segment (and perhaps uncommitted parts), which the next run compacts.
+        """
         writer.close()
-        if compact and writer.records:
+        if writer.records:
             stem = writer.path.name[: -len(SEGMENT_SUFFIX)]
             compact_segment(self.parts_folder, self.log_folder, stem, writer.contents)
+
+    def _forget_parent_compactions(self) -> None:
+        """In a forked process, drop the parent's compaction thread and futures (they never finish here)."""
+        if self._writer_pid != os.getpid():
+            self._compactor, self._compactions = None, []
+
+    def _finished_compactions(self) -> None:
+        """Forget the compactions that finished; raise the error of one that failed."""
+        done = [future for future in self._compactions if future.done()]
+        self._compactions = [future for future in self._compactions if not future.done()]
+        for future in done:
+            future.result()
+
+    def _wait_compactions(self) -> None:
+        """Wait for every compaction this process started; raise the error of one that failed."""
+        self._forget_parent_compactions()
+        pending, self._compactions = self._compactions, []
+        for future in pending:
+            future.result()
 
     def _new_stem(self) -> str:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
@@ -225,6 +273,8 @@ class RunStore:
 
         Call only while holding the run's lock, when no other process writes to the run.
         """
+        with self._lock:
+            self._wait_compactions()  # this process's own, which would otherwise run beside this one
         done = 0
         for segment in self.segments():
             done += compact_segment(self.parts_folder, self.log_folder, segment.name[: -len(SEGMENT_SUFFIX)])
@@ -329,7 +379,7 @@ class RunStore:
             if paths.rows.is_file():
                 prompts = pd.read_parquet(paths.prompts)
             else:
-                prompts = chunk_of_segment(read_segment(self.log_folder / f"{stem}{SEGMENT_SUFFIX}")).prompts
+                prompts = chunk_of_segment(read_segment(segment_path(self.log_folder, stem))).prompts
             keys = zip(*(prompts[c].tolist() for c in PROMPT_KEY_COLUMNS), strict=True)
             found.update(zip(keys, prompts["prompts"].tolist(), strict=True))
         return found

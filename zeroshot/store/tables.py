@@ -22,7 +22,7 @@ import pyarrow as pa
 from zeroshot.store.parts import INFO_COLUMN, NSLICES_COLUMN
 from zeroshot.store.schema import FAILURE_COLUMNS, IDENTITY_COLUMNS, ROUND, SLICE_COLUMNS, type_results
 
-__all__ = ["RunTables", "build_tables"]
+__all__ = ["RunTables", "build_tables", "gather_slices"]
 
 #: Where a row's slices start among every part's slices (a column of the frames while tables are built).
 START_COLUMN = "__store_slice_start"
@@ -129,9 +129,6 @@ def _slice_table(
     total = int(counts.sum())
     if total == 0:
         return _empty_slices()
-    # Index of every slice in the concatenated columns: each row's range, rows in table order.
-    ends = np.cumsum(counts)
-    take = np.arange(total) - np.repeat(ends - counts, counts) + np.repeat(starts, counts)
     owner = pa.array(np.repeat(np.arange(len(results)), counts))
     columns: dict[str, Any] = {}
     # Built as Arrow columns and handed to pandas without consolidating them into blocks (a copy of every value):
@@ -140,9 +137,35 @@ def _slice_table(
         columns[name] = pa.array(results[name]).take(owner)
     if ROUND in results.columns and results[ROUND].notna().any():
         columns[ROUND] = pa.array(results[ROUND].astype("int64")).take(owner)
-    for name in SLICE_COLUMNS:
-        columns[name] = np.concatenate([p[name] for p in parts])[take]
+    columns.update(gather_slices(parts, starts, counts))
     return pa.table(columns).to_pandas(split_blocks=True, self_destruct=True)
+
+
+def gather_slices(parts: list[dict[str, np.ndarray]], starts: np.ndarray, counts: np.ndarray) -> dict[str, np.ndarray]:
+    """Each row's slices, rows in the order of ``starts``/``counts`` (positions among the parts' slices, in order).
+
+    Rows follow one another in their part for long runs (a case's strategies and seeds are written together), so
+    the slices are copied run by run: one copy of each value, where indexing every slice took two (the parts'
+    concatenation, then the gather) and five times as long (0.9 against 0.16 s at 100k rows). Rows in no such
+    order are gathered slice by slice.
+    """
+    sizes = [len(part[SLICE_COLUMNS[0]]) for part in parts]
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    ends = starts + counts
+    part = np.minimum(np.searchsorted(offsets, starts, side="right") - 1, len(parts) - 1)
+    breaks = np.flatnonzero((starts[1:] != ends[:-1]) | (part[1:] != part[:-1])) + 1
+    if len(breaks) > len(starts) // 8:  # short runs: one index per slice costs less than a view per run
+        take = np.arange(int(counts.sum())) + np.repeat(starts - (np.cumsum(counts) - counts), counts)
+        return {name: np.concatenate([p[name] for p in parts])[take] for name in SLICE_COLUMNS}
+    first = np.concatenate([[0], breaks])
+    last = np.concatenate([breaks, [len(starts)]]) - 1
+    runs = [
+        (int(p), int(a), int(b))
+        for p, a, b in zip(
+            part[first], starts[first] - offsets[part[first]], ends[last] - offsets[part[first]], strict=True
+        )
+    ]
+    return {name: np.concatenate([parts[p][name][a:b] for p, a, b in runs]) for name in SLICE_COLUMNS}
 
 
 def _empty_slices() -> pd.DataFrame:
