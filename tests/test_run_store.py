@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import pickle
@@ -24,9 +25,10 @@ from zeroshot.runner import RowKey, RunDir, merge_runs, run_eval
 from zeroshot.runner.rundir import write_json
 from zeroshot.store import PromptKey, RowRecord, RunStore, build_tables
 from zeroshot.store import store as store_module
-from zeroshot.store.log import HEADER, MAGIC, read_segment, segment_path
+from zeroshot.store.log import HEADER, MAGIC, read_segment, segment_path, slice_block
 from zeroshot.store.parts import compact_segment
 from zeroshot.store.paths import legacy_prompt_path, legacy_row_path
+from zeroshot.store.records import json_default
 from zeroshot.store.schema import IDENTITY_COLUMNS, SLICE_COLUMNS, SLICE_DTYPES
 from zeroshot.store.tables import gather_slices
 
@@ -238,6 +240,51 @@ def test_a_truncated_last_record_is_dropped_and_only_its_row_is_made_again(datas
         pd.read_parquet(killed / "slices.parquet"), pd.read_parquet(tmp_path / "reference" / "slices.parquet")
     )
     assert not RunDir(killed).store.segments()
+
+
+def json_lines_segment(records: list[RowRecord], prompt_sets: dict[PromptKey, str]) -> bytes:
+    """A segment as the store's first release wrote it (JSON Lines; per-slice block as base64 float64)."""
+    lines = [{"kind": "prompts", "key": list(key.astuple()), "prompts": text} for key, text in prompt_sets.items()]
+    for record in records:
+        block = slice_block(record.slices)
+        row = {name: json.loads(json.dumps(value, default=json_default)) for name, value in record.row.items()}
+        lines.append(
+            {
+                "kind": "row",
+                "key": list(record.key.astuple()),
+                "row": row,
+                "info": json.dumps(dict(record.info), default=json_default),
+                "slices": base64.b64encode(block.tobytes()).decode("ascii") if block.size else "",
+            }
+        )
+    return "".join(json.dumps(line) + "\n" for line in lines).encode()
+
+
+def test_a_json_lines_segment_of_the_first_store_is_read_and_resumed_without_making_a_row_again(
+    dataset, strategies, tmp_path
+):
+    """A run killed under the store's first release (JSON Lines segments) resumes: its rows count, none lost."""
+    reference = run_eval(config_for(dataset, strategies, tmp_path / "reference"), progress=False)
+    killed = tmp_path / "killed"
+    (killed / "store" / "log").mkdir(parents=True)
+    shutil.copy(tmp_path / "reference" / "run.json", killed / "run.json")
+    source = RunDir(tmp_path / "reference").store
+    records = sorted(source.records(), key=lambda r: r.key)
+    data = json_lines_segment(records, source.prompt_sets())
+    segment = killed / "store" / "log" / "0001-20261201T000000000000-host-1-1.jsonl"
+    segment.write_bytes(data[: len(data) - 40])  # and its last line torn by the kill
+    assert segment_path(segment.parent, segment.name[: -len(".jsonl")]) == segment
+    present = RunDir(killed).done_keys()
+    assert len(present) == len(records) - 1 and records[-1].key not in present
+    assert RunDir(killed).store.prompt_sets() == source.prompt_sets()
+
+    resumed = run_eval(config_for(dataset, strategies, killed), progress=False)
+    assert resumed.rows_computed == 1  # the torn row; the others were read from the JSON Lines segment
+    pd.testing.assert_frame_equal(comparable(resumed.results), comparable(reference.results))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(killed / "slices.parquet"), pd.read_parquet(tmp_path / "reference" / "slices.parquet")
+    )
+    assert not segment.exists() and not RunDir(killed).store.segments()  # compacted into parts like any segment
 
 
 def record_offsets(segment: Path) -> list[int]:

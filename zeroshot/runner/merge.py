@@ -142,7 +142,8 @@ def _copy_store(source: RunStore, target: RunStore) -> None:
             ):
                 write_atomic(copy, origin.read_bytes())  # the rows part last: it commits the stem
         else:
-            write_atomic(segment_path(target.log_folder, stem), segment_path(source.log_folder, stem).read_bytes())
+            segment = segment_path(source.log_folder, stem)  # its own suffix: a JSON Lines segment stays one
+            write_atomic(target.log_folder / segment.name, segment.read_bytes())
 
 
 def _copy_tree(source: Path, destination: Path, *, link: bool) -> None:

@@ -30,6 +30,7 @@ are whole numbers below 2**53 and measurements, so float64 holds both exactly.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import io
 import json
@@ -50,9 +51,19 @@ from zeroshot.errors import ConfigError
 from zeroshot.store.records import PromptKey, RowRecord, json_default
 from zeroshot.store.schema import SLICE_COLUMNS
 
-__all__ = ["LogWriter", "SegmentContents", "read_segment", "segment_path", "slice_block"]
+__all__ = [
+    "LogWriter",
+    "SegmentContents",
+    "read_segment",
+    "segment_files",
+    "segment_path",
+    "segment_stem",
+    "slice_block",
+]
 
 SEGMENT_SUFFIX = ".log"
+#: Segments of the store's first release, JSON Lines: read (and compacted) where a run has them, never written.
+JSON_LINES_SUFFIX = ".jsonl"
 ROW_KIND = "row"
 PROMPTS_KIND = "prompts"
 MAGIC = b"zsr1"
@@ -81,8 +92,27 @@ _encode = _json_encoder()
 
 
 def segment_path(log: Path, stem: str) -> Path:
-    """The segment of ``stem`` in the folder ``log``."""
-    return log / f"{stem}{SEGMENT_SUFFIX}"
+    """The segment of ``stem`` in the folder ``log`` (its JSON Lines file, where the store's first release wrote it)."""
+    path = log / f"{stem}{SEGMENT_SUFFIX}"
+    if not path.exists():
+        older = log / f"{stem}{JSON_LINES_SUFFIX}"
+        if older.exists():
+            return older
+    return path
+
+
+def segment_stem(path: Path) -> str:
+    """The stem of a segment file (``<stem>.log`` or ``<stem>.jsonl``)."""
+    for suffix in (SEGMENT_SUFFIX, JSON_LINES_SUFFIX):
+        if path.name.endswith(suffix):
+            return path.name[: -len(suffix)]
+    raise ValueError(f"{path} is not a log segment")
+
+
+def segment_files(log: Path) -> list[Path]:
+    """The segments in the folder ``log``, in name order (hidden temporary files excluded)."""
+    found = [p for suffix in (SEGMENT_SUFFIX, JSON_LINES_SUFFIX) for p in log.glob(f"*{suffix}")]
+    return sorted(p for p in found if not p.name.startswith("."))
 
 
 def slice_block(slices: Mapping[str, Any]) -> np.ndarray:
@@ -273,6 +303,8 @@ def read_segment(path: str | Path) -> SegmentContents:
         by something other than zeroshot, or damaged).
     """
     path = Path(path)
+    if path.suffix == JSON_LINES_SUFFIX:
+        return _read_json_lines(path)
     data = memoryview(path.read_bytes())
     contents = SegmentContents.empty()
     columns: tuple[str, ...] | None = None
@@ -331,6 +363,39 @@ def _damaged(path: Path, number: int, position: int, problem: str) -> ConfigErro
         "something other than zeroshot or damaged. Move it out of the run to drop its rows, which a resumed run "
         "then makes again"
     )
+
+
+def _read_json_lines(path: Path) -> SegmentContents:
+    """A segment of the store's first release: one JSON document per line; a last line without newline is torn.
+
+    Lines: ``{"kind": "row", "key": [...], "row": {...}, "info": "<JSON>", "slices": "<base64 of the block>"}`` and
+    ``{"kind": "prompts", "key": [...], "prompts": "<JSON>"}``.
+    """
+    lines = path.read_bytes().split(b"\n")
+    contents = SegmentContents.empty(torn=lines[-1] != b"")
+    for number, line in enumerate(lines[:-1], start=1):
+        try:
+            document = json.loads(line)
+            if document["kind"] == ROW_KIND:
+                row = document["row"]
+                blob = base64.b64decode(document["slices"])
+                contents.keys.append(tuple(document["key"]))
+                contents.columns.append(tuple(row))
+                contents.values.append(list(row.values()))
+                contents.infos.append(str(document["info"]))
+                contents.slices.append(np.frombuffer(blob, dtype=np.float64).reshape(len(SLICE_COLUMNS), -1))
+            elif document["kind"] == PROMPTS_KIND:
+                contents.prompt_keys.append(tuple(document["key"]))
+                contents.prompts.append(str(document["prompts"]))
+            else:
+                raise KeyError(document["kind"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"{path}, line {number}: not a zeroshot log record ({type(exc).__name__}: {exc}); the file was "
+                "changed by something other than zeroshot. Move it out of the run to drop its rows, which a resumed "
+                "run then makes again"
+            ) from exc
+    return contents
 
 
 def sync_folder(folder: str | Path) -> None:

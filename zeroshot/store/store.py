@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from zeroshot.store.log import SEGMENT_SUFFIX, LogWriter, read_segment, segment_path
+from zeroshot.store.log import LogWriter, read_segment, segment_files, segment_path, segment_stem
 from zeroshot.store.parts import (
     INFO_COLUMN,
     NSLICES_COLUMN,
@@ -225,7 +225,7 @@ class RunStore:
         """
         writer.close()
         if writer.records:
-            stem = writer.path.name[: -len(SEGMENT_SUFFIX)]
+            stem = segment_stem(writer.path)
             compact_segment(self.parts_folder, self.log_folder, stem, writer.contents)
 
     def _forget_parent_compactions(self) -> None:
@@ -257,7 +257,7 @@ class RunStore:
         """Every stem with records (a segment, or committed parts), in write order."""
         stems = set()
         if self.log_folder.is_dir():
-            stems |= {p.name[: -len(SEGMENT_SUFFIX)] for p in self.log_folder.glob(f"*{SEGMENT_SUFFIX}")}
+            stems |= {segment_stem(p) for p in segment_files(self.log_folder)}
         if self.parts_folder.is_dir():
             stems |= {p.name[: -len(ROWS_PART_SUFFIX)] for p in self.parts_folder.glob(f"*{ROWS_PART_SUFFIX}")}
         return sorted(s for s in stems if not s.startswith("."))
@@ -266,7 +266,7 @@ class RunStore:
         """The segments present (not yet compacted)."""
         if not self.log_folder.is_dir():
             return []
-        return sorted(p for p in self.log_folder.glob(f"*{SEGMENT_SUFFIX}") if not p.name.startswith("."))
+        return segment_files(self.log_folder)
 
     def compact_all(self) -> int:
         """Roll every segment into parts and delete leftovers of killed compactions; return segments compacted.
@@ -277,7 +277,7 @@ class RunStore:
             self._wait_compactions()  # this process's own, which would otherwise run beside this one
         done = 0
         for segment in self.segments():
-            done += compact_segment(self.parts_folder, self.log_folder, segment.name[: -len(SEGMENT_SUFFIX)])
+            done += compact_segment(self.parts_folder, self.log_folder, segment_stem(segment))
         if self.parts_folder.is_dir():
             committed = {p.name[: -len(ROWS_PART_SUFFIX)] for p in self.parts_folder.glob(f"*{ROWS_PART_SUFFIX}")}
             for path in self.parts_folder.iterdir():
