@@ -45,6 +45,7 @@ import contextlib
 from collections.abc import Hashable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -287,6 +288,22 @@ class Sam2Session(VideoSession):
         if self._lockstep_fallback() is not None:
             return None
         return ("sam2-lockstep", id(self.model), self.options)
+
+    def lockstep_bytes(self, prompt_sets: int) -> int:
+        """Device bytes a lockstep call of ``prompt_sets`` prompt sets allocates for this volume (an upper bound).
+
+        Its image features are held already (since :meth:`prepare`); the call adds, for two passes per prompt
+        set and every slice, a memory-bank entry (bfloat16), an object pointer and low-resolution logits (float32)
+        where the state lives on the device, and the union logits on the input grid (float32).
+        """
+        model, size = self.model, self.options.image_size
+        slots = 2 * prompt_sets * self.volume.num_slices
+        state = self._state
+        on_device = state is not None and state.storage_device.type == state.device.type
+        banks = slots * ((size // 16) ** 2 * int(model.mem_dim) * 2 + (size // 4) ** 2 * 4) if on_device else 0
+        pointers = slots * int(model.hidden_dim) * 4
+        union = prompt_sets * int(np.prod(self.volume.shape)) * 4
+        return banks + pointers + union
 
     def _propagate_volumes(
         self, items: Sequence[tuple[VideoSession, list[VolumePrompts]]]
