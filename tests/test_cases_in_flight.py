@@ -177,3 +177,29 @@ def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_rows(dataset, one_at
     plain_out, _ = one_at_a_time
     assert_same_rows(pd.read_csv(tmp_path / "killed" / "results.csv"), pd.read_csv(plain_out / "results.csv"))
     assert saved_masks(tmp_path / "killed") == saved_masks(plain_out)
+
+
+def test_an_unreadable_case_among_cases_in_flight_fails_alone(dataset, tmp_path, one_torch_thread):
+    """A case that cannot be read fails its own rows; the cases read with it still propagate together."""
+    manifest, _ = dataset
+    lines = manifest.read_text().splitlines()
+    broken = lines[1].split(",")
+    broken[0], broken[1] = "broken", str(tmp_path / "corrupt_0000.nii.gz")
+    (tmp_path / "corrupt_0000.nii.gz").write_bytes(b"not a NIfTI file")
+    data = tmp_path / "with-broken.csv"
+    data.write_text("\n".join([lines[0], lines[1], ",".join(broken), lines[3]]) + "\n")
+    tables = {}
+    for n in (1, 3):
+        out = tmp_path / f"n{n}"
+        tables[n] = run_eval(config(dataset, out, data=data, cases_in_flight=n), progress=False, build=build).results
+    assert tables[3]["failed"].sum() == 4 and tables[3].loc[tables[3]["failed"], "case_id"].eq("broken").all()
+    pd.testing.assert_frame_equal(comparable(tables[3]), comparable(tables[1]))
+    assert volumes_in_call(tmp_path / "n3") == [1] * 4 + [2] * 8  # the broken case alone; the two others together
+
+
+def test_a_model_that_cannot_share_calls_runs_each_case_alone(dataset, tmp_path):
+    """Baselines (and sessions without lockstep) take one case at a time: the same rows, no joint call."""
+    runs = {n: run_eval(config(dataset, tmp_path / f"n{n}", models=("box-fill",), cases_in_flight=n), progress=False)
+            for n in (1, 3)}  # fmt: skip
+    pd.testing.assert_frame_equal(comparable(runs[3].results), comparable(runs[1].results))
+    assert saved_masks(tmp_path / "n3") == saved_masks(tmp_path / "n1")
