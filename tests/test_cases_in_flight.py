@@ -203,3 +203,22 @@ def test_a_model_that_cannot_share_calls_runs_each_case_alone(dataset, tmp_path)
             for n in (1, 3)}  # fmt: skip
     pd.testing.assert_frame_equal(comparable(runs[3].results), comparable(runs[1].results))
     assert saved_masks(tmp_path / "n3") == saved_masks(tmp_path / "n1")
+
+
+def test_gpu_check_compares_one_case_at_a_time_with_four_in_flight():
+    """The GPU check's sweep step parses and times 4 cases in flight beside one at a time (the GPU decides)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "benchmarks" / "gpu_check.sh").read_text().replace("\\\n", " ")
+    (line,) = [line.strip() for line in text.splitlines() if line.strip().startswith("step sweep-speed ")]
+    args = line.split("benchmarks/sweep_speed.py", 1)[1]
+    args = args.replace('"${BENCH_DEVICE:-cuda}"', "cuda").replace('"${SWEEP_CASES:-8}"', "8")
+    args = args.replace('"$OUT/sweep-speed.json"', "/tmp/sweep-speed.json")
+    sys.path.insert(0, str(root / "benchmarks"))
+    try:
+        import sweep_speed
+    finally:
+        sys.path.remove(str(root / "benchmarks"))
+    parsed = sweep_speed.parse_args(args.split())
+    assert parsed.cases_in_flight == 4 and parsed.cases == 8 and "reference" not in parsed.skip
