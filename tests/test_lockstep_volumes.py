@@ -190,3 +190,16 @@ def test_plan_refuses_a_slice_outside_its_volume(fast):
     rules = MemoryRules.of(fast.model)
     with pytest.raises(ValueError, match="stream 0 visits a slice outside its volume's 5 slices"):
         plan_lockstep([Stream(order=(4, 5), cond_slices=(4,), reverse=False, num_slices=5)], rules)
+
+
+def test_a_session_without_segment_many_gets_one_segment_call_each(cases, sessions, prompt_sets):
+    from zeroshot.segmenters import build_segmenter
+
+    volume = cases[0].volumes["T1"]
+    baseline = build_segmenter("box-fill").prepare(volume)
+    assert not hasattr(baseline, "segment_many")
+    results = segment_volumes([(baseline, prompt_sets[0]), (sessions[1], prompt_sets[1][:1])])
+    assert [len(r) for r in results] == [2, 1]
+    for prompts, result in zip(prompt_sets[0], results[0], strict=True):
+        np.testing.assert_array_equal(result.mask, baseline.segment(prompts).mask)
+    assert "volumes_in_call" not in results[1][0].info  # the one SAM2 session had nothing to share with

@@ -270,8 +270,6 @@ def predict_cases(
     list of lists of Prediction
         One list per case, in order.
     """
-    from zeroshot.segmenters.video_core import segment_volumes
-
     results: list[list[Prediction] | None] = [None] * len(cases)
     alone: list[int] = []
     joint: list[tuple[int, _SessionSource, list[tuple[RowKey, VolumePrompts]]]] = []
@@ -282,7 +280,7 @@ def predict_cases(
             results[index] = (results[index] or []) + list(_predict_batch(source, ready))
             source.close()
         elif joint:
-            _predict_jointly(joint, results, segment_volumes)
+            _predict_jointly(joint, results)
         joint.clear()
 
     for index, (inputs, keys) in enumerate(cases):
@@ -341,10 +339,10 @@ def _joinable(session: Any) -> bool:
 def _predict_jointly(
     joint: Sequence[tuple[int, _SessionSource, list[tuple[RowKey, VolumePrompts]]]],
     results: list[list[Prediction] | None],
-    segment_volumes: Any,
 ) -> None:
     """One call for every case of ``joint``; each case's rows appended to ``results[index]``."""
     from zeroshot.runner.zextent import within_z_extent
+    from zeroshot.segmenters.video_core import segment_volumes  # imports torch: only once a model runs
 
     items = [(source.session().session, [prompts for _, prompts in ready]) for _, source, ready in joint]
     try:

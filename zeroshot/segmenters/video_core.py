@@ -408,9 +408,10 @@ def segment_volumes(
     volumes: SAM2's lockstep engine) propagate in one call, so the passes of every volume run in the same batched
     steps and a short volume no longer leaves the device idle. Every other session (another model or options,
     SAM2's ``reference`` or ``fast-serial`` engine, the ``continuous`` policy, the ``transformers`` backend, or
-    any session with a ``segment_many`` of its own) gets one ``segment_many`` call. The results are those of one
-    ``segment_many`` per session (up to floating-point noise of the batched arithmetic); in a joint call
-    ``info["volumes_in_call"]`` says how many volumes shared it and ``info["propagate_s"]`` is the whole call's.
+    any other session) gets one ``segment_many`` call (one ``segment`` call per prompt set where it has none).
+    The results are those of one ``segment_many`` per session (up to floating-point noise of the batched
+    arithmetic); in a joint call ``info["volumes_in_call"]`` says how many volumes shared it and
+    ``info["propagate_s"]`` is the whole call's.
 
     Parameters
     ----------
@@ -433,8 +434,10 @@ def segment_volumes(
     joint: dict[Hashable, list[int]] = {}
     for number, (session, prompt_sets) in enumerate(items):
         key = session._joint_key() if isinstance(session, VideoSession) and prompt_sets else None
-        if key is None:
+        if key is None and callable(getattr(session, "segment_many", None)):
             results[number] = list(session.segment_many(prompt_sets))
+        elif key is None:  # a session without batching: one call per prompt set
+            results[number] = [session.segment(prompts) for prompts in prompt_sets]
         else:
             joint.setdefault(key, []).append(number)
     for members in joint.values():
