@@ -3,8 +3,8 @@
 # GPU_CHECK_BUDGET_S, default 360 s): MedSAM2's setting (SAM2.1-tiny at 512 px) with every engine,
 # segment_many (K = 4) and the recipe's costs (hole filling on/off, 8-bit Pillow input vs float), the main job's
 # throughput (benchmarks/sweep_speed.py: zeroshot eval end to end on 8 CrossPan-sized phantoms, one case at a time
-# and 4 cases in flight), the cuda tests
-# (engines, hole filling, numerics), SAM2.1-tiny at 1024 px reference against lockstep. GPU_CHECK_LARGE=1 adds
+# and 4 cases in flight), the cuda tests (engines, hole filling, numerics, threshold on the device), SAM2.1-tiny at
+# 1024 px reference against lockstep. GPU_CHECK_LARGE=1 adds
 # SAM2.1-large at 1024 px. Every step has its own time limit; a step that would start with under 20 s of the
 # budget left is skipped and reported; a failing step is reported while the later steps still run.
 #
@@ -75,7 +75,7 @@ bench bench-tiny-512 100 --config sam2.1_hiera_t --image-size 512 --repeats 3 --
 step sweep-speed 150 "$PY" benchmarks/sweep_speed.py --device "${BENCH_DEVICE:-cuda}" \
     --cases "${SWEEP_CASES:-8}" --workers 4 --cases-in-flight 4 --skip eval-unbatched --json "$OUT/sweep-speed.json"
 step pytest-cuda 100 "$PY" -m pytest -q -rA -s -m cuda -p no:cacheprovider tests/test_cuda.py \
-    tests/test_hole_filling.py tests/test_runtime.py
+    tests/test_hole_filling.py tests/test_runtime.py tests/test_mask_finishing.py
 bench bench-tiny-1024 45 --config sam2.1_hiera_t --repeats 2 --engines reference,fast
 if [ "${GPU_CHECK_LARGE:-0}" = 1 ]; then
     bench bench-large-1024 60 --config sam2.1_hiera_l --repeats 2 --engines reference,fast

@@ -1,9 +1,11 @@
-"""JSON round trip of prompts (mask prompts as PNG files beside it), prompt files, and the prompt value types."""
+"""JSON round trip of prompts (mask prompts inline or as PNG files beside it), prompt files, and the value types."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
+import zlib
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from zeroshot.prompts import (
     load_strategy,
     make_prompts,
     mask_dir_for,
+    mask_file_name,
     prompts_from_json,
     prompts_to_json,
     read_prompts_file,
@@ -62,15 +65,76 @@ def test_json_round_trip_gives_the_same_prompts(name):
     assert isinstance(back.slices[0].points, tuple)
 
 
-def test_mask_prompts_travel_as_png_files(tmp_path):
+def test_mask_prompts_travel_inline_by_default():
     prompts = _make("mask-mid")
     text = prompts_to_json(prompts)
+    inline = json.loads(text)["slices"][0]["mask"]
+    assert sorted(inline) == ["bits", "sha256", "shape"] and inline["shape"] == [20, 26]
+    packed = zlib.decompress(base64.b64decode(inline["bits"]))  # the documented encoding, decoded independently
+    mask = np.unpackbits(np.frombuffer(packed, np.uint8), count=20 * 26).reshape(20, 26).astype(bool)
+    assert np.array_equal(mask, prompts.slices[0].mask)
+    assert inline["sha256"].startswith(mask_file_name("case_1", 3, mask).split("_")[-1][: -len(".png")])
+    back = prompts_from_json(text)  # no mask_dir: the record carries the mask
+    _same(prompts, back)
+    assert back.slices[0].mask.dtype == bool and back.slices[0].mask.flags.writeable
+    assert prompts_to_json(back) == text
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (7, 9), (512, 512)])
+def test_inline_masks_of_any_size_round_trip_bit_for_bit(shape):
+    rng = np.random.default_rng(sum(shape))
+    mask = rng.random(shape) < 0.3
+    prompts = VolumePrompts("c", "mask", 0, "gt", (SlicePrompt(z=0, mask=mask),))
+    (back,) = prompts_from_json(prompts_to_json(prompts)).slices
+    assert back.mask.shape == shape and np.array_equal(back.mask, mask)
+
+
+def _inline(**changes) -> str:
+    data = json.loads(prompts_to_json(_make("mask-mid")))
+    data["slices"][0]["mask"].update(changes)
+    return json.dumps(data)
+
+
+def _bits(mask: np.ndarray) -> str:
+    return base64.b64encode(zlib.compress(np.packbits(mask, axis=None).tobytes())).decode()
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        (_inline(sha256="0" * 64), r"slices\[0\]: mask: the mask does not match its sha256"),
+        (_inline(bits=_bits(np.ones((20, 26), bool))), r"mask: the mask does not match its sha256"),
+        (_inline(bits="%%%"), r"mask: bits: not base64 of zlib-compressed packed bits"),
+        (_inline(bits=base64.b64encode(b"plain").decode()), r"mask: bits: not base64 of zlib-compressed"),
+        (_inline(bits=_bits(np.ones((4, 4), bool))), r"mask: bits: 2 bytes, but a 20x26 mask packs into 65"),
+        (_inline(shape=[20]), r"mask: shape: expected a list of 2 integers"),
+        (_inline(shape=[0, 26]), r"mask: shape: expected two sizes of at least 1, got \[0, 26\]"),
+        (_inline(bits=5), r"mask: bits: expected str, got 5"),
+        (_inline(sha256=None), r"mask: sha256: expected str"),
+    ],
+)
+def test_a_damaged_inline_mask_is_named(text, match):
+    with pytest.raises(PromptError, match=match):
+        prompts_from_json(text)
+
+
+def test_an_inline_mask_without_its_digest_is_named():
+    data = json.loads(_inline())
+    del data["slices"][0]["mask"]["sha256"]
+    with pytest.raises(PromptError, match=r"slices\[0\]: mask: missing key\(s\) \['sha256'\]"):
+        prompts_from_json(json.dumps(data))
+
+
+def test_mask_prompts_travel_as_png_files(tmp_path):
+    prompts = _make("mask-mid")
+    text = prompts_to_json(prompts, mask_files=True)
     name = json.loads(text)["slices"][0]["mask"]
     assert name.startswith("case_1_z0003_") and name.endswith(".png")
     (path,) = write_prompt_masks(prompts, tmp_path)
     assert path.name == name
     back = prompts_from_json(text, mask_dir=tmp_path)
     _same(prompts, back)
+    assert prompts_to_json(back, mask_files=True) == text
     mtime = path.stat().st_mtime_ns
     assert write_prompt_masks(prompts, tmp_path) == [path]  # same content, same name: kept
     assert path.stat().st_mtime_ns == mtime
@@ -84,6 +148,9 @@ def test_prompts_file_is_byte_identical_for_the_same_seed(tmp_path):
     assert first.read_bytes() == second.read_bytes()
     assert mask_dir_for(first) == tmp_path / "a" / "prompts.masks"
     assert len(list(mask_dir_for(first).glob("*.png"))) == 2
+    assert all(
+        isinstance(s["mask"], str) for line in first.read_text().splitlines()[2:] for s in json.loads(line)["slices"]
+    )
     back = read_prompts_file(first)
     for a, b in zip(sets, back, strict=True):
         _same(a, b)
@@ -141,9 +208,17 @@ def test_bad_json_is_named(text, match):
         prompts_from_json(text)
 
 
+def test_a_prompts_file_with_inline_masks_reads_too(tmp_path):
+    path = tmp_path / "inline.jsonl"
+    sets = [_make("mask-mid", seed=s, case_id=f"c{s}") for s in (0, 1)]
+    path.write_text("".join(prompts_to_json(p) + "\n" for p in sets))
+    for a, b in zip(sets, read_prompts_file(path), strict=True):
+        _same(a, b)
+
+
 def test_mask_file_problems_are_named(tmp_path):
     prompts = _make("mask-mid")
-    data = json.loads(prompts_to_json(prompts))
+    data = json.loads(prompts_to_json(prompts, mask_files=True))
     name = data["slices"][0]["mask"]
     with pytest.raises(PromptError, match=r"mask file .*case_1_z0003_.*\.png not found"):
         prompts_from_json(json.dumps(data), mask_dir=tmp_path)

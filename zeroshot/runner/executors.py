@@ -7,7 +7,9 @@ The local executor keeps the model busy: while it segments one case, a thread re
 (:class:`Prefetcher`), and finished predictions are scored in worker processes (:class:`RowScorer`), whose
 results are written as rows as they arrive; with ``--save-pred`` a thread writes the prediction files meanwhile
 (gzip releases the GIL), each before its row. At most a few predictions wait for scoring, so memory stays bounded
-when scoring is slower than the model.
+when scoring is slower than the model. With scoring processes the model's CPU post-processing (largest component,
+enclosed holes) is deferred to them too: the session hands on the thresholded mask, a worker finishes it before
+scoring, and the file saved is the finished mask.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from typing import Any, Protocol
 from zeroshot.datasets import Case
 from zeroshot.interactive import ClickSettings
 from zeroshot.runner.rundir import RowKey, RunDir
-from zeroshot.runner.scoring import score_prediction
+from zeroshot.runner.scoring import finish_and_score, score_prediction
 from zeroshot.runner.work import (
     CaseInputs,
     CurveStart,
     Prediction,
+    finish_prediction,
     finish_row,
     predict_case,
     predict_cases,
@@ -151,7 +154,11 @@ class LocalExecutor:
                 together = self.cases_in_flight > 1 and context.clicks is None and context.batch_prompts
                 for group in _groups(prefetcher, self.cases_in_flight if together else 1):
                     if len(group) > 1:
-                        rows = predict_cases(segmenter, [(inputs, job.keys) for job, inputs in group])
+                        rows = predict_cases(
+                            segmenter,
+                            [(inputs, job.keys) for job, inputs in group],
+                            defer_postprocess=scorer.finishes_off_thread,
+                        )
                     else:
                         job, inputs = group[0]
                         predictions = predict_case(
@@ -161,6 +168,7 @@ class LocalExecutor:
                             clicks=context.clicks,
                             starts=job.starts,
                             batch_prompts=context.batch_prompts,
+                            defer_postprocess=scorer.finishes_off_thread,
                         )
                         rows = [predictions]
                     for (_, inputs), case_rows in zip(group, rows, strict=True):
@@ -253,6 +261,10 @@ class Prefetcher:
 class RowScorer:
     """Save, score and write the rows of predictions, scoring in worker processes as they come.
 
+    A prediction's pending post-processing (:attr:`~zeroshot.runner.work.Prediction.postprocessing`) is applied
+    before it is scored or saved: in the worker process that scores it, which hands the finished mask back only
+    to be saved, or in line without workers.
+
     Parameters
     ----------
     context : RunContext
@@ -286,6 +298,11 @@ class RowScorer:
         use_saver = self._pool is not None and context.save_pred
         self._saver = cf.ThreadPoolExecutor(1, thread_name_prefix="zeroshot-save") if use_saver else None
 
+    @property
+    def finishes_off_thread(self) -> bool:
+        """Whether deferred post-processing runs off the caller's thread here (in scoring processes)."""
+        return self._pool is not None
+
     def __enter__(self) -> RowScorer:
         return self
 
@@ -302,15 +319,27 @@ class RowScorer:
     def submit(self, prediction: Prediction, inputs: CaseInputs) -> None:
         """Hand on one prediction; its row is written when its scores are in."""
         context = self._context
-        path = ""
-        if prediction.mask is not None and inputs.gt is not None and self._saver is not None:
-            saved = self._saver.submit(save_prediction, context.rundir, prediction, inputs.volume)
-            arguments = (inputs.gt, prediction.mask, inputs.volume.spacing_mm, prediction.prompts.key_slices)
-            future = self._pool.submit(score_prediction, *arguments, tolerances_mm=context.tolerances_mm)
+        if self._pool is not None and prediction.mask is not None and inputs.gt is not None:
+            pending = prediction.postprocessing
+            arguments = (inputs.gt, prediction.mask, pending, inputs.volume.spacing_mm, prediction.prompts.key_slices)
+            future = self._pool.submit(
+                finish_and_score,
+                *arguments,
+                tolerances_mm=context.tolerances_mm,
+                return_mask=self._saver is not None and pending is not None,
+            )
+            saved = None
+            if self._saver is not None:
+                saved = self._saver.submit(self._save, prediction, inputs.volume, future)
             self._pending[future] = (prediction, inputs, saved)
             if len(self._pending) >= self._max_pending:
                 self._collect(wait_all=False)
             return
+        path = ""
+        try:
+            prediction = finish_prediction(prediction)
+        except Exception as exc:
+            prediction = replace(prediction, mask=None, error=exc)
         if prediction.mask is not None and context.save_pred:
             try:
                 path = save_prediction(context.rundir, prediction, inputs.volume)
@@ -320,17 +349,17 @@ class RowScorer:
             self._write(prediction, inputs, None, path)
             return
         arguments = (inputs.gt, prediction.mask, inputs.volume.spacing_mm, prediction.prompts.key_slices)
-        if self._pool is None:
-            try:
-                scores = score_prediction(*arguments, tolerances_mm=context.tolerances_mm)
-            except Exception as exc:
-                scores = exc
-            self._write(prediction, inputs, scores, path)
-            return
-        future = self._pool.submit(score_prediction, *arguments, tolerances_mm=context.tolerances_mm)
-        self._pending[future] = (prediction, inputs, None)
-        if len(self._pending) >= self._max_pending:
-            self._collect(wait_all=False)
+        try:
+            scores = score_prediction(*arguments, tolerances_mm=context.tolerances_mm)
+        except Exception as exc:
+            scores = exc
+        self._write(prediction, inputs, scores, path)
+
+    def _save(self, prediction: Prediction, volume: Any, finished: cf.Future) -> str:
+        """Save a prediction's mask (in the saver thread); a deferred one once its worker has finished it."""
+        if prediction.postprocessing is not None:
+            prediction = replace(prediction, mask=finished.result().mask, postprocessing=None)
+        return save_prediction(self._context.rundir, prediction, volume)
 
     def _collect(self, *, wait_all: bool) -> None:
         while self._pending:
@@ -338,7 +367,10 @@ class RowScorer:
             for future in sorted(done, key=lambda f: self._pending[f][0].key):
                 prediction, inputs, saved = self._pending.pop(future)
                 try:
-                    scores = future.result()
+                    finished = future.result()
+                    scores = finished.scores
+                    # The row needs the finished segmentation's info; its mask was saved (or not needed) already.
+                    prediction = replace(prediction, info={**prediction.info, **finished.info})
                 except cf.process.BrokenProcessPool:
                     raise
                 except Exception as exc:

@@ -106,7 +106,7 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path) -> RunTables:
     with target.lock():
         for run in dirs:
             _copy_store(run.store, target.store)
-            _copy_tree(run.store.folder / PROMPT_MASKS, target.store.folder / PROMPT_MASKS, link=False)
+            _copy_tree(run.store.folder / PROMPT_MASKS, target.store.folder / PROMPT_MASKS, link=False)  # older runs
             _copy_tree(run.root / PREDICTIONS, target.root / PREDICTIONS, link=True)
         target.store.compact_all()
         invocations = []

@@ -2,10 +2,10 @@
 
 Such a run holds ``rows/<seq>/<case>/<model>/<strategy>/seed<k>[/round<r>].json`` (each ``{"row", "slices",
 "info"}``) and ``prompts/<seq>/<case>/<strategy>/seed<k>.json`` (with ``seed<k>.masks/`` beside mask prompts).
-Migration appends every row and prompt set to the run's store, compacts it, moves mask prompts beside the store,
-rebuilds the tables, and only then removes ``rows/`` and ``prompts/``. Killed midway, the old files are still
-there and ``zeroshot migrate`` starts over (the store can hold only what an earlier migration wrote: ``zeroshot
-eval`` refuses a run until its migration is complete).
+Migration appends every row and prompt set to the run's store (mask prompts inline in their prompt set, as a run
+writes them now), compacts it, rebuilds the tables, and only then removes ``rows/`` and ``prompts/``. Killed
+midway, the old files are still there and ``zeroshot migrate`` starts over (the store can hold only what an
+earlier migration wrote: ``zeroshot eval`` refuses a run until its migration is complete).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from zeroshot.errors import ConfigError
+from zeroshot.errors import ConfigError, PromptError
+from zeroshot.prompts.serialise import mask_dir_for, prompts_from_json, prompts_to_json
 from zeroshot.runner.rundir import RunDir, read_json
 from zeroshot.runner.tables import write_tables
 from zeroshot.store.paths import LEGACY_PROMPTS, LEGACY_ROWS, legacy_key, legacy_prompt_key
@@ -67,12 +68,7 @@ def migrate_run(root: str | Path) -> Migration:
             key = legacy_prompt_key(rundir.root, path)
             if key is None:
                 continue
-            masks = path.with_suffix(".masks")
-            if masks.is_dir():
-                target = store.prompt_mask_dir(key)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copytree(masks, target)
-            store.append_prompts(key, path.read_text(encoding="utf-8").strip())
+            store.append_prompts(key, _prompts_text(path))
             prompts += 1
         rows = 0
         for path in row_files:
@@ -95,3 +91,18 @@ def migrate_run(root: str | Path) -> Migration:
                 folder.rename(gone)
                 shutil.rmtree(gone)
         return Migration(rows, prompts, files_before, store.file_count())
+
+
+def _prompts_text(path: Path) -> str:
+    """The JSON of a prompts file of the layout before the store, its mask prompts inline (no files in the store).
+
+    A prompt set without a ``.masks`` folder beside it is kept as written.
+    """
+    text = path.read_text(encoding="utf-8").strip()
+    masks = mask_dir_for(path)
+    if not masks.is_dir():
+        return text
+    try:
+        return prompts_to_json(prompts_from_json(text, mask_dir=masks))
+    except PromptError as exc:
+        raise ConfigError(f"migrate: {path}: its mask prompts cannot be read ({exc})") from exc

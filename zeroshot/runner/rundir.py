@@ -25,13 +25,16 @@ import socket
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zeroshot.atomic import write_atomic
 from zeroshot.errors import ConfigError
 from zeroshot.store.paths import LEGACY_PROMPTS, LEGACY_ROWS, key_parts, path_component
 from zeroshot.store.records import PromptKey, RowKey, RowRecord, json_default
 from zeroshot.store.store import KeySet, RunStore
+
+if TYPE_CHECKING:
+    from zeroshot.prompts.types import VolumePrompts
 
 __all__ = ["RowKey", "RunDir", "path_component", "read_json", "write_atomic", "write_json"]
 
@@ -118,12 +121,28 @@ class RunDir:
         """The JSON of the prompt set ``key`` made earlier, or ``None``."""
         return self.store.prompts(key)
 
+    def prompt_set(self, key: PromptKey) -> VolumePrompts | None:
+        """The prompt set ``key`` made earlier, or ``None``.
+
+        Its mask prompts are inline; a run written before they were (its JSON names PNG files) still reads them
+        from :meth:`prompt_mask_dir`, so such a run resumes with the prompts it made.
+
+        Raises
+        ------
+        PromptError
+            If the stored prompts are damaged (a mask that does not match its digest, a mask file gone).
+        """
+        from zeroshot.prompts.serialise import prompts_from_json
+
+        text = self.store.prompts(key)
+        return None if text is None else prompts_from_json(text, mask_dir=self.prompt_mask_dir(key))
+
     def write_prompts(self, key: PromptKey, text: str) -> None:
-        """Store the JSON of a prompt set (its mask prompts first, into :meth:`prompt_mask_dir`)."""
+        """Store the JSON of a prompt set (:func:`~zeroshot.prompts.serialise.prompts_to_json`: masks inline)."""
         self.store.append_prompts(key, text)
 
     def prompt_mask_dir(self, key: PromptKey) -> Path:
-        """Where mask prompts of ``key`` are written (NIfTI volumes that the prompt JSON names)."""
+        """Where a run written before mask prompts were stored inline keeps those of ``key`` (PNG files)."""
         return self.store.prompt_mask_dir(key)
 
     def remove_temporaries(self) -> int:

@@ -1,19 +1,24 @@
 """Scoring one prediction: the case's metric columns and its per-slice table (run in worker processes).
 
-This module imports no model code, so a scoring process starts quickly and never touches a GPU.
+This module imports no model code, so a scoring process starts quickly and never touches a GPU. A prediction whose
+CPU post-processing was deferred (largest component, enclosed holes, z-extent) is finished here first
+(:func:`finish_and_score`), so that SciPy's work runs in the worker, not on the model's thread.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from zeroshot.store.schema import SLICE_COLUMNS
 
-__all__ = ["SLICE_COLUMNS", "Scores", "score_prediction", "slice_table"]
+if TYPE_CHECKING:
+    from zeroshot.segmenters.postprocess import PostProcessing
+
+__all__ = ["SLICE_COLUMNS", "FinishedScores", "Scores", "finish_and_score", "score_prediction", "slice_table"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,55 @@ def score_prediction(
 
     metrics = score_case(gt, pred, spacing_mm, tolerances_mm=tuple(tolerances_mm)).as_row()
     return Scores(metrics=dict(metrics), slices=slice_table(gt, pred, spacing_mm, key_slices))
+
+
+@dataclass(frozen=True, eq=False)
+class FinishedScores:
+    """The scores of a prediction finished in a worker, and what finishing it gave the parent back.
+
+    Attributes
+    ----------
+    scores : Scores
+    info : dict of str to int
+        Entries the post-processing adds to the row's segmentation info (``z_extent_voxels_cleared``).
+    mask : (Z, Y, X) bool array or None
+        The post-processed mask, when it was asked back (to save it); else ``None`` (it need not cross again).
+    """
+
+    scores: Scores
+    info: dict[str, int]
+    mask: np.ndarray | None = None
+
+
+def finish_and_score(
+    gt: np.ndarray,
+    pred: np.ndarray,
+    postprocessing: PostProcessing | None,
+    spacing_mm: tuple[float, float, float],
+    key_slices: Sequence[int],
+    *,
+    tolerances_mm: Sequence[float],
+    return_mask: bool = False,
+) -> FinishedScores:
+    """Apply a prediction's deferred post-processing (if any), then score it as :func:`score_prediction` does.
+
+    Parameters
+    ----------
+    gt, pred : (Z, Y, X) bool arrays
+        ``pred`` before its pending post-processing.
+    postprocessing : PostProcessing or None
+        The steps still to apply to ``pred`` (``None``: ``pred`` is final).
+    spacing_mm, key_slices, tolerances_mm
+        As for :func:`score_prediction`.
+    return_mask : bool
+        Also return the post-processed mask (the caller saves it).
+    """
+    info: dict[str, int] = {}
+    if postprocessing is not None:
+        done = postprocessing.apply(pred)
+        pred, info = done.mask, done.info()
+    scores = score_prediction(gt, pred, spacing_mm, key_slices, tolerances_mm=tolerances_mm)
+    return FinishedScores(scores, info, pred if return_mask else None)
 
 
 def slice_table(

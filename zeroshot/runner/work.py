@@ -9,6 +9,11 @@ reads the next case in a thread and scores in worker processes; a Ray actor runs
   every round of every click curve too (:mod:`zeroshot.interactive`), each round a prediction of its own;
 * :func:`finish_row` -- the row record from a prediction and its scores, appended to the run's store.
 
+A video session's CPU post-processing (largest component, enclosed holes) can be deferred
+(``predict_case(defer_postprocess=True)``): its predictions then carry the thresholded mask and the steps still to
+apply (:attr:`Prediction.postprocessing`), which the executor runs where it scores (the local executor: in its
+scoring processes), before scoring and before the mask is saved (:func:`finish_prediction` where it runs inline).
+
 Anything a case raises becomes a failed row naming the reason; the run goes on. A CUDA out-of-memory error is
 retried once with the segmenter's offloading variant (:func:`offload_variant`: ``segmenter.with_offload()``,
 the same weights with image features and memories in host memory).
@@ -21,7 +26,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +42,7 @@ from zeroshot.runner.rundir import RowKey, RunDir
 from zeroshot.runner.scoring import Scores
 from zeroshot.runner.zextent import ZExtentSession
 from zeroshot.scoring import failed_row, header_d_max_mm
+from zeroshot.segmenters.postprocess import PostProcessing
 from zeroshot.store.records import PromptKey, RowRecord, plain_json
 from zeroshot.store.schema import ORACLE_COLUMNS, TIMING_COLUMNS
 from zeroshot.volume import Volume, read_label, read_volume, write_mask
@@ -47,6 +53,7 @@ __all__ = [
     "CaseInputs",
     "CurveStart",
     "Prediction",
+    "finish_prediction",
     "finish_row",
     "predict_case",
     "predict_cases",
@@ -96,6 +103,7 @@ class Prediction:
     ----------
     key : RowKey
     mask : (Z, Y, X) bool array or None
+        Final, unless ``postprocessing`` is pending.
     prompts : VolumePrompts or None
     error : exception or None
     info : mapping
@@ -109,6 +117,8 @@ class Prediction:
         Interactive runs: every click made up to this row's round (for a failed round, those before it).
     click_protocol : str
         Interactive runs: the protocol that made the clicks (``ClickSettings.protocol``).
+    postprocessing : PostProcessing or None
+        Post-processing still to apply to ``mask`` before it is scored or saved (deferred by the session).
     """
 
     key: RowKey
@@ -121,6 +131,19 @@ class Prediction:
     offloaded: bool = False
     clicks: tuple[Click, ...] = ()
     click_protocol: str = ""
+    postprocessing: PostProcessing | None = None
+
+
+def finish_prediction(prediction: Prediction) -> Prediction:
+    """The prediction with its deferred post-processing applied (itself when none is pending).
+
+    ``info`` gains the entries the steps record, as :meth:`~zeroshot.segmenters.base.Segmentation.finished` adds.
+    """
+    if prediction.postprocessing is None or prediction.mask is None:
+        return prediction
+    done = prediction.postprocessing.apply(prediction.mask)
+    info = {**prediction.info, **done.info()}
+    return replace(prediction, mask=done.mask, info=info, postprocessing=None)
 
 
 def read_case(
@@ -162,15 +185,14 @@ def read_case(
 def _prompts_for(strategy: Any, masks: CaseMasks, name: str, seed: int, rundir: RunDir) -> VolumePrompts:
     """The run's stored prompt set of this case, strategy and seed, or a new one (stored before it is used)."""
     from zeroshot.prompts.generate import case_prompts
-    from zeroshot.prompts.serialise import prompts_from_json, prompts_to_json, write_prompt_masks
+    from zeroshot.prompts.serialise import prompts_to_json
 
     key = PromptKey(masks.case.sequence, masks.case.case_id, name, seed)
-    stored = rundir.stored_prompts(key)
+    stored = rundir.prompt_set(key)
     if stored is not None:
-        return prompts_from_json(stored, mask_dir=rundir.prompt_mask_dir(key))
+        return stored
     prompts = case_prompts(strategy, masks, seed)
-    write_prompt_masks(prompts, rundir.prompt_mask_dir(key))  # mask prompts first: the JSON names them
-    rundir.write_prompts(key, prompts_to_json(prompts))
+    rundir.write_prompts(key, prompts_to_json(prompts))  # mask prompts inline: no file per case in the run
     return prompts
 
 
@@ -183,6 +205,7 @@ def predict_case(
     clicks: ClickSettings | None = None,
     starts: Mapping[RowKey, CurveStart] | None = None,
     batch_prompts: bool = True,
+    defer_postprocess: bool = False,
 ) -> Iterator[Prediction]:
     """Segment one case under every row key given, in one session (one image encoding).
 
@@ -209,6 +232,10 @@ def predict_case(
         a batch that raises anything but an out-of-memory error is redone one prompt set at a time, so that
         each row fails (or not) with its own reason, and after an out-of-memory retry the curves go on one at
         a time from where they were.
+    defer_postprocess : bool
+        Ask sessions that can (``session.defer_postprocess``) to leave their CPU post-processing to the caller:
+        the predictions then carry it pending (:attr:`Prediction.postprocessing`; :func:`finish_prediction`
+        applies it). Not with ``clicks``: a round's clicks are chosen from the final mask.
 
     Yields
     ------
@@ -222,7 +249,7 @@ def predict_case(
         for key in keys:
             yield _failed(key, None, error, clicks=clicks, start=starts.get(key))
         return
-    source = _SessionSource(segmenter, inputs.volume, seconds_prepare)
+    source = _SessionSource(segmenter, inputs.volume, seconds_prepare, defer=defer_postprocess and clicks is None)
     ready: list[tuple[RowKey, VolumePrompts]] = []
     try:
         for key in keys:
@@ -249,6 +276,7 @@ def predict_cases(
     cases: Sequence[tuple[CaseInputs, Sequence[RowKey]]],
     *,
     seconds_prepare: list[float] | None = None,
+    defer_postprocess: bool = False,
 ) -> list[list[Prediction]]:
     """Segment several cases with their prompt sets propagating together; each case's rows, as :func:`predict_case`.
 
@@ -264,6 +292,7 @@ def predict_cases(
     - a model whose sessions cannot share a call (another backend, engine or policy) runs each case alone.
 
     Click curves are not made here (the runner gives an interactive run's cases to :func:`predict_case`).
+    ``defer_postprocess`` is :func:`predict_case`'s.
 
     Returns
     -------
@@ -291,7 +320,7 @@ def predict_cases(
         results[index] = failed
         if not ready:
             continue
-        source = _SessionSource(segmenter, inputs.volume, seconds_prepare)
+        source = _SessionSource(segmenter, inputs.volume, seconds_prepare, defer=defer_postprocess)
         try:
             session = source.session()
         except Exception:
@@ -310,7 +339,9 @@ def predict_cases(
     run_joint()
     for index in alone:
         inputs, keys = cases[index]
-        results[index] = list(predict_case(segmenter, inputs, keys, seconds_prepare=seconds_prepare))
+        results[index] = list(
+            predict_case(segmenter, inputs, keys, seconds_prepare=seconds_prepare, defer_postprocess=defer_postprocess)
+        )
     return [rows or [] for rows in results]
 
 
@@ -414,10 +445,14 @@ class _SessionSource:
     """The session of one case, prepared on first use; after a CUDA out-of-memory error, the offloading variant's.
 
     A ``prepare`` that failed for another reason is not tried again: every later row of the case fails with it.
+    With ``defer``, a session that can defer its post-processing is asked to.
     """
 
-    def __init__(self, segmenter: Any, volume: Volume, seconds_prepare: list[float] | None) -> None:
+    def __init__(
+        self, segmenter: Any, volume: Volume, seconds_prepare: list[float] | None, *, defer: bool = False
+    ) -> None:
         self.segmenter = segmenter
+        self.defer = defer
         self.volume = volume
         self.offloaded = False
         self.seconds_prepare = float("nan")
@@ -431,7 +466,10 @@ class _SessionSource:
                 raise self._error
             start = time.perf_counter()
             try:
-                self._session = ZExtentSession(self.segmenter.prepare(self.volume))
+                prepared = self.segmenter.prepare(self.volume)
+                if self.defer and hasattr(prepared, "defer_postprocess"):
+                    prepared.defer_postprocess = True
+                self._session = ZExtentSession(prepared)
             except Exception as exc:
                 self._error = exc
                 raise
@@ -692,6 +730,7 @@ def _segmented(
         offloaded=source.offloaded,
         clicks=clicks,
         click_protocol=settings.protocol if settings is not None else "",
+        postprocessing=getattr(segmentation, "postprocessing", None),
     )
 
 

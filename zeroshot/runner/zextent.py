@@ -6,7 +6,8 @@ models take boxes and points per slice only, so the runner wraps every session i
 segmentation is cleared outside the extent (mask and probabilities), before it is scored or clicked on, and the
 cleared slab is recorded in its ``info``. From the ground truth the extent is an oracle (``oracle_gt_z_range``). A
 model that takes 3D boxes would read the same ``details["z_extent"]`` itself; clearing afterwards then changes
-nothing it predicted inside the extent.
+nothing it predicted inside the extent. A segmentation whose post-processing is deferred (``zeroshot eval`` runs
+it in its scoring workers) is cleared when that runs, after it, as it would have been here.
 """
 
 from __future__ import annotations
@@ -20,12 +21,18 @@ import numpy as np
 from zeroshot.errors import PromptError
 from zeroshot.prompts import VolumePrompts
 from zeroshot.segmenters.base import Segmentation
+from zeroshot.segmenters.postprocess import PostProcessing, clear_outside_z_extent
 
 __all__ = ["ZExtentSession", "within_z_extent"]
 
 
 def within_z_extent(segmentation: Segmentation, prompts: VolumePrompts) -> Segmentation:
     """``segmentation`` with every slice outside ``prompts.details["z_extent"]`` cleared (unchanged without one).
+
+    Probabilities are cleared at once. The mask too, unless its post-processing is pending
+    (``segmentation.postprocessing``, a session that defers it): clearing then joins the pending steps, after
+    them, so that the largest component is still chosen in the whole volume, as when nothing is deferred, and
+    ``info["z_extent_voxels_cleared"]`` is counted when the steps run (:meth:`Segmentation.finished`).
 
     Raises
     ------
@@ -46,17 +53,18 @@ def within_z_extent(segmentation: Segmentation, prompts: VolumePrompts) -> Segme
             f"case {prompts.case_id}: z_extent {extent!r} is not [z_min, z_max] within the volume's {depth} slices"
         )
     z_min, z_max = int(extent[0]), int(extent[1])
-    outside = np.ones(depth, bool)
-    outside[z_min : z_max + 1] = False
-    mask = segmentation.mask.copy()
-    cleared = int(mask[outside].sum())
-    mask[outside] = False
     probabilities = segmentation.probabilities
     if probabilities is not None:
-        probabilities = probabilities.copy()
-        probabilities[outside] = 0.0
-    info = {**segmentation.info, "z_extent": [z_min, z_max], "z_extent_voxels_cleared": cleared}
-    return dataclasses.replace(segmentation, mask=mask, probabilities=probabilities, info=info)
+        probabilities, _ = clear_outside_z_extent(probabilities, z_min, z_max)
+    info = {**segmentation.info, "z_extent": [z_min, z_max]}
+    pending = segmentation.postprocessing
+    cut = dataclasses.replace(
+        segmentation,
+        probabilities=probabilities,
+        info=info,
+        postprocessing=(pending or PostProcessing()).within(z_min, z_max),
+    )
+    return cut if pending is not None else cut.finished()
 
 
 class ZExtentSession:

@@ -10,13 +10,16 @@ image encoder once per volume. Segmenters never read files: they take a :class:`
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from zeroshot.prompts.types import VolumePrompts
 from zeroshot.volume import Volume
+
+if TYPE_CHECKING:  # SciPy is imported by whoever makes a PostProcessing, not by every reader of this interface
+    from zeroshot.segmenters.postprocess import PostProcessing
 
 __all__ = ["Segmentation", "Segmenter", "Session"]
 
@@ -34,11 +37,29 @@ class Segmentation:
     info : mapping
         JSON-serialisable facts about how it was made (propagation policy, post-processing, timings, the number
         of image-encoder calls), recorded with the run.
+    postprocessing : PostProcessing or None
+        Post-processing still to apply to ``mask`` (``None``: ``mask`` is final). Only a session asked to defer
+        it returns one (``zeroshot eval`` does, to run it off the model's thread); :meth:`finished` applies it.
     """
 
     mask: np.ndarray
     probabilities: np.ndarray | None = None
     info: Mapping[str, Any] = field(default_factory=dict)
+    postprocessing: PostProcessing | None = None
+
+    def finished(self) -> Segmentation:
+        """The segmentation with its pending post-processing applied (itself when there is none).
+
+        The mask becomes the one the session would have returned without deferring; ``info`` gains the entries
+        the steps record (``z_extent_voxels_cleared`` for a z-extent); probabilities are unchanged (they are
+        taken before post-processing).
+        """
+        if self.postprocessing is None:
+            return self
+        done = self.postprocessing.apply(self.mask)
+        extra = done.info()
+        info = {**self.info, **extra} if extra else self.info
+        return replace(self, mask=done.mask, info=info, postprocessing=None)
 
 
 @runtime_checkable

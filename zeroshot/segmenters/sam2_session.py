@@ -35,8 +35,9 @@ Propagation policies (recorded in ``Segmentation.info``):
 Every engine fills small holes where SAM2's predictor does (``fill_hole_area``: the reference and fast-serial
 engines through SAM2's own per-slice step, which the segmenter makes fill holes; the lockstep engine on its
 slices' outputs, with the same :func:`~zeroshot.segmenters.hole_filling.fill_small_holes`). Masks are
-``logits > logit_threshold`` at the input slice size (SAM2 resizes its ``S/4`` logits bilinearly), then optionally
-post-processed on the CPU (:mod:`zeroshot.segmenters.postprocess`).
+``logits > logit_threshold`` at the input slice size (SAM2 resizes its ``S/4`` logits bilinearly; resize, union
+and threshold run on the compute device), then optionally post-processed on the CPU
+(:mod:`zeroshot.segmenters.postprocess`).
 """
 
 from __future__ import annotations
@@ -174,7 +175,7 @@ class Sam2Backend:
         self.state = None
 
     def _propagate_fast(self, start: int, *, reverse: bool) -> tuple[list[int], torch.Tensor]:
-        """Propagate from ``start`` with cached features; return the slices and their logits (on the CPU)."""
+        """Propagate from ``start`` with cached features; return the slices and their logits (on the device)."""
         model, state = self.model, self.state
         assert state is not None
         model.propagate_in_video_preflight(state)
@@ -208,19 +209,17 @@ class Sam2Backend:
         frames, logits = [], []
         for z, _obj_ids, video_res in self.model.propagate_in_video(self.state, start_frame_idx=start, reverse=reverse):
             frames.append(int(z))
-            logits.append(video_res[0, 0].float().cpu())
+            logits.append(video_res[0, 0].float())
         return frames, torch.stack(logits) if logits else torch.empty((0, *self.volume.shape[1:]))
 
     def to_input_grid(self, low_res: torch.Tensor, chunk: int = 32) -> torch.Tensor:
-        """Resize ``(N, 1, S/4, S/4)`` logits to ``(N, Y, X)`` on the CPU, as SAM2 resizes each slice."""
+        """Resize ``(N, 1, S/4, S/4)`` logits to ``(N, Y, X)`` float32 where they are, as SAM2 resizes each slice."""
         height, width = self.volume.shape[1:]
         parts = [
-            F.interpolate(low_res[i : i + chunk], size=(height, width), mode="bilinear", align_corners=False)[:, 0]
-            .float()
-            .cpu()
+            F.interpolate(low_res[i : i + chunk], size=(height, width), mode="bilinear", align_corners=False)
             for i in range(0, low_res.shape[0], chunk)
         ]
-        return torch.cat(parts)
+        return torch.cat(parts)[:, 0].float()
 
 
 class Sam2Session(VideoSession):
@@ -390,7 +389,10 @@ class Sam2Session(VideoSession):
     ) -> list[PropagationRun]:
         """Each prompt set's union of its streams' logits (``low_res`` row ``s * num_slices + z``: this volume's)."""
         depth = self.volume.num_slices
-        logits = [torch.full(self.volume.shape, NO_SCORE, dtype=torch.float32) for _ in prompt_sets]
+        union_device = self.options.union_device
+        logits = [
+            torch.full(self.volume.shape, NO_SCORE, dtype=torch.float32, device=union_device) for _ in prompt_sets
+        ]
         passes: list[list[Pass]] = [[] for _ in prompt_sets]
         for stream_number, (stream, (owner, done)) in enumerate(zip(streams, owners, strict=True)):
             rows = torch.tensor(stream.order, device=low_res.device) + stream_number * depth

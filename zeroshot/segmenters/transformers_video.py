@@ -23,8 +23,9 @@ choices, from the same code where they are the toolkit's own:
 - hole filling: ``transformers``' predictor has none; with ``fill_hole_area`` (8 by default, as SAM2's builders
   set) :func:`fill_holes_where_sam2_does` adds SAM2's small-hole filling where SAM2's predictor applies it, with
   :mod:`~zeroshot.segmenters.hole_filling`;
-- masks: logits (``S/4`` resolution) resized bilinearly to the input slice, ``> logit_threshold``, optional CPU
-  post-processing (:func:`~zeroshot.segmenters.postprocess.postprocess_mask`); bfloat16 autocast on CUDA.
+- masks: logits (``S/4`` resolution) resized bilinearly to the input slice, ``> logit_threshold`` (both on the
+  compute device), optional CPU post-processing (:func:`~zeroshot.segmenters.postprocess.postprocess_mask`);
+  bfloat16 autocast on CUDA.
 
 The image encoder runs once per slice per volume: :meth:`TransformersVideoSegmenter.prepare` encodes all slices
 in batches into the inference session's feature cache (sized to hold every slice), and each ``segment`` call
@@ -479,7 +480,7 @@ class TransformersBackend:
         model(inference_session=session, frame_idx=sp.z)
 
     def step_pass(self, start: int, *, reverse: bool) -> tuple[list[int], torch.Tensor]:
-        """Run one pass from ``start``; return its slices and their logits on the input grid (CPU float32)."""
+        """Run one pass from ``start``; return its slices and their float32 logits on the input grid (on the device)."""
         frames, low_res = [], []
         for out in self.model.propagate_in_video_iterator(self.session, start_frame_idx=start, reverse=reverse):
             frames.append(int(out.frame_idx))
@@ -489,7 +490,7 @@ class TransformersBackend:
         height, width = self.volume.shape[1:]
         stacked = torch.cat(low_res, dim=0)
         upsampled = F.interpolate(stacked, size=(height, width), mode="bilinear", align_corners=False)
-        return frames, upsampled[:, 0].cpu()
+        return frames, upsampled[:, 0]
 
     def close(self) -> None:
         """Drop the inference session and its cached features."""

@@ -10,10 +10,15 @@ every backend:
   a key slice at either end of the volume is handled and several key slices all condition both passes;
 - the propagation policy: ``reset`` (MedSAM2's recipe) clears the state and adds the prompts again before the
   reverse pass; ``continuous`` lets the reverse pass attend to the forward pass's memories;
-- the union of the passes: the maximum of their logits on the input grid; slices no pass reached keep
-  :data:`NO_SCORE` (SAM2's ``NO_OBJ_SCORE``, finite so that resizing keeps it exact);
-- finishing a :class:`~zeroshot.segmenters.base.Segmentation`: ``logits > logit_threshold``, the CPU
-  post-processing, probabilities (sigmoid of the union logits, before post-processing) and a typed
+- the union of the passes: the maximum of their logits on the input grid, kept on the compute device (host memory
+  under the offloading options: :attr:`~zeroshot.segmenters.video_options.VideoOptions.union_device`); slices no
+  pass reached keep :data:`NO_SCORE` (SAM2's ``NO_OBJ_SCORE``, finite so that resizing keeps it exact);
+- finishing a :class:`~zeroshot.segmenters.base.Segmentation`: ``logits > logit_threshold`` where the union is
+  (a comparison, exact on any device) and one transfer of the bool mask; probabilities (sigmoid of the union
+  logits, before post-processing) on the host, and only when asked for, because a device's sigmoid may differ
+  from the CPU's in the last bit; the CPU post-processing
+  (:class:`~zeroshot.segmenters.postprocess.PostProcessing`), or, for a session told to defer it
+  (:attr:`VideoSession.defer_postprocess`), the mask before it and the steps still to apply; and a typed
   :class:`VideoInfo`.
 
 Prompt coordinates are mapped by each backend with :mod:`zeroshot.segmenters.prompt_coords` (their one place).
@@ -34,7 +39,7 @@ import torch
 from zeroshot.errors import SegmenterError
 from zeroshot.prompts.types import SlicePrompt, VolumePrompts
 from zeroshot.segmenters.base import Segmentation
-from zeroshot.segmenters.postprocess import postprocess_mask
+from zeroshot.segmenters.postprocess import PostProcessing
 from zeroshot.segmenters.runtime import EncoderCounter, encoder_counter
 from zeroshot.segmenters.video_options import VideoOptions
 from zeroshot.volume import Volume
@@ -77,7 +82,7 @@ class Pass:
 
 @dataclass(frozen=True, eq=False)
 class PropagationRun:
-    """One prompt set's union logits ``(Z, Y, X)`` float32 on the CPU and the passes that made them."""
+    """One prompt set's union logits ``(Z, Y, X)`` float32 (on ``options.union_device``) and the passes made."""
 
     logits: torch.Tensor
     passes: tuple[Pass, ...]
@@ -236,7 +241,10 @@ class VideoBackend(Protocol):
         ...
 
     def step_pass(self, start: int, *, reverse: bool) -> tuple[list[int], torch.Tensor]:
-        """Propagate from ``start``; the slices visited and their logits ``(N, Y, X)`` on the input grid (CPU)."""
+        """Propagate from ``start``; the slices visited and their float32 logits ``(N, Y, X)`` on the input grid.
+
+        The logits may stay on the compute device: :func:`union_pass` moves them to the union's device.
+        """
         ...
 
     def close(self) -> None:
@@ -259,7 +267,17 @@ class VideoSession:
     volume : Volume
     counter : EncoderCounter
         The image encoder's counter (shared by every segmenter holding the same weights).
+
+    Attributes
+    ----------
+    defer_postprocess : bool
+        ``False`` (the default): masks are final. ``True``: each :class:`Segmentation` holds the thresholded mask
+        and, in ``postprocessing``, the CPU steps still to apply (largest component, enclosed holes), so that
+        the caller can run them elsewhere (``zeroshot eval`` runs them in its scoring workers); its
+        ``finished()`` is then exactly the segmentation of a session that did not defer.
     """
+
+    defer_postprocess: bool = False
 
     def __init__(self, backend: VideoBackend, options: VideoOptions, volume: Volume, counter: EncoderCounter) -> None:
         started = time.perf_counter()
@@ -335,7 +353,7 @@ class VideoSession:
     def _propagate_serial(self, prompts: VolumePrompts) -> PropagationRun:
         """One prompt set, pass after pass, under the propagation policy."""
         backend = self._live_backend()
-        logits = torch.full(self.volume.shape, NO_SCORE, dtype=torch.float32)
+        logits = torch.full(self.volume.shape, NO_SCORE, dtype=torch.float32, device=self.options.union_device)
         passes = []
         for number, (direction, start) in enumerate(plan_passes(prompts.key_slices)):
             if number == 0 or self.options.propagation == "reset":
@@ -350,13 +368,15 @@ class VideoSession:
     def _finish(
         self, prompts: VolumePrompts, run: PropagationRun, shared: Mapping[str, Any], started: float
     ) -> Segmentation:
-        """Threshold, post-process and describe one prompt set's union logits (on the CPU)."""
+        """Threshold where the union logits are, then post-process (or defer it) and describe one prompt set."""
         options, backend = self.options, self._live_backend()
-        raw = run.logits.numpy() > options.logit_threshold
-        mask = postprocess_mask(
-            raw, fill_enclosed_holes=options.fill_enclosed_holes, largest_component=options.largest_component
+        # A comparison is exact on any device, so the mask equals the CPU's; one bool transfer instead of float32.
+        raw = (run.logits > options.logit_threshold).cpu().numpy()
+        # Sigmoid on the host: a device's may differ from the CPU's in the last bit (a no-op move on the CPU).
+        probabilities = torch.sigmoid(run.logits.cpu()).numpy() if options.probabilities else None
+        steps = PostProcessing(
+            fill_enclosed_holes=options.fill_enclosed_holes, largest_component=options.largest_component
         )
-        probabilities = torch.sigmoid(run.logits).numpy() if options.probabilities else None
         info = VideoInfo(
             model=options.name,
             backend=backend.name,
@@ -379,7 +399,10 @@ class VideoSession:
             segment_s=round(time.perf_counter() - started, 4),
             **shared,
         )
-        return Segmentation(mask=mask, probabilities=probabilities, info=info)
+        pending = Segmentation(
+            mask=raw, probabilities=probabilities, info=info, postprocessing=steps if steps.does_anything else None
+        )
+        return pending if self.defer_postprocess else pending.finished()
 
     def _live_backend(self) -> VideoBackend:
         if self._backend is None:
@@ -490,9 +513,13 @@ def _segment_together(items: list[tuple[VideoSession, list[VolumePrompts]]]) -> 
 
 
 def union_pass(logits: torch.Tensor, frames: Sequence[int], pass_logits: torch.Tensor) -> None:
-    """Fold one pass's logits ``(N, Y, X)`` of ``frames`` into the union ``logits`` (their maximum), in place."""
+    """Fold one pass's logits ``(N, Y, X)`` of ``frames`` into the union ``logits`` (their maximum), in place.
+
+    ``pass_logits`` are moved to the union's device first (a no-op where they already are).
+    """
     if len(frames):
-        logits[list(frames)] = torch.maximum(logits[list(frames)], pass_logits)
+        index = torch.as_tensor(list(frames), device=logits.device)
+        logits[index] = torch.maximum(logits.index_select(0, index), pass_logits.to(logits.device))
 
 
 def _option(field_name: str) -> property:

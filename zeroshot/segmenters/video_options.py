@@ -90,6 +90,15 @@ class VideoOptions:
         return torch.device("cpu") if self.offload_state_to_cpu else self.device
 
     @property
+    def union_device(self) -> torch.device:
+        """Where a prompt set's union logits ``(Z, Y, X)`` float32 live: with the memories (host when offloading).
+
+        On the compute device they are thresholded there and only a bool mask crosses to the host; an offloading
+        variant (the retry after running out of GPU memory) keeps them in host memory, as it keeps the memories.
+        """
+        return self.storage_device
+
+    @property
     def feature_device(self) -> torch.device:
         """Where cached image features live: host memory when offloading the video, else the compute device."""
         return torch.device("cpu") if self.offload_video_to_cpu else self.device

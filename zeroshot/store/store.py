@@ -4,7 +4,8 @@ Layout, below the run directory (see ``docs/run-store.md`` for what a kill at ea
 
     store/log/<stem>.jsonl             one append-only segment per writer (process or Ray actor) and session
     store/parts/<stem>.{slices,prompts,rows}.parquet   a closed segment, compacted (:mod:`zeroshot.store.parts`)
-    store/prompt-masks/...             mask prompts (volumes, written beside the store as NIfTI files)
+    store/prompt-masks/...             mask prompts of runs written before they were inline in their prompt set
+                                       (PNG files; read, never written)
 
 A writer appends each record to its own segment (:mod:`zeroshot.store.log`); it rolls the segment into parts
 when it holds :attr:`RunStore.rotate_rows` rows and when the writer closes, so a run holds a few segments at any
@@ -144,7 +145,7 @@ class RunStore:
         return self.folder / PARTS
 
     def prompt_mask_dir(self, key: PromptKey) -> Path:
-        """Where the mask prompts of ``key`` are written (NIfTI volumes; the prompt record names them)."""
+        """Where a run written before mask prompts were inline kept those of ``key`` (PNG files its JSON names)."""
         from zeroshot.store.paths import path_component
 
         return self.folder.joinpath(
