@@ -2,8 +2,9 @@
 # The GPU checks of the SAM2 segmenter in one short command (about 5 minutes on an H100, at most
 # GPU_CHECK_BUDGET_S, default 360 s): MedSAM2's setting (SAM2.1-tiny at 512 px) with every engine,
 # segment_many (K = 4) and the recipe's costs (hole filling on/off, 8-bit Pillow input vs float), the main job's
-# throughput (benchmarks/sweep_speed.py: zeroshot eval end to end on 8 CrossPan-sized phantoms), the cuda tests
-# (engines, hole filling, numerics, threshold on the device), SAM2.1-tiny at 1024 px reference against lockstep. GPU_CHECK_LARGE=1 adds
+# throughput (benchmarks/sweep_speed.py: zeroshot eval end to end on 8 CrossPan-sized phantoms, one case at a time
+# and 4 cases in flight), the cuda tests (engines, hole filling, numerics, threshold on the device), SAM2.1-tiny at
+# 1024 px reference against lockstep. GPU_CHECK_LARGE=1 adds
 # SAM2.1-large at 1024 px. Every step has its own time limit; a step that would start with under 20 s of the
 # budget left is skipped and reported; a failing step is reported while the later steps still run.
 #
@@ -70,8 +71,9 @@ bench() {  # bench NAME LIMIT_S ARGS...: the propagation benchmark on a 64-slice
 }
 bench bench-tiny-512 100 --config sam2.1_hiera_t --image-size 512 --repeats 3 --engines reference,fast-serial,fast \
     --many 4 --recipe-costs
+# one case at a time against 4 cases in flight (eval and engine); the unbatched eval is left out to stay in budget
 step sweep-speed 150 "$PY" benchmarks/sweep_speed.py --device "${BENCH_DEVICE:-cuda}" \
-    --cases "${SWEEP_CASES:-8}" --workers 4 --json "$OUT/sweep-speed.json"
+    --cases "${SWEEP_CASES:-8}" --workers 4 --cases-in-flight 4 --skip eval-unbatched --json "$OUT/sweep-speed.json"
 step pytest-cuda 100 "$PY" -m pytest -q -rA -s -m cuda -p no:cacheprovider tests/test_cuda.py \
     tests/test_hole_filling.py tests/test_runtime.py tests/test_mask_finishing.py
 bench bench-tiny-1024 45 --config sam2.1_hiera_t --repeats 2 --engines reference,fast

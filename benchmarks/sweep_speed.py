@@ -6,7 +6,10 @@ or ``--slices``/``--width`` for a small CPU run), then times on the same volumes
 * ``eval``: ``run_eval`` as ``zeroshot eval`` runs it (random MedSAM2 weights, 3 strategies, reading, prompting,
   scoring in worker processes, row writing, tables), with prompt sets batched per case (``--batch-prompts``);
 * ``eval-unbatched``: the same with ``--no-batch-prompts`` (one ``segment`` call per prompt set);
+* ``eval-inflight<N>`` (with ``--cases-in-flight N``): the eval with the prompt sets of N cases propagating in
+  one lockstep call;
 * ``engine``: prepare + one ``segment_many`` of the 3 prompt sets per volume, volumes and prompts in memory;
+* ``engine-inflight<N>`` (with ``--cases-in-flight N``): prepare N volumes, then one ``segment_volumes`` call;
 * ``encoder``: ``prepare`` alone (the image encoder: no volume can go faster than this, the ceiling);
 * ``reference``: MedSAM2's script's loop: per volume, one strategy after another, each its own prepared session and
   propagation with the ``reference`` engine (SAM2's own predictor).
@@ -16,6 +19,8 @@ wall time the model was busy (``seconds_prepare`` + ``seconds_segment`` of its r
 CrossPan's 1,386 volumes x 3 strategies. Random weights: speed only, never accuracy.
 
     .venv/bin/python benchmarks/sweep_speed.py --device cpu --cases 3 --image-size 128 --slices 24 --width 160
+    .venv/bin/python benchmarks/sweep_speed.py --device cpu --cases 6 --image-size 128 --slices 24 --width 160 \
+        --cases-in-flight 3 --skip eval-unbatched,reference           # one case at a time vs 3 in flight
     python benchmarks/sweep_speed.py --device cuda --cases 24            # GPU: realistic sizes, MedSAM2 at 512 px
 """
 
@@ -57,6 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--width", type=int, default=None, help="in-plane width with --slices (default 256)")
     parser.add_argument("--workers", type=int, default=2, help="scoring processes of the eval (default 2)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--cases-in-flight", type=int, default=1, help="also time the eval and the engine with N cases in flight"
+    )
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: eval-unbatched,reference")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     parser.add_argument("--work", type=Path, default=None, help="keep the data and runs here (default: a temp dir)")
@@ -91,7 +99,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed_eval(manifest: Path, out: Path, args: argparse.Namespace, *, batch: bool) -> dict[str, Any]:
+def timed_eval(
+    manifest: Path, out: Path, args: argparse.Namespace, *, batch: bool, cases_in_flight: int = 1
+) -> dict[str, Any]:
     """``run_eval`` end to end; wall time and the model-busy seconds its rows record."""
     config = EvalConfig(
         data=manifest,
@@ -102,6 +112,7 @@ def timed_eval(manifest: Path, out: Path, args: argparse.Namespace, *, batch: bo
         device=args.device,
         workers=args.workers,
         batch_prompts=batch,
+        cases_in_flight=cases_in_flight,
     )
     start = time.perf_counter()
     summary = run_eval(config, progress=False)
@@ -142,6 +153,19 @@ def engine_times(manifest: Path, rundir: Path, args: argparse.Namespace) -> dict
         encoder += t1 - t0
         engine += t2 - t0
     result = {"encoder_s": encoder, "engine_s": engine}
+    if args.cases_in_flight > 1:
+        from zeroshot.segmenters.video_core import segment_volumes
+
+        group = args.cases_in_flight
+        _sync(device)
+        t0 = time.perf_counter()
+        for first in range(0, len(inputs), group):
+            sessions = [segmenter.prepare(i.volume) for i in inputs[first : first + group]]
+            segment_volumes(list(zip(sessions, prompt_sets[first : first + group], strict=True)))
+            for session in sessions:
+                session.close()
+        _sync(device)
+        result["engine_inflight_s"] = time.perf_counter() - t0
     if "reference" not in args.skip.split(","):
         reference = build_segmenter(args.model, device=args.device, image_size=args.image_size, engine="reference")
         with reference.prepare(inputs[0].volume) as warm:
@@ -174,6 +198,11 @@ def main(argv: list[str] | None = None) -> int:
         timed = {"eval": timed_eval(manifest, work / "eval", args, batch=True)}
         if "eval-unbatched" not in args.skip.split(","):
             timed["eval-unbatched"] = timed_eval(manifest, work / "eval-unbatched", args, batch=False)
+        in_flight = f"inflight{args.cases_in_flight}"
+        if args.cases_in_flight > 1:
+            timed[f"eval-{in_flight}"] = timed_eval(
+                manifest, work / f"eval-{in_flight}", args, batch=True, cases_in_flight=args.cases_in_flight
+            )
         engine = engine_times(manifest, work / "eval", args)
     figures: dict[str, Any] = {"volumes": volumes, "slices": depths, "strategies": list(STRATEGIES)}
     rows = []
@@ -181,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((name, t["wall_s"]))
         figures[name] = {**t, "device_busy_share": t["busy_s"] / t["wall_s"]}
     rows.append(("engine", engine["engine_s"]))
+    if "engine_inflight_s" in engine:
+        rows.append((f"engine-{in_flight}", engine["engine_inflight_s"]))
     if "reference_s" in engine:
         rows.append(("reference", engine["reference_s"]))
     print(f"{'part':<16}{'seconds':>10}{'volumes/s':>11}{'slice-prop/s':>14}{'projected 1386x3':>18}")
@@ -205,6 +236,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     if "eval-unbatched" in figures:
         print(f"batched / unbatched eval: {figures['eval-unbatched']['seconds'] / e2e['seconds']:.2f}x")
+    if f"eval-{in_flight}" in figures:
+        together, engine_together = figures[f"eval-{in_flight}"]["seconds"], figures[f"engine-{in_flight}"]["seconds"]
+        print(
+            f"{args.cases_in_flight} cases in flight / one at a time: eval {e2e['seconds'] / together:.2f}x, engine "
+            f"{figures['engine']['seconds'] / engine_together:.2f}x; eval seconds per case "
+            f"{e2e['seconds'] / volumes:.3f} (one at a time) vs {together / volumes:.3f} (in flight)"
+        )
     if "reference" in figures:
         print(f"eval / reference loop: {figures['reference']['seconds'] / e2e['seconds']:.2f}x")
     print(f"projection: {CROSSPAN_VOLUMES} volumes x {k} strategies ~ {CROSSPAN_SLICE_PROPAGATIONS} slice-propagations")

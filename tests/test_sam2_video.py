@@ -330,9 +330,9 @@ def test_lockstep_plan_batches_the_two_passes(fast):
     """One key slice in the middle: forward and reverse share every step until the shorter pass ends."""
     rules = MemoryRules.of(fast.model)
     assert (rules.num_maskmem, rules.max_obj_ptrs, rules.stride) == (7, 16, 1)
-    forward = Stream(order=tuple(range(5, 14)), cond_slices=(5,), reverse=False)
-    reverse = Stream(order=tuple(range(5, -1, -1)), cond_slices=(5,), reverse=True)
-    plan = plan_lockstep([forward, reverse], 14, rules)
+    forward = Stream(order=tuple(range(5, 14)), cond_slices=(5,), reverse=False, num_slices=14)
+    reverse = Stream(order=tuple(range(5, -1, -1)), cond_slices=(5,), reverse=True, num_slices=14)
+    plan = plan_lockstep([forward, reverse], rules)
     assert len(plan) == 9 and plan[0] == []  # step 0: the key slice itself comes from the prompt
     for step in range(1, 6):
         (group,) = plan[step]
@@ -350,9 +350,9 @@ def test_lockstep_plan_batches_the_two_passes(fast):
 
 def test_lockstep_plan_skips_conditioning_slices_and_splits_shapes(fast):
     rules = MemoryRules.of(fast.model)
-    two_keys = Stream(order=tuple(range(2, 14)), cond_slices=(2, 4), reverse=False)
-    one_key = Stream(order=tuple(range(2, 14)), cond_slices=(2,), reverse=False)
-    plan = plan_lockstep([two_keys, one_key], 14, rules)
+    two_keys = Stream(order=tuple(range(2, 14)), cond_slices=(2, 4), reverse=False, num_slices=14)
+    one_key = Stream(order=tuple(range(2, 14)), cond_slices=(2,), reverse=False, num_slices=14)
+    plan = plan_lockstep([two_keys, one_key], rules)
     assert [g.streams for g in plan[2]] == [(1,)]  # slice 4 is a key slice of stream 0: nothing to compute
     # slice 3: stream 0 attends to both key slices, stream 1 to one; different shapes, separate batches
     assert [(g.streams, len(g.memory_slots[0])) for g in plan[1]] == [((0,), 2), ((1,), 1)]

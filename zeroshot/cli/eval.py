@@ -144,6 +144,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="segment every prompt set of a case (each click round of every curve) in one lockstep call where the "
         "model can (default on; rows are the same either way)",
     )
+    run_group.add_argument(
+        "--cases-in-flight",
+        type=int,
+        default=1,
+        metavar="N",
+        help="local executor: propagate the prompt sets of up to N cases together in one lockstep call, as free GPU "
+        "memory allows (default 1; rows are the same either way; interactive runs take one case at a time)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -178,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
         executor=args.executor,
         workers=workers,
         batch_prompts=args.batch_prompts,
+        cases_in_flight=args.cases_in_flight,
         new_run=args.new_run,
         retry_failed=args.retry_failed,
         coarse_dir=args.coarse,

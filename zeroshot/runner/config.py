@@ -179,6 +179,11 @@ class EvalConfig:
         Segment every prompt set of a case in one ``segment_many`` call (each round of every click curve
         together); rows are those of one call per prompt set, so this is recorded with each invocation but is no
         part of the run's identity.
+    cases_in_flight : int
+        Local executor: cases whose prompt sets propagate together in one call (SAM2's lockstep engine batches
+        every volume's passes in the same steps), bounded by free GPU memory. Rows are those of one case at a
+        time, so this is recorded with each invocation but is no part of the run's identity. Interactive runs,
+        runs without ``batch_prompts`` and the Ray executor take one case at a time.
     new_run : bool
         If ``out`` holds a run of another configuration, move it aside (``<out>.previous-<time>``) and start over.
     retry_failed : bool
@@ -215,6 +220,7 @@ class EvalConfig:
     executor: str = "local"
     workers: int = 1
     batch_prompts: bool = True
+    cases_in_flight: int = 1
     new_run: bool = False
     retry_failed: bool = False
     coarse_dir: Path | None = None
@@ -237,6 +243,8 @@ class EvalConfig:
             raise ConfigError(f"--executor {self.executor!r}: choose one of {', '.join(EXECUTORS)}")
         if self.workers < 0:
             raise ConfigError(f"--workers: expected 0 or more, got {self.workers}")
+        if self.cases_in_flight < 1:
+            raise ConfigError(f"--cases-in-flight: expected 1 or more, got {self.cases_in_flight}")
 
     @property
     def structure(self) -> Structure:

@@ -401,6 +401,7 @@ def _open_manifest(config: EvalConfig, current: RunIdentity, recorded: dict[str,
         executor=config.executor,
         workers=config.workers,
         batch_prompts=config.batch_prompts,
+        cases_in_flight=config.cases_in_flight,
         save_pred=config.save_pred,
         retry_failed=config.retry_failed,
         clicks=config.clicks.to_dict() if config.clicks is not None else None,
@@ -525,7 +526,7 @@ def _executor_for(config: EvalConfig) -> Executor:
         from zeroshot.runner.ray_executor import RayExecutor
 
         return RayExecutor(workers=config.workers, device=config.device)
-    return LocalExecutor(workers=config.workers)
+    return LocalExecutor(workers=config.workers, cases_in_flight=config.cases_in_flight)
 
 
 class _ProgressBar:

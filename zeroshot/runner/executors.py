@@ -34,6 +34,7 @@ from zeroshot.runner.work import (
     finish_prediction,
     finish_row,
     predict_case,
+    predict_cases,
     read_case,
     release_device_memory,
     save_prediction,
@@ -129,12 +130,17 @@ class LocalExecutor:
     workers : int
         Scoring processes.
     prefetch : int
-        Cases read ahead of the one being segmented.
+        Cases read ahead of the one being segmented (at least ``cases_in_flight``).
+    cases_in_flight : int
+        Cases whose prompt sets propagate together (:func:`~zeroshot.runner.work.predict_cases`): up to this
+        many prefetched cases are prepared and segmented in one call, bounded by free GPU memory. Interactive
+        runs (click curves) and runs without ``batch_prompts`` take one case at a time.
     """
 
-    def __init__(self, workers: int = 1, *, prefetch: int = 1) -> None:
+    def __init__(self, workers: int = 1, *, prefetch: int = 1, cases_in_flight: int = 1) -> None:
         self.workers = workers
-        self.prefetch = prefetch
+        self.prefetch = max(prefetch, cases_in_flight)
+        self.cases_in_flight = cases_in_flight
 
     def run_model(self, model: str, jobs: Sequence[CaseJob], context: RunContext, progress: Progress) -> None:
         """Build the model once and run every job through it."""
@@ -145,25 +151,48 @@ class LocalExecutor:
                 Prefetcher(jobs, context, depth=self.prefetch) as prefetcher,
                 RowScorer(context, workers=self.workers, on_row=progress.row) as scorer,
             ):
-                for job, inputs in prefetcher:
-                    predictions = predict_case(
-                        segmenter,
-                        inputs,
-                        job.keys,
-                        clicks=context.clicks,
-                        starts=job.starts,
-                        batch_prompts=context.batch_prompts,
-                        defer_postprocess=scorer.finishes_off_thread,
-                    )
-                    for prediction in predictions:
-                        scorer.submit(prediction, inputs)
-                    progress.case_done()
+                together = self.cases_in_flight > 1 and context.clicks is None and context.batch_prompts
+                for group in _groups(prefetcher, self.cases_in_flight if together else 1):
+                    if len(group) > 1:
+                        rows = predict_cases(
+                            segmenter,
+                            [(inputs, job.keys) for job, inputs in group],
+                            defer_postprocess=scorer.finishes_off_thread,
+                        )
+                    else:
+                        job, inputs = group[0]
+                        predictions = predict_case(
+                            segmenter,
+                            inputs,
+                            job.keys,
+                            clicks=context.clicks,
+                            starts=job.starts,
+                            batch_prompts=context.batch_prompts,
+                            defer_postprocess=scorer.finishes_off_thread,
+                        )
+                        rows = [predictions]
+                    for (_, inputs), case_rows in zip(group, rows, strict=True):
+                        for prediction in case_rows:
+                            scorer.submit(prediction, inputs)
+                        progress.case_done()
         finally:
             close = getattr(segmenter, "close", None)
             if callable(close):
                 close()
             del segmenter
             release_device_memory()
+
+
+def _groups(items: Iterator[tuple[CaseJob, CaseInputs]], size: int) -> Iterator[list[tuple[CaseJob, CaseInputs]]]:
+    """Consecutive groups of ``size`` prefetched cases in order (the last one may be shorter)."""
+    group: list[tuple[CaseJob, CaseInputs]] = []
+    for item in items:
+        group.append(item)
+        if len(group) >= size:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 class Prefetcher:

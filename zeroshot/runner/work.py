@@ -56,6 +56,7 @@ __all__ = [
     "finish_prediction",
     "finish_row",
     "predict_case",
+    "predict_cases",
     "read_case",
 ]
 
@@ -270,6 +271,156 @@ def predict_case(
         source.close()
 
 
+def predict_cases(
+    segmenter: Any,
+    cases: Sequence[tuple[CaseInputs, Sequence[RowKey]]],
+    *,
+    seconds_prepare: list[float] | None = None,
+    defer_postprocess: bool = False,
+) -> list[list[Prediction]]:
+    """Segment several cases with their prompt sets propagating together; each case's rows, as :func:`predict_case`.
+
+    Every case's session is prepared, then all their prompt sets go to the model in one call
+    (:func:`~zeroshot.segmenters.video_core.segment_volumes`: SAM2's lockstep engine batches the passes of every
+    volume in the same steps). The rows are those of one :func:`predict_case` per case (with ``batch_prompts``):
+
+    - a case that cannot be read or prepared, or whose prompts are missing, fails (or runs) as it would alone;
+    - on CUDA, a case joins the call only while the free device memory holds the estimated features and memory
+      banks of the cases so far and of it (:func:`_fits_on_device`); the others make a later call;
+    - an out-of-memory error in the joint call frees every session and runs each case alone (where its own
+      offloading retry still works); any other error runs each case alone, so it lands on its own rows;
+    - a model whose sessions cannot share a call (another backend, engine or policy) runs each case alone.
+
+    Click curves are not made here (the runner gives an interactive run's cases to :func:`predict_case`).
+    ``defer_postprocess`` is :func:`predict_case`'s.
+
+    Returns
+    -------
+    list of lists of Prediction
+        One list per case, in order.
+    """
+    results: list[list[Prediction] | None] = [None] * len(cases)
+    alone: list[int] = []
+    joint: list[tuple[int, _SessionSource, list[tuple[RowKey, VolumePrompts]]]] = []
+
+    def run_joint() -> None:
+        if len(joint) == 1:  # nothing to share with: the case's own batched call, in the session it has
+            index, source, ready = joint[0]
+            results[index] = (results[index] or []) + list(_predict_batch(source, ready))
+            source.close()
+        elif joint:
+            _predict_jointly(joint, results)
+        joint.clear()
+
+    for index, (inputs, keys) in enumerate(cases):
+        if inputs.error is not None or inputs.volume is None:
+            alone.append(index)
+            continue
+        failed, ready = _split_ready(inputs, keys)
+        results[index] = failed
+        if not ready:
+            continue
+        source = _SessionSource(segmenter, inputs.volume, seconds_prepare, defer=defer_postprocess)
+        try:
+            session = source.session()
+        except Exception:
+            source.close()  # prepared again alone, where an out-of-memory error gets its offloading retry
+            results[index] = None
+            alone.append(index)
+            continue
+        if not _joinable(session):
+            results[index] = failed + list(_predict_batch(source, ready))
+            source.close()
+            continue
+        members = [(src, len(rdy)) for _, src, rdy in joint]
+        if joint and not _fits_on_device([*members, (source, len(ready))]):
+            run_joint()
+        joint.append((index, source, ready))
+    run_joint()
+    for index in alone:
+        inputs, keys = cases[index]
+        results[index] = list(
+            predict_case(segmenter, inputs, keys, seconds_prepare=seconds_prepare, defer_postprocess=defer_postprocess)
+        )
+    return [rows or [] for rows in results]
+
+
+def _split_ready(
+    inputs: CaseInputs, keys: Sequence[RowKey]
+) -> tuple[list[Prediction], list[tuple[RowKey, VolumePrompts]]]:
+    """The failed rows of keys without prompts, and the keys ready to segment with their prompts."""
+    failed, ready = [], []
+    for key in keys:
+        prompts = inputs.prompts.get((key.strategy, key.seed))
+        if prompts is None or isinstance(prompts, BaseException):
+            missing = SegmenterError(f"no prompts for strategy {key.strategy!r}, seed {key.seed}")
+            failed.append(_failed(key, None, prompts or missing, clicks=None, start=None))
+        else:
+            ready.append((key, prompts))
+    return failed, ready
+
+
+def _joinable(session: Any) -> bool:
+    """Whether a (z-extent wrapped) session can propagate together with others of its model."""
+    inner = getattr(session, "session", session)
+    joint_key = getattr(inner, "_joint_key", None)
+    return callable(joint_key) and joint_key() is not None
+
+
+def _predict_jointly(
+    joint: Sequence[tuple[int, _SessionSource, list[tuple[RowKey, VolumePrompts]]]],
+    results: list[list[Prediction] | None],
+) -> None:
+    """One call for every case of ``joint``; each case's rows appended to ``results[index]``."""
+    from zeroshot.runner.zextent import within_z_extent
+    from zeroshot.segmenters.video_core import segment_volumes  # imports torch: only once a model runs
+
+    items = [(source.session().session, [prompts for _, prompts in ready]) for _, source, ready in joint]
+    try:
+        start = time.perf_counter()
+        together = segment_volumes(items)
+        seconds = (time.perf_counter() - start) / sum(len(ready) for _, _, ready in joint)
+        answers = []
+        for (_, _, ready), segmentations in zip(joint, together, strict=True):
+            answers.append(
+                [within_z_extent(seg, prompts) for (_, prompts), seg in zip(ready, segmentations, strict=True)]
+            )
+    except Exception as exc:
+        if is_out_of_memory(exc):  # alone, each case has the device to itself (and its own offloading retry)
+            for _, source, _ in joint:
+                source.close()
+            release_device_memory()
+        for index, source, ready in joint:
+            results[index] = (results[index] or []) + list(_predict_batch(source, ready))
+            source.close()
+        return
+    for (index, source, ready), segmentations in zip(joint, answers, strict=True):
+        results[index] = (results[index] or []) + list(_batch_rows(source, ready, segmentations, seconds))
+        source.close()
+
+
+def _fits_on_device(members: Sequence[tuple[_SessionSource, int]]) -> bool:
+    """Whether the device holds a joint call of these prepared cases (each with its number of prompt sets).
+
+    Off CUDA there is no bound. On CUDA every case's features are allocated already (each was prepared), so the
+    free memory must still hold what the call allocates for every case (the session's ``lockstep_bytes``), with a
+    25 % margin for the step's activations; a session that cannot say what it needs is not bound.
+    """
+    torch = sys.modules.get("torch")
+    sessions = [getattr(source.session(), "session", None) for source, _ in members]
+    device = getattr(getattr(sessions[-1], "options", None), "device", None)
+    if torch is None or getattr(device, "type", "") != "cuda":
+        return True
+    needed = 0
+    for session, (_, prompt_sets) in zip(sessions, members, strict=True):
+        estimate = getattr(session, "lockstep_bytes", None)
+        if not callable(estimate):
+            return True
+        needed += estimate(prompt_sets)
+    free, _ = torch.cuda.mem_get_info(device)
+    return needed * 1.25 <= free
+
+
 @dataclass(frozen=True)
 class CurveStart:
     """Where an interactive curve resumes: after round ``round``, whose row recorded ``clicks`` (all so far).
@@ -380,6 +531,13 @@ def _predict_batch(source: _SessionSource, ready: Sequence[tuple[RowKey, VolumeP
                 continue
             results, seconds = [exc] * len(ready), float("nan")
         break
+    yield from _batch_rows(source, ready, results, seconds)
+
+
+def _batch_rows(
+    source: _SessionSource, ready: Sequence[tuple[RowKey, VolumePrompts]], results: Sequence[Any], seconds: float
+) -> Iterator[Prediction]:
+    """The row of each ``(key, prompts)`` from its segmentation (or the exception it raised)."""
     for (key, prompts), result in zip(ready, results, strict=True):
         try:
             if isinstance(result, Exception):

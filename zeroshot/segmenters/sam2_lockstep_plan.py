@@ -11,6 +11,10 @@ _prepare_memory_conditioned_features`` in evaluation mode), restated over slice 
 - object pointers of the selected conditioning frames in the past of the slice, at signed distance, then of up
   to ``max_obj_ptrs_in_encoder - 1`` previous slices of the stream, at distance ``t_diff``.
 
+Streams may come from different volumes (of any slice counts): each stream carries its volume's number and
+slice count, and keeps its slices in its own run of bank slots (:func:`slot_bases`), so the streams of several
+volumes propagate in the same steps exactly as they would alone.
+
 Pure Python over integers: no tensors, no device.
 """
 
@@ -20,12 +24,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["LockstepGroup", "MemoryRules", "Stream", "plan_lockstep"]
+__all__ = ["LockstepGroup", "MemoryRules", "Stream", "plan_lockstep", "slot_bases"]
 
 
 @dataclass(frozen=True)
 class Stream:
-    """One propagation pass: the slices in processing order and the conditioning (key) slices.
+    """One propagation pass through one volume: the slices in processing order and the conditioning (key) slices.
 
     Attributes
     ----------
@@ -34,11 +38,18 @@ class Stream:
     cond_slices : tuple of int
         The key slices, in the order SAM2 stored their outputs (it matters only for summation order).
     reverse : bool
+    num_slices : int
+        Slices of the stream's volume: it bounds the object pointers a slice reads and scales their temporal
+        encoding (SAM2's ``t_diff_max``).
+    volume : int
+        Which volume (feature source) the stream propagates through, when several share the steps.
     """
 
     order: tuple[int, ...]
     cond_slices: tuple[int, ...]
     reverse: bool
+    num_slices: int
+    volume: int = 0
 
 
 @dataclass(frozen=True)
@@ -93,7 +104,13 @@ class LockstepGroup:
     streams : tuple of int
         Stream numbers (B of them).
     slices : tuple of int
-        The slice each stream processes.
+        The slice each stream processes (in its own volume).
+    volumes : tuple of int
+        The volume of each stream.
+    num_slices : tuple of int
+        The slice count of each stream's volume.
+    out_slots : tuple of int
+        The bank slot each stream writes its outputs to.
     memory_slots : tuple of B tuples of M ints
         Bank slots of the spatial memories, in SAM2's order (conditioning frames, then ``t_pos`` ascending).
     memory_tpos : tuple of B tuples of M ints
@@ -106,42 +123,71 @@ class LockstepGroup:
 
     streams: tuple[int, ...]
     slices: tuple[int, ...]
+    volumes: tuple[int, ...]
+    num_slices: tuple[int, ...]
+    out_slots: tuple[int, ...]
     memory_slots: tuple[tuple[int, ...], ...]
     memory_tpos: tuple[tuple[int, ...], ...]
     pointer_slots: tuple[tuple[int, ...], ...]
     pointer_distance: tuple[tuple[int, ...], ...]
 
 
-def plan_lockstep(streams: Sequence[Stream], num_slices: int, rules: MemoryRules) -> list[list[LockstepGroup]]:
+def slot_bases(streams: Sequence[Stream]) -> tuple[int, ...]:
+    """The first bank slot of each stream: stream ``s`` keeps slice ``z`` in slot ``slot_bases(streams)[s] + z``.
+
+    Streams take consecutive runs of their own volume's slice count, so the streams of one volume of ``N`` slices
+    alone sit at ``s * N``.
+
+    Examples
+    --------
+    >>> slot_bases([Stream((0,), (0,), False, 5), Stream((0,), (0,), False, 5), Stream((3,), (3,), True, 9)])
+    (0, 5, 10)
+    """
+    bases, total = [], 0
+    for stream in streams:
+        bases.append(total)
+        total += stream.num_slices
+    return tuple(bases)
+
+
+def plan_lockstep(streams: Sequence[Stream], rules: MemoryRules) -> list[list[LockstepGroup]]:
     """Schedule streams in lockstep: for each step, the groups of streams that can share a batch.
 
     Conditioning slices produce no work (their outputs come from the prompts), so a stream sitting on one at a
     step is absent from that step's groups. Streams are grouped by (number of spatial memories, number of
-    object pointers), in stream order.
+    object pointers), in stream order, whatever volume they run through.
 
     Parameters
     ----------
     streams : sequence of Stream
-    num_slices : int
-        Slices of the volume (N); stream ``s`` keeps slice ``z`` in bank slot ``s * N + z``.
+        Stream ``s`` keeps slice ``z`` in bank slot ``slot_bases(streams)[s] + z``.
     rules : MemoryRules
 
     Returns
     -------
     list (one per step) of lists of LockstepGroup
+
+    Raises
+    ------
+    ValueError
+        If a stream visits or conditions on a slice outside its volume.
     """
     from sam2.modeling.sam2_utils import select_closest_cond_frames
 
+    for number, stream in enumerate(streams):
+        if any(not 0 <= z < stream.num_slices for z in (*stream.order, *stream.cond_slices)):
+            raise ValueError(f"stream {number} visits a slice outside its volume's {stream.num_slices} slices")
+    bases = slot_bases(streams)
     steps = max((len(s.order) for s in streams), default=0)
     produced: list[set[int]] = [set() for _ in streams]
     plan: list[list[LockstepGroup]] = []
     for step in range(steps):
-        by_shape: dict[tuple[int, int], list[tuple[int, int, list[int], list[int], list[int], list[int]]]] = {}
+        by_shape: dict[tuple[int, int], list[tuple[int, Stream, int, list[int], list[int], list[int], list[int]]]] = {}
         for number, stream in enumerate(streams):
             if step >= len(stream.order) or stream.order[step] in stream.cond_slices:
                 continue
             z = stream.order[step]
-            base = number * num_slices
+            base, num_slices = bases[number], stream.num_slices
             cond = dict.fromkeys(stream.cond_slices)
             selected, unselected = select_closest_cond_frames(z, cond, rules.max_cond_frames)
             mem_slots = [base + t for t in selected]
@@ -168,7 +214,7 @@ def plan_lockstep(streams: Sequence[Stream], num_slices: int, rules: MemoryRules
                         ptr_slots.append(base + t)
                         ptr_dist.append(t_diff)
             by_shape.setdefault((len(mem_slots), len(ptr_slots)), []).append(
-                (number, z, mem_slots, mem_tpos, ptr_slots, ptr_dist)
+                (number, stream, z, mem_slots, mem_tpos, ptr_slots, ptr_dist)
             )
         for number, stream in enumerate(streams):
             if step < len(stream.order) and stream.order[step] not in stream.cond_slices:
@@ -177,11 +223,14 @@ def plan_lockstep(streams: Sequence[Stream], num_slices: int, rules: MemoryRules
             [
                 LockstepGroup(
                     streams=tuple(m[0] for m in members),
-                    slices=tuple(m[1] for m in members),
-                    memory_slots=tuple(tuple(m[2]) for m in members),
-                    memory_tpos=tuple(tuple(m[3]) for m in members),
-                    pointer_slots=tuple(tuple(m[4]) for m in members),
-                    pointer_distance=tuple(tuple(m[5]) for m in members),
+                    slices=tuple(m[2] for m in members),
+                    volumes=tuple(m[1].volume for m in members),
+                    num_slices=tuple(m[1].num_slices for m in members),
+                    out_slots=tuple(bases[m[0]] + m[2] for m in members),
+                    memory_slots=tuple(tuple(m[3]) for m in members),
+                    memory_tpos=tuple(tuple(m[4]) for m in members),
+                    pointer_slots=tuple(tuple(m[5]) for m in members),
+                    pointer_distance=tuple(tuple(m[6]) for m in members),
                 )
                 for members in by_shape.values()
             ]

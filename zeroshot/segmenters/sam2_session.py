@@ -43,9 +43,10 @@ and threshold run on the compute device), then optionally post-processed on the 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -277,8 +278,89 @@ class Sam2Session(VideoSession):
             return "model without memory, or with non-overlapping memory masks across the batch"
         return None
 
+    def _joint_key(self) -> Hashable | None:
+        """Sessions with equal keys propagate in one lockstep call (``video_core.segment_volumes``).
+
+        The same weights and options (so the same image size, numerics and storage devices), in the lockstep
+        engine; ``None`` where this session cannot run in lockstep.
+        """
+        if self._lockstep_fallback() is not None:
+            return None
+        return ("sam2-lockstep", id(self.model), self.options)
+
+    def lockstep_bytes(self, prompt_sets: int) -> int:
+        """Device bytes a lockstep call of ``prompt_sets`` prompt sets allocates for this volume (an upper bound).
+
+        Its image features are held already (since :meth:`prepare`); the call adds, for two passes per prompt
+        set and every slice, a memory-bank entry (bfloat16), an object pointer and low-resolution logits (float32)
+        where the state lives on the device, and the union logits on the input grid (float32).
+        """
+        model, size = self.model, self.options.image_size
+        slots = 2 * prompt_sets * self.volume.num_slices
+        state = self._state
+        on_device = state is not None and state.storage_device.type == state.device.type
+        banks = slots * ((size // 16) ** 2 * int(model.mem_dim) * 2 + (size // 4) ** 2 * 4) if on_device else 0
+        pointers = slots * int(model.hidden_dim) * 4
+        union = prompt_sets * int(np.prod(self.volume.shape)) * 4
+        return banks + pointers + union
+
+    def _propagate_volumes(
+        self, items: Sequence[tuple[VideoSession, list[VolumePrompts]]]
+    ) -> list[tuple[list[PropagationRun], dict[str, Any]]]:
+        """Every pass of every prompt set of every session (equal :meth:`_joint_key`) as one lockstep batch."""
+        sessions = [session for session, _ in items]
+        assert all(isinstance(session, Sam2Session) for session in sessions)
+        streams: list[Stream] = []
+        cond_outputs: list[Any] = []
+        per_session = []
+        for volume, (session, prompt_sets) in enumerate(items):
+            own = session._lockstep_streams(prompt_sets, volume=volume)  # type: ignore[attr-defined]
+            per_session.append(own)
+            streams += own[0]
+            cond_outputs += own[1]
+        state = self._state
+        assert state is not None
+        low_res = run_lockstep(
+            self.model,
+            [session._state.cached_features for session in sessions],  # type: ignore[attr-defined]
+            streams,
+            cond_outputs,
+            device=state.device,
+            storage_device=state.storage_device,
+        )
+        outcomes = []
+        start = 0
+        for (session, prompt_sets), (own_streams, _, owners) in zip(items, per_session, strict=True):
+            rows = sum(stream.num_slices for stream in own_streams)
+            own_rows = low_res.narrow(0, start, rows)  # this volume's rows, laid out as if it ran alone
+            runs = session._lockstep_runs(prompt_sets, own_streams, owners, own_rows)  # type: ignore[attr-defined]
+            outcomes.append((runs, {"lockstep": True}))
+            start += rows
+        return outcomes
+
     def _propagate_lockstep(self, prompt_sets: list[VolumePrompts]) -> list[PropagationRun]:
         """Every pass of every prompt set as one lockstep batch; the conditioning slices come from SAM2 itself."""
+        state = self._state
+        assert state is not None
+        streams, cond_outputs, owners = self._lockstep_streams(prompt_sets)
+        low_res = run_lockstep(
+            self.model,
+            [state.cached_features],
+            streams,
+            cond_outputs,
+            device=state.device,
+            storage_device=state.storage_device,
+        )
+        return self._lockstep_runs(prompt_sets, streams, owners, low_res)
+
+    def _lockstep_streams(
+        self, prompt_sets: list[VolumePrompts], *, volume: int = 0
+    ) -> tuple[list[Stream], list[Any], list[tuple[int, Pass]]]:
+        """The streams of every pass of every prompt set, their conditioning outputs (from SAM2) and owners.
+
+        ``volume`` numbers this session's feature cache among those of a joint call. Each owner is the prompt
+        set's number and the pass the stream makes.
+        """
         model, state = self.model, self._state
         assert state is not None
         depth = self.volume.num_slices
@@ -292,18 +374,21 @@ class Sam2Session(VideoSession):
             cond = dict(state.output_dict_per_obj[state.obj_id_to_idx[OBJ_ID]]["cond_frame_outputs"])
             for direction, start in plan_passes(prompts.key_slices):
                 order = tuple(pass_order(start, depth, reverse=direction == "reverse"))
-                streams.append(Stream(order=order, cond_slices=tuple(cond), reverse=direction == "reverse"))
+                reverse = direction == "reverse"
+                streams.append(Stream(order, tuple(cond), reverse, num_slices=depth, volume=volume))
                 cond_outputs.append(cond)
                 owners.append((number, Pass(direction, start, len(order))))
-        low_res = run_lockstep(
-            model,
-            state.cached_features,
-            streams,
-            cond_outputs,
-            num_slices=depth,
-            device=state.device,
-            storage_device=state.storage_device,
-        )
+        return streams, cond_outputs, owners
+
+    def _lockstep_runs(
+        self,
+        prompt_sets: list[VolumePrompts],
+        streams: list[Stream],
+        owners: list[tuple[int, Pass]],
+        low_res: torch.Tensor,
+    ) -> list[PropagationRun]:
+        """Each prompt set's union of its streams' logits (``low_res`` row ``s * num_slices + z``: this volume's)."""
+        depth = self.volume.num_slices
         union_device = self.options.union_device
         logits = [
             torch.full(self.volume.shape, NO_SCORE, dtype=torch.float32, device=union_device) for _ in prompt_sets

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal, Protocol
 
@@ -56,6 +56,7 @@ __all__ = [
     "VideoSession",
     "pass_order",
     "plan_passes",
+    "segment_volumes",
 ]
 
 #: Object id of the single structure segmented per volume.
@@ -144,6 +145,8 @@ class VideoInfo(dict):
     prompt_sets_in_call : int
     lockstep : bool or None
     lockstep_fallback : str or None
+    volumes_in_call : int or None
+        Volumes that propagated in the same call (:func:`segment_volumes`); absent when the volume ran alone.
     """
 
     model: str
@@ -171,6 +174,7 @@ class VideoInfo(dict):
     prompt_sets_in_call: int
     lockstep: bool | None = None
     lockstep_fallback: str | None = None
+    volumes_in_call: int | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -197,7 +201,7 @@ class VideoInfo(dict):
 
 
 #: Fields of :class:`VideoInfo` left out of its mapping when ``None``.
-_OPTIONAL = frozenset({"engine", "lockstep", "lockstep_fallback"})
+_OPTIONAL = frozenset({"engine", "lockstep", "lockstep_fallback", "volumes_in_call"})
 
 
 class VideoBackend(Protocol):
@@ -330,35 +334,21 @@ class VideoSession:
         SegmenterError
             If the session was closed, or a prompt kind the backend does not take.
         """
-        backend = self._live_backend()
-        prompt_sets = list(prompt_sets)
-        for prompts in prompt_sets:
-            for slice_prompt in prompts.slices:
-                slice_prompt.validate_for(self.volume.shape)
-            backend.check_prompts(prompts)
-        if not prompt_sets:
-            return []
-        started = time.perf_counter()
-        encoded_before = self._counter.slices
-        with torch.inference_mode(), backend.running():
-            runs, extra = self._propagate_all(prompt_sets)
-            backend.reset()
-        propagated_s = time.perf_counter() - started
-        encoded = self._counter.slices - encoded_before
-        self._encoded += encoded
-        frames_run = sum(p.slices for run in runs for p in run.passes)
-        shared = {
-            "prompt_sets_in_call": len(prompt_sets),
-            "encoder_slices_segment": encoded,
-            "propagate_s": round(propagated_s, 4),
-            "slices_per_s": round(frames_run / propagated_s, 3) if propagated_s > 0 else None,
-            **extra,
-        }
-        return [self._finish(prompts, run, shared, started) for prompts, run in zip(prompt_sets, runs, strict=True)]
+        return _segment_together([(self, list(prompt_sets))])[0]
 
     def _propagate_all(self, prompt_sets: list[VolumePrompts]) -> tuple[list[PropagationRun], dict[str, Any]]:
         """Every prompt set's run, and extra :class:`VideoInfo` fields for the call (a backend may batch them)."""
         return [self._propagate_serial(prompts) for prompts in prompt_sets], {}
+
+    def _joint_key(self) -> Hashable | None:
+        """Sessions with equal keys can propagate in one call (:func:`segment_volumes`); ``None``: this one cannot."""
+        return None
+
+    def _propagate_volumes(
+        self, items: Sequence[tuple[VideoSession, list[VolumePrompts]]]
+    ) -> list[tuple[list[PropagationRun], dict[str, Any]]]:
+        """Each session's runs and extra info fields, from one call (sessions of equal :meth:`_joint_key`)."""
+        return [session._propagate_all(prompt_sets) for session, prompt_sets in items]
 
     def _propagate_serial(self, prompts: VolumePrompts) -> PropagationRun:
         """One prompt set, pass after pass, under the propagation policy."""
@@ -430,6 +420,96 @@ class VideoSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def segment_volumes(
+    items: Sequence[tuple[Any, Sequence[VolumePrompts]]],
+) -> list[list[Segmentation]]:
+    """Segment several prepared volumes, each under its prompt sets; each session's ``segment_many`` results.
+
+    Sessions that can share propagation (the same backend, weights and options, in an engine that batches across
+    volumes: SAM2's lockstep engine) propagate in one call, so the passes of every volume run in the same batched
+    steps and a short volume no longer leaves the device idle. Every other session (another model or options,
+    SAM2's ``reference`` or ``fast-serial`` engine, the ``continuous`` policy, the ``transformers`` backend, or
+    any other session) gets one ``segment_many`` call (one ``segment`` call per prompt set where it has none).
+    The results are those of one ``segment_many`` per session (up to floating-point noise of the batched
+    arithmetic); in a joint call ``info["volumes_in_call"]`` says how many volumes shared it and
+    ``info["propagate_s"]`` is the whole call's.
+
+    Parameters
+    ----------
+    items : sequence of (session, sequence of VolumePrompts)
+
+    Returns
+    -------
+    list of lists of Segmentation
+        One list per item, in order.
+
+    Raises
+    ------
+    PromptError
+        If a prompt does not fit its volume (nothing of that joint call is segmented then).
+    SegmenterError
+        If a session was closed, or a prompt kind its backend does not take.
+    """
+    items = [(session, list(prompt_sets)) for session, prompt_sets in items]
+    results: list[list[Segmentation] | None] = [None] * len(items)
+    joint: dict[Hashable, list[int]] = {}
+    for number, (session, prompt_sets) in enumerate(items):
+        key = session._joint_key() if isinstance(session, VideoSession) and prompt_sets else None
+        if key is None and callable(getattr(session, "segment_many", None)):
+            results[number] = list(session.segment_many(prompt_sets))
+        elif key is None:  # a session without batching: one call per prompt set
+            results[number] = [session.segment(prompts) for prompts in prompt_sets]
+        else:
+            joint.setdefault(key, []).append(number)
+    for members in joint.values():
+        for number, segmentations in zip(members, _segment_together([items[i] for i in members]), strict=True):
+            results[number] = segmentations
+    return [segmentations if segmentations is not None else [] for segmentations in results]
+
+
+def _segment_together(items: list[tuple[VideoSession, list[VolumePrompts]]]) -> list[list[Segmentation]]:
+    """One propagation call for every session's prompt sets (one session, or several of equal joint keys)."""
+    for session, prompt_sets in items:
+        backend = session._live_backend()
+        for prompts in prompt_sets:
+            for slice_prompt in prompts.slices:
+                slice_prompt.validate_for(session.volume.shape)
+            backend.check_prompts(prompts)
+    if not any(prompt_sets for _, prompt_sets in items):
+        return [[] for _ in items]
+    first = items[0][0]
+    started = time.perf_counter()
+    # Sessions of one call share their weights, hence the encoder's counter: the call's encoder work is counted once.
+    counter = first._counter
+    encoded_before = counter.slices
+    with torch.inference_mode(), first._live_backend().running():
+        if len(items) == 1:
+            outcomes = [first._propagate_all(items[0][1])]
+        else:
+            outcomes = first._propagate_volumes(items)
+        for session, _ in items:
+            session._live_backend().reset()
+    propagated_s = time.perf_counter() - started
+    encoded = counter.slices - encoded_before
+    first._encoded += encoded
+    frames_run = sum(p.slices for runs, _ in outcomes for run in runs for p in run.passes)
+    together = {"volumes_in_call": len(items)} if len(items) > 1 else {}
+    results = []
+    for (session, prompt_sets), (runs, extra) in zip(items, outcomes, strict=True):
+        shared = {
+            "prompt_sets_in_call": len(prompt_sets),
+            "encoder_slices_segment": encoded if session is first else 0,
+            "propagate_s": round(propagated_s, 4),
+            "slices_per_s": round(frames_run / propagated_s, 3) if propagated_s > 0 else None,
+            **together,
+            **extra,
+        }
+        results.append(
+            [session._finish(prompts, run, shared, started) for prompts, run in zip(prompt_sets, runs, strict=True)]
+        )
+    return results
 
 
 def union_pass(logits: torch.Tensor, frames: Sequence[int], pass_logits: torch.Tensor) -> None:
