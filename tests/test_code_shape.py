@@ -17,7 +17,7 @@ PACKAGE = Path(zeroshot.__file__).parent
 
 #: Top-level modules and packages of ``zeroshot``, lowest layer first.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("__init__", "errors", "atomic", "bundled", "distance_ties", "stats"),
+    ("__init__", "errors", "atomic", "bundled", "csv_text", "distance_ties", "stats"),
     ("structure",),
     ("volume",),
     ("datasets", "phantom", "montage"),

@@ -33,9 +33,10 @@ from zeroshot.compare import (
     score_baseline_predictions,
     summary_table,
 )
-from zeroshot.compare.render import format_p, to_csv, to_latex
+from zeroshot.compare.render import format_p, to_latex
 from zeroshot.compare.runs import dataset_root
 from zeroshot.compare.tables import _groups, case_table
+from zeroshot.csv_text import to_csv
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "benchmarks" / "baselines" / "published.csv"
 FAST = BootstrapOptions(n_resamples=300, seed=4)

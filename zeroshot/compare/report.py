@@ -46,6 +46,7 @@ from zeroshot.compare.tables import (
     prepare_rows,
     summary_table,
 )
+from zeroshot.csv_text import to_csv
 from zeroshot.errors import ConfigError
 
 __all__ = ["BASELINE_RESULTS", "COMPARISON_JSON", "ComparisonOutput", "compare_runs", "comparison_rows"]
@@ -248,7 +249,7 @@ class _Frame:
             return (write_atomic(out / self.name, buffer.getvalue()),)
         if self.float_format is None:  # floats as Python writes them (full precision)
             return (write_atomic(out / self.name, self.frame.to_csv(index=False)),)
-        return (write_atomic(out / self.name, render.to_csv(self.frame, float_format=self.float_format)),)
+        return (write_atomic(out / self.name, to_csv(self.frame, float_format=self.float_format)),)
 
 
 @dataclass(frozen=True)
