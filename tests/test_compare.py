@@ -16,6 +16,8 @@ from fixtures_runs import (
     write_baseline_predictions,
     write_synthetic_run,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from zeroshot import stats
 from zeroshot.cli import main
@@ -356,7 +358,7 @@ def _csv_cases() -> dict[str, pd.DataFrame]:
 
 
 @pytest.mark.parametrize("case", list(_csv_cases()))
-@pytest.mark.parametrize("float_format", ["%.10g", "%.3f"])
+@pytest.mark.parametrize("float_format", ["%.10g", "%.3f", None])
 def test_to_csv_writes_the_bytes_pandas_writes(case, float_format, monkeypatch):
     frame = _csv_cases()[case]
     expected = frame.to_csv(index=False, float_format=float_format)
@@ -448,3 +450,11 @@ def test_cli_compare(run_dir, tmp_path, capsys):
     assert "n_resamples: expected a positive count" in capsys.readouterr().err
     assert main(["compare", str(tmp_path / "nothing"), "--out", str(tmp_path / "bad")]) == 2
     assert "no such run directory" in capsys.readouterr().err
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64), min_size=1, max_size=30))
+def test_to_csv_writes_any_float64_as_pandas_default_does(values):
+    """Python's ``repr`` is the text pandas' default gives a float64 (NumPy's ``str``), for every value."""
+    frame = pd.DataFrame({"x": np.asarray(values, dtype=np.float64), "tag": ["a"] * len(values)})
+    assert to_csv(frame) == frame.to_csv(index=False)

@@ -247,8 +247,7 @@ class _Frame:
             buffer = io.BytesIO()
             self.frame.to_parquet(buffer, index=False)
             return (write_atomic(out / self.name, buffer.getvalue()),)
-        if self.float_format is None:  # floats as Python writes them (full precision)
-            return (write_atomic(out / self.name, self.frame.to_csv(index=False)),)
+        # float_format None: floats as Python writes them (full precision)
         return (write_atomic(out / self.name, to_csv(self.frame, float_format=self.float_format)),)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from zeroshot.csv_text import to_csv
 from zeroshot.runner.rundir import RunDir, write_atomic
 from zeroshot.store import RunTables, build_tables
 
@@ -36,8 +37,8 @@ def write_tables(rundir: RunDir, tables: RunTables | None = None) -> RunTables:
     # Parquet encoding releases the GIL: the Parquet files are written in a thread while pandas formats the CSV.
     with cf.ThreadPoolExecutor(1, thread_name_prefix="zeroshot-tables") as pool:
         parquet = pool.submit(_write_parquet_files, tables, root)
-        write_atomic(root / "results.csv", tables.results.to_csv(index=False))
-        write_atomic(root / "failures.csv", tables.failures.to_csv(index=False))
+        write_atomic(root / "results.csv", to_csv(tables.results))  # pandas' bytes, in half its time
+        write_atomic(root / "failures.csv", to_csv(tables.failures))
         parquet.result()
     return tables
 
