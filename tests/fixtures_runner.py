@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
+import pytest
 
 from zeroshot.interactive import ClickSettings
 from zeroshot.phantom import make_phantom_case
-from zeroshot.runner import TIMING_COLUMNS, EvalConfig
+from zeroshot.runner import TIMING_COLUMNS, EvalConfig, RunDir
 from zeroshot.segmenters.grabcut import GrabCutSegmenter
 
 SHAPE = (10, 32, 40)
@@ -130,3 +136,32 @@ class Counting:
                 return variant
 
         return Segmenter()
+
+
+def kill_when(process: subprocess.Popen, ready: Callable[[], bool], *, timeout: float) -> None:
+    """``kill -9`` ``process`` as soon as ``ready()`` holds (polled every 2 ms); fail the test if it ended first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if ready():
+            break
+        time.sleep(0.002)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    if process.returncode != -signal.SIGKILL:
+        pytest.fail(f"the run ended (status {process.returncode}) before it could be killed; make it longer")
+
+
+def kill_mid_run_then_resume(command: Sequence[str], out: Path, *, total: int, at_least: int = 2) -> int:
+    """Run ``command`` (a ``zeroshot eval`` writing ``out``), kill it once ``at_least`` rows are done, run it again.
+
+    Checks that the kill landed mid-run and that the resumed run computed exactly the rows missing; returns how
+    many rows were done at the kill.
+    """
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kill_when(process, lambda: len(RunDir(out).done_keys()) >= at_least, timeout=300)
+    present = len(RunDir(out).done_keys())
+    assert at_least <= present < total, "the kill must land mid-run"
+    resumed = subprocess.run(command, check=True, env=env, capture_output=True)
+    assert f"{total - present} row(s) computed now" in resumed.stdout.decode()
+    return present

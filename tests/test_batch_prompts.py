@@ -8,12 +8,8 @@ batch leaves the other cases' rows intact. Random tiny SAM2 weights: machinery o
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import nibabel as nib
@@ -21,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from fixtures_runner import IDENTITY, comparable, write_strategies, write_tiny_dataset
+from fixtures_runner import IDENTITY, comparable, kill_mid_run_then_resume, write_strategies, write_tiny_dataset
 
 from zeroshot.interactive import ClickSettings
 from zeroshot.runner import EvalConfig, RunDir, run_eval
@@ -191,21 +187,7 @@ def test_kill_9_mid_batch_then_resume_gives_the_uninterrupted_rows(dataset, unba
         "--strategy", str(strategies[0]), "--strategy", str(strategies[1]), "--seeds", "0", "1",
         "--out", str(tmp_path / "killed"), "--save-pred", "--workers", "1", "--no-progress",
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        if len(RunDir(tmp_path / "killed").done_keys()) >= 2:
-            break
-        time.sleep(0.002)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    if process.returncode != -signal.SIGKILL:
-        pytest.fail(f"the run ended (status {process.returncode}) before it could be killed; make it longer")
-    present = len(RunDir(tmp_path / "killed").done_keys())
-    assert 2 <= present < 16, "the kill must land mid-run"
-    resumed = subprocess.run(command, check=True, env=env, capture_output=True)
-    assert f"{16 - present} row(s) computed now" in resumed.stdout.decode()
+    kill_mid_run_then_resume(command, tmp_path / "killed", total=16)
     plain_out, _ = unbatched
     table = pd.read_csv(tmp_path / "killed" / "results.csv")
     assert_same_rows(table, pd.read_csv(plain_out / "results.csv"))

@@ -10,17 +10,13 @@ rows. Random tiny SAM2 weights: machinery only, never accuracy.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 import torch
-from fixtures_runner import comparable, write_strategies
+from fixtures_runner import comparable, kill_mid_run_then_resume, write_strategies
 from test_batch_prompts import MODEL, assert_same_rows, build, config, saved_masks, write_mixed_dataset
 
 import zeroshot.runner.work as work
@@ -159,21 +155,7 @@ def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_rows(dataset, one_at
         "--out", str(tmp_path / "killed"), "--save-pred", "--workers", "1", "--no-progress",
         "--cases-in-flight", "3",
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        if len(RunDir(tmp_path / "killed").done_keys()) >= 2:
-            break
-        time.sleep(0.002)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    if process.returncode != -signal.SIGKILL:
-        pytest.fail(f"the run ended (status {process.returncode}) before it could be killed; make it longer")
-    present = len(RunDir(tmp_path / "killed").done_keys())
-    assert 2 <= present < 16, "the kill must land mid-run"
-    resumed = subprocess.run(command, check=True, env=env, capture_output=True)
-    assert f"{16 - present} row(s) computed now" in resumed.stdout.decode()
+    kill_mid_run_then_resume(command, tmp_path / "killed", total=16)
     plain_out, _ = one_at_a_time
     assert_same_rows(pd.read_csv(tmp_path / "killed" / "results.csv"), pd.read_csv(plain_out / "results.csv"))
     assert saved_masks(tmp_path / "killed") == saved_masks(plain_out)

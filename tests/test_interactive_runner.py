@@ -10,10 +10,8 @@ import itertools
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +25,7 @@ from fixtures_runner import (
     Counting,
     click_config_for,
     comparable,
+    kill_when,
     write_strategies,
     write_tiny_dataset,
 )
@@ -376,15 +375,7 @@ def test_kill_9_mid_curve_then_resume_gives_the_uninterrupted_curves(dataset, st
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # Scoring in a worker process writes rows as scores arrive (possibly out of order): the harder case to resume.
     process = subprocess.Popen([*command, "1", protocol], env=env, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        if len(RunDir(killed).done_keys()) >= 3 and _partial_curves(killed):
-            break
-        time.sleep(0.002)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    if process.returncode != -signal.SIGKILL:
-        pytest.fail(f"the run ended (status {process.returncode}) before it could be killed; make it longer")
+    kill_when(process, lambda: len(RunDir(killed).done_keys()) >= 3 and _partial_curves(killed), timeout=120)
     assert _partial_curves(killed), "the kill must land mid-curve"
     before = row_bytes(killed)
     assert 3 <= len(before) < 10

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
-import pytest
-from fixtures_runner import SHAPE, comparable, write_strategies, write_tiny_dataset
+from fixtures_runner import SHAPE, comparable, kill_when, write_strategies, write_tiny_dataset
 
 from zeroshot.runner import RunDir
 
@@ -36,17 +33,7 @@ def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_results(tmp_path):
 
     killed = tmp_path / "killed"
     process = subprocess.Popen(eval_command(manifest, strategies, killed), env=env, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    rows_at_kill = 0
-    while time.monotonic() < deadline and process.poll() is None:
-        rows_at_kill = len(RunDir(killed).done_keys())
-        if rows_at_kill >= 3:
-            break
-        time.sleep(0.002)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    if process.returncode != -signal.SIGKILL:
-        pytest.fail(f"the run ended (status {process.returncode}) before it could be killed; make it longer")
+    kill_when(process, lambda: len(RunDir(killed).done_keys()) >= 3, timeout=120)
     present = RunDir(killed).done_keys()
     assert 3 <= len(present) < total, "the kill must land mid-run"
     for record in RunDir(killed).store.records():  # every row visible is complete
