@@ -32,7 +32,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # SAM2's predictor draws a progress 
 
 import pandas as pd
 import torch
-from sweep_speed import PROMPTS_DIR, STRATEGIES, write_dataset
+from sweep_speed import PROMPTS_DIR, STRATEGIES, add_sweep_arguments, write_dataset
 
 from zeroshot.runner import EvalConfig, run_eval
 from zeroshot.runner.executors import RowScorer
@@ -43,16 +43,7 @@ from zeroshot.store.schema import TIMING_COLUMNS
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="random:medsam2", help="default random:medsam2 (largest component on)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--cases", type=int, default=12, help="volumes (one sequence of each phantom subject)")
-    parser.add_argument("--image-size", type=int, default=512, help="model input size (default 512)")
-    parser.add_argument("--slices", type=int, default=None, help="slices per volume (default: realistic, 40-96)")
-    parser.add_argument("--width", type=int, default=None, help="in-plane width with --slices (default 256)")
-    parser.add_argument("--workers", type=int, default=2, help="scoring processes of the eval (default 2)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
-    parser.add_argument("--work", type=Path, default=None, help="keep the data and runs here (default: a temp dir)")
+    add_sweep_arguments(parser, cases=12)  # the model's recipe (random:medsam2) keeps the largest component
     return parser.parse_args(argv)
 
 

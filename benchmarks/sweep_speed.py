@@ -52,22 +52,27 @@ CROSSPAN_SLICE_PROPAGATIONS = 170_000
 PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_sweep_arguments(parser: argparse.ArgumentParser, *, cases: int) -> None:
+    """The options of an eval over phantom volumes that this benchmark and ``postprocess_speed.py`` share."""
     parser.add_argument("--model", default="random:medsam2", help="default random:medsam2 (MedSAM2's recipe)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--cases", type=int, default=24, help="volumes (one sequence of each phantom subject)")
+    parser.add_argument("--cases", type=int, default=cases, help="volumes (one sequence of each phantom subject)")
     parser.add_argument("--image-size", type=int, default=512, help="model input size (default 512)")
     parser.add_argument("--slices", type=int, default=None, help="slices per volume (default: realistic, 40-96)")
     parser.add_argument("--width", type=int, default=None, help="in-plane width with --slices (default 256)")
     parser.add_argument("--workers", type=int, default=2, help="scoring processes of the eval (default 2)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    parser.add_argument("--work", type=Path, default=None, help="keep the data and runs here (default: a temp dir)")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_sweep_arguments(parser, cases=24)
     parser.add_argument(
         "--cases-in-flight", type=int, default=1, help="also time the eval and the engine with N cases in flight"
     )
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: eval-unbatched,reference")
-    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
-    parser.add_argument("--work", type=Path, default=None, help="keep the data and runs here (default: a temp dir)")
     return parser.parse_args(argv)
 
 
