@@ -32,9 +32,9 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # SAM2's predictor draws a progress 
 
 import pandas as pd
 import torch
-from sweep_speed import PROMPTS_DIR, STRATEGIES, add_sweep_arguments, write_dataset
+from sweep_speed import STRATEGIES, add_sweep_arguments, sweep_config, write_dataset
 
-from zeroshot.runner import EvalConfig, run_eval
+from zeroshot.runner import run_eval
 from zeroshot.runner.executors import RowScorer
 from zeroshot.segmenters.postprocess import PostProcessing
 from zeroshot.segmenters.video_core import VideoSession
@@ -87,17 +87,8 @@ class ModelThreadClock:
 
 
 def timed_eval(manifest: Path, out: Path, args: argparse.Namespace) -> tuple[pd.DataFrame, float]:
-    config = EvalConfig(
-        data=manifest,
-        out=out,
-        models=(args.model,),
-        strategies=tuple(str(PROMPTS_DIR / f"{name}.yaml") for name in STRATEGIES),
-        image_size=args.image_size,
-        device=args.device,
-        workers=args.workers,
-    )
     start = time.perf_counter()
-    rows = run_eval(config, progress=False).results
+    rows = run_eval(sweep_config(manifest, out, args), progress=False).results
     wall = time.perf_counter() - start
     if rows["failed"].any():
         raise SystemExit(f"eval rows failed: {rows.loc[rows['failed'], 'error'].unique().tolist()}")

@@ -104,11 +104,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed_eval(
-    manifest: Path, out: Path, args: argparse.Namespace, *, batch: bool, cases_in_flight: int = 1
-) -> dict[str, Any]:
-    """``run_eval`` end to end; wall time and the model-busy seconds its rows record."""
-    config = EvalConfig(
+def sweep_config(manifest: Path, out: Path, args: argparse.Namespace, **options: Any) -> EvalConfig:
+    """The eval these benchmarks time: the model on the manifest's volumes under the three strategies."""
+    return EvalConfig(
         data=manifest,
         out=out,
         models=(args.model,),
@@ -116,9 +114,15 @@ def timed_eval(
         image_size=args.image_size,
         device=args.device,
         workers=args.workers,
-        batch_prompts=batch,
-        cases_in_flight=cases_in_flight,
+        **options,
     )
+
+
+def timed_eval(
+    manifest: Path, out: Path, args: argparse.Namespace, *, batch: bool, cases_in_flight: int = 1
+) -> dict[str, Any]:
+    """``run_eval`` end to end; wall time and the model-busy seconds its rows record."""
+    config = sweep_config(manifest, out, args, batch_prompts=batch, cases_in_flight=cases_in_flight)
     start = time.perf_counter()
     summary = run_eval(config, progress=False)
     wall = time.perf_counter() - start
