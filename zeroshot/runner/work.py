@@ -646,16 +646,15 @@ def _curve_rows(
     if state.round in curve.written:
         return
     curve.written = curve.written | {state.round}  # the one-at-a-time path, if it takes over, skips it
-    mask = np.asarray(state.segmentation.mask)
-    yield _segmented(
-        source,
-        curve.key.at_round(state.round),
-        state.prompts,
-        state.segmentation,
-        mask,
-        seconds,
-        state.clicks,
-        settings,
+    yield _round_row(source, curve.key, state, np.asarray(state.segmentation.mask), seconds, settings)
+
+
+def _round_row(
+    source: _SessionSource, key: RowKey, state: Round, mask: np.ndarray, seconds: float, settings: ClickSettings
+) -> Prediction:
+    """The row of one click round: the curve's key at the round, with the round's prompts and clicks."""
+    return _segmented(
+        source, key.at_round(state.round), state.prompts, state.segmentation, mask, seconds, state.clicks, settings
     )
 
 
@@ -682,16 +681,7 @@ def _predict_curve(
                 mask = _checked_mask(state.segmentation.mask, source.volume, source.segmenter)
                 done, clicks = state.round, state.clicks
                 if state.round not in written:
-                    yield _segmented(
-                        source,
-                        key.at_round(state.round),
-                        state.prompts,
-                        state.segmentation,
-                        mask,
-                        seconds,
-                        state.clicks,
-                        settings,
-                    )
+                    yield _round_row(source, key, state, mask, seconds, settings)
                 began = time.perf_counter()
             return
         except Exception as exc:
