@@ -188,8 +188,6 @@ class LogWriter:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.records = 0
-        self.rows = 0
         self._fd: int | None = None
         self._lock = threading.Lock()  # appends
         self._fd_lock = threading.Lock()  # fsync against close
@@ -199,6 +197,16 @@ class LogWriter:
         self._flusher: threading.Thread | None = None
         self._columns: tuple[str, ...] | None = None
         self.contents = SegmentContents.empty()
+
+    @property
+    def rows(self) -> int:
+        """Rows written so far (what the store counts to roll the segment into parts)."""
+        return len(self.contents.keys)
+
+    @property
+    def records(self) -> int:
+        """Records written so far, rows and prompt sets."""
+        return len(self.contents.keys) + len(self.contents.prompt_keys)
 
     def append_row(self, record: RowRecord) -> None:
         """Append one row record."""
@@ -215,7 +223,6 @@ class LogWriter:
             self._columns = columns
             payload = (ROW_KIND, key, None if shared else columns, values, info, block.tobytes())
             self._append(payload, (key[0], key[1]))
-            self.rows += 1
             contents = self.contents
             contents.keys.append(key)
             contents.columns.append(columns)
@@ -264,7 +271,6 @@ class LogWriter:
         while view:
             written = os.write(self._fd, view)
             view = view[written:]
-        self.records += 1
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
