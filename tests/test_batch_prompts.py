@@ -85,6 +85,16 @@ def calls(out: Path) -> list[int]:
     return sorted(record.info["prompt_sets_in_call"] for record in RunDir(out).store.records())
 
 
+def eval_command(dataset, out: Path, *extra: str) -> list[str]:
+    """``zeroshot eval`` of both strategies and seeds 0 and 1 into ``out``, saving predictions (a kill-9 test's run)."""
+    manifest, strategies = dataset
+    return [
+        sys.executable, "-m", "zeroshot.cli", "eval", "--data", str(manifest), "--model", MODEL, "--device", "cpu",
+        "--strategy", str(strategies[0]), "--strategy", str(strategies[1]), "--seeds", "0", "1",
+        "--out", str(out), "--save-pred", "--workers", "1", "--no-progress", *extra,
+    ]  # fmt: skip
+
+
 def assert_same_rows(batched: pd.DataFrame, unbatched: pd.DataFrame, identity=IDENTITY) -> None:
     left = batched.drop(columns=["seconds_read", "seconds_prepare", "seconds_segment"])
     right = unbatched.drop(columns=["seconds_read", "seconds_prepare", "seconds_segment"])
@@ -181,13 +191,7 @@ def test_out_of_memory_that_persists_fails_only_that_cases_rows(
 
 def test_kill_9_mid_batch_then_resume_gives_the_uninterrupted_rows(dataset, unbatched, tmp_path):
     """A run killed while a case's batch is being written resumes to the rows of a run never killed."""
-    manifest, strategies = dataset
-    command = [
-        sys.executable, "-m", "zeroshot.cli", "eval", "--data", str(manifest), "--model", MODEL, "--device", "cpu",
-        "--strategy", str(strategies[0]), "--strategy", str(strategies[1]), "--seeds", "0", "1",
-        "--out", str(tmp_path / "killed"), "--save-pred", "--workers", "1", "--no-progress",
-    ]  # fmt: skip
-    kill_mid_run_then_resume(command, tmp_path / "killed", total=16)
+    kill_mid_run_then_resume(eval_command(dataset, tmp_path / "killed"), tmp_path / "killed", total=16)
     plain_out, _ = unbatched
     table = pd.read_csv(tmp_path / "killed" / "results.csv")
     assert_same_rows(table, pd.read_csv(plain_out / "results.csv"))

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import torch
 from fixtures_runner import comparable, kill_mid_run_then_resume, write_strategies
-from test_batch_prompts import MODEL, assert_same_rows, build, config, saved_masks, write_mixed_dataset
+from test_batch_prompts import assert_same_rows, build, config, eval_command, saved_masks, write_mixed_dataset
 
 import zeroshot.runner.work as work
 from zeroshot.errors import ConfigError
@@ -148,13 +148,7 @@ def test_cases_in_flight_below_one_raises(dataset, tmp_path):
 
 def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_rows(dataset, one_at_a_time, tmp_path):
     """A run with three cases in flight killed while writing rows resumes to the rows of a run never killed."""
-    manifest, strategies = dataset
-    command = [
-        sys.executable, "-m", "zeroshot.cli", "eval", "--data", str(manifest), "--model", MODEL, "--device", "cpu",
-        "--strategy", str(strategies[0]), "--strategy", str(strategies[1]), "--seeds", "0", "1",
-        "--out", str(tmp_path / "killed"), "--save-pred", "--workers", "1", "--no-progress",
-        "--cases-in-flight", "3",
-    ]  # fmt: skip
+    command = eval_command(dataset, tmp_path / "killed", "--cases-in-flight", "3")
     kill_mid_run_then_resume(command, tmp_path / "killed", total=16)
     plain_out, _ = one_at_a_time
     assert_same_rows(pd.read_csv(tmp_path / "killed" / "results.csv"), pd.read_csv(plain_out / "results.csv"))
