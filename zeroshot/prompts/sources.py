@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -294,7 +295,7 @@ class CaseMasks:
             lambda: read_source_mask(strategy, self.case, self.volume, label=self.label, coarse_dir=self.coarse_dir),
         )
 
-    def _once(self, name: str, read: Any) -> np.ndarray:
+    def _once(self, name: str, read: Callable[[], np.ndarray]) -> np.ndarray:
         if name not in self._read:
             try:
                 self._read[name] = read()
