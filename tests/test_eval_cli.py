@@ -102,3 +102,27 @@ def test_eval_cli_with_random_sam2_and_grabcut(data, tmp_path):
     assert sam2["image_size"] == 128 and "random initialisation" in sam2["weights"]
     assert run["invocations"][-1]["models"]["grabcut"]["name"] == "grabcut"
     assert all((out / p).is_file() for p in results["prediction"])
+
+
+def test_every_list_option_of_every_command_accumulates_when_repeated():
+    """`--seeds 0 --seeds 1` means both seeds: an option taking several values extends, never replaces, its list
+    (argparse's default silently kept the last one, and `--seed`, an abbreviation of `--seeds`, invites repeating)."""
+    import argparse
+
+    from zeroshot.cli import build_parser
+
+    parser = build_parser()
+    [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    replacing = [
+        f"zeroshot {name} {'/'.join(action.option_strings)}"
+        for name, sub in commands.choices.items()
+        for action in sub._actions
+        if action.option_strings and action.nargs in ("+", "*") and not isinstance(action, argparse._ExtendAction)
+    ]
+    assert replacing == []
+    required = ["eval", "--data", "d", "--out", "o", "--model", "m", "--strategy", "s"]
+    repeated = ["--seed", "3", "--seeds", "1", "2", "--tolerance-mm", "1", "--tolerance-mm", "2"]
+    args = parser.parse_args([*required, *repeated])
+    assert args.seeds == [3, 1, 2] and args.tolerance_mm == [1.0, 2.0]
+    defaults = parser.parse_args(required)
+    assert defaults.seeds is None and defaults.tolerance_mm is None  # run() reads None as seed 0 and 2 mm

@@ -61,6 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--after-clicks",
+        action="extend",
         nargs="+",
         type=int,
         default=None,
@@ -72,6 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--noc",
+        action="extend",
         nargs="+",
         type=float,
         default=None,

@@ -89,9 +89,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     what.add_argument(
         "--strategy", action="append", required=True, help="prompt strategy: name or YAML file (repeatable)"
     )
-    what.add_argument("--seeds", type=seed, nargs="+", default=[0], help="prompt seeds, 0 to 2**63 - 1 (default 0)")
+    # extend, like every list option here: `--seeds 0 --seeds 1` (or argparse's abbreviation `--seed`) means both
+    what.add_argument(
+        "--seeds", type=seed, action="extend", nargs="+", default=None, help="prompt seeds, 0 to 2**63 - 1 (default 0)"
+    )
     what.add_argument("--image-size", type=int, help="model input size in pixels (default: each model's own)")
-    what.add_argument("--tolerance-mm", type=float, nargs="+", default=[2.0], help="NSD tolerances in mm (default 2)")
+    what.add_argument(
+        "--tolerance-mm", type=float, action="extend", nargs="+", default=None, help="NSD tolerances in mm (default 2)"
+    )
     clicks = parser.add_argument_group("corrective clicks (interactive evaluation)")
     clicks.add_argument(
         "--clicks",
@@ -169,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         out=args.out,
         models=tuple(args.model),
         strategies=tuple(args.strategy),
-        seeds=tuple(args.seeds),
+        seeds=tuple(args.seeds or [0]),
         sequences=tuple(args.sequence),
         centers=tuple(args.center),
         splits=tuple(args.split),
@@ -177,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
         layout=args.layout,
         label=structure.value if structure.given else None,
         label_name=structure.name,
-        tolerances_mm=tuple(args.tolerance_mm),
+        tolerances_mm=tuple(args.tolerance_mm or [2.0]),
         image_size=args.image_size,
         device=args.device,
         save_pred=args.save_pred,

@@ -30,15 +30,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--data", type=Path, required=True, help="dataset folder or manifest CSV")
     parser.add_argument("--layout", choices=LAYOUTS, help="dataset layout (default: detected)")
-    parser.add_argument("--sequence", nargs="+", help="keep these sequences (T1 T2 OOP)")
-    parser.add_argument("--center", nargs="+", help="keep these centers")
-    parser.add_argument("--split", nargs="+", help="keep these splits (train val test)")
-    parser.add_argument("--case", nargs="+", dest="case_ids", help="keep these case ids")
+    parser.add_argument("--sequence", action="extend", nargs="+", help="keep these sequences (T1 T2 OOP)")
+    parser.add_argument("--center", action="extend", nargs="+", help="keep these centers")
+    parser.add_argument("--split", action="extend", nargs="+", help="keep these splits (train val test)")
+    parser.add_argument("--case", action="extend", nargs="+", dest="case_ids", help="keep these case ids")
     parser.add_argument(
-        "--strategy", nargs="+", required=True, metavar="YAML_OR_NAME", help="strategy file(s), name(s) or sweep"
+        "--strategy",
+        action="extend",
+        nargs="+",
+        required=True,
+        metavar="YAML_OR_NAME",
+        help="strategy file(s), name(s) or sweep",
     )
     parser.add_argument(
-        "--seed", type=seed, nargs="+", default=[0], help="seed(s) of the random draws, 0 to 2**63 - 1 (default 0)"
+        "--seed", type=seed, action="extend", nargs="+", help="seed(s) of the random draws, 0 to 2**63 - 1 (default 0)"
     )
     parser.add_argument("--coarse", type=Path, help="folder of coarse masks (<case>.nii.gz) for coarse strategies")
     add_label_option(parser)
@@ -59,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise ConfigError(f"--strategy: {', '.join(duplicated)} given more than once")
+    seeds = args.seed or [0]
     cases = discover(args.data, layout=args.layout)
     cases = select(cases, sequences=args.sequence, centers=args.center, splits=args.split, case_ids=args.case_ids)
     first = next((c.label for c in cases if c.label is not None), None)
@@ -66,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     result = write_dataset_prompts(
         cases,
         strategies,
-        args.seed,
+        seeds,
         args.out,
         label=structure.value,
         coarse_dir=args.coarse,
@@ -86,6 +92,6 @@ def run(args: argparse.Namespace) -> int:
         raise PromptError(f"no prompts written to {result.path}: every case failed (reasons above)")
     print(
         f"wrote {result.written} prompt set(s) for {len(cases)} case(s) x {len(strategies)} strategy(ies) x "
-        f"{len(args.seed)} seed(s) to {result.path}" + (f"; {len(result.failures)} failed" if result.failures else "")
+        f"{len(seeds)} seed(s) to {result.path}" + (f"; {len(result.failures)} failed" if result.failures else "")
     )
     return 0

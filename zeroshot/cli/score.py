@@ -32,8 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--tolerance",
         type=float,
+        action="extend",
         nargs="+",
-        default=[2.0],
+        default=None,
         metavar="MM",
         help="NSD tolerance(s) in mm, one nsd_<t>mm column each (default: 2)",
     )
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     cases, _ = match_cases(args.pred, args.gt)
     structure = structure_for(args.label, dataset=(args.gt, args.gt.parent), first_label_file=cases[0].gt)
     scores = score_folder(
-        args.pred, args.gt, args.out, tolerances_mm=args.tolerance, workers=args.workers, label=structure.value
+        args.pred, args.gt, args.out, tolerances_mm=args.tolerance or [2.0], workers=args.workers, label=structure.value
     )
     table = scores.table
     print(f"scored {len(table) - scores.n_failed} of {len(table)} cases -> {', '.join(map(str, scores.files))}")
