@@ -350,7 +350,7 @@ def _fetch_hub(hub: HubLocation, staging: Path, *, folder: bool, progress: bool,
         if isinstance(exc, huggingface_hub.errors.GatedRepoError):
             raise CheckpointError(
                 f"{hub} is gated and this Hub token has no access yet: accept its licence on "
-                f"https://huggingface.co/{hub.repo_id} (logged in as the token's owner), then download again"
+                f"{hub.page} (logged in as the token's owner), then download again"
             ) from exc
         raise CheckpointError(f"cannot download {hub}: {type(exc).__name__}: {exc}") from exc
 
