@@ -169,7 +169,8 @@ def choose_slices(
     if key_slices:
         wanted += [key_slices[0], key_slices[-1]]
     with_gt = np.nonzero(gt.any(axis=(1, 2)))[0]
-    scored = [(value, z) for z, value in slice_dice.items() if z in set(with_gt.tolist()) and math.isfinite(value)]
+    gt_slices = set(with_gt.tolist())
+    scored = [(value, z) for z, value in slice_dice.items() if z in gt_slices and math.isfinite(value)]
     if scored:
         wanted.append(min(scored)[1])
     if with_gt.size:
