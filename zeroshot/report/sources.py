@@ -189,6 +189,11 @@ def find_figures(folder: Path) -> tuple[FigureFile, ...]:
     return tuple(figures)
 
 
+def optional_round(value: Any) -> int | None:
+    """A row's round as an int, ``None`` for a row without one (NaN or NA where runs with and without rounds mix)."""
+    return None if value is None or pd.isna(value) else int(value)
+
+
 def prediction_file(sources: ReportSources, row: Any) -> Path | None:
     """The saved prediction of one result row, or ``None`` where none was saved or the file is gone.
 
@@ -203,8 +208,7 @@ def prediction_file(sources: ReportSources, row: Any) -> Path | None:
     if recorded is None or (isinstance(recorded, float) and np.isnan(recorded)):
         from zeroshot.runner.rundir import RowKey, RunDir
 
-        round_index = getattr(row, "round", None)
-        round_index = None if round_index is None or pd.isna(round_index) else int(round_index)
+        round_index = optional_round(getattr(row, "round", None))
         key = RowKey(row.sequence, row.case_id, row.model, row.strategy, int(row.seed), round_index)
         path = RunDir(root).prediction_path(key)
         return path if path.is_file() else None
