@@ -327,7 +327,9 @@ def _resample_counts(n: int, n_resamples: int, seed: int) -> np.ndarray:
     The mean of a resample is its counts times the sample, over ``n``: the replicates of a mean equal those of the
     gathered draws to the last bits of summation order (1e-16), and a comparison takes hundreds of them.
     """
-    indices = _resample_indices(n, n_resamples, seed)
+    # The uncached draws: the counts are what is kept, and caching the (as large) indices too would double the
+    # memory of each size and push the draws of medians out of their own cache.
+    indices = _resample_indices.__wrapped__(n, n_resamples, seed)
     flat = (indices + n * np.arange(n_resamples)[:, None]).ravel()
     counts = np.bincount(flat, minlength=n * n_resamples).reshape(n_resamples, n).astype(np.float64)
     counts.setflags(write=False)

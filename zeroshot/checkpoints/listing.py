@@ -68,6 +68,11 @@ class HubLocation:
     revision: str | None
     filename: str | None
 
+    @property
+    def page(self) -> str:
+        """The repository's Hub page (``https://huggingface.co/OWNER/REPO``), where a gated licence is accepted."""
+        return f"https://huggingface.co/{self.repo_id}"
+
     def __str__(self) -> str:
         revision = f"@{self.revision}" if self.revision else ""
         path = f"/{self.filename}" if self.filename else ""
@@ -121,7 +126,7 @@ class CheckpointEntry:
     def licence_page(self) -> str | None:
         """The Hub page where a gated repository's licence is accepted (``https://huggingface.co/OWNER/REPO``)."""
         hub = self.hub
-        return f"https://huggingface.co/{hub.repo_id}" if hub is not None else None
+        return hub.page if hub is not None else None
 
     @property
     def is_repository(self) -> bool:

@@ -278,10 +278,6 @@ def hub_offline() -> bool:
     return value in {"1", "ON", "YES", "TRUE"}
 
 
-#: Environment variables huggingface_hub reads a token from, in its order.
-TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
-
-
 def require_hub_token(entry: CheckpointEntry) -> None:
     """Refuse to download a gated entry without a Hub token, naming the page where its licence is accepted.
 
@@ -293,11 +289,11 @@ def require_hub_token(entry: CheckpointEntry) -> None:
     CheckpointError
         When no token is found (and the Hub is not offline: a cached copy then needs none).
     """
-    if hub_offline() or any(os.environ.get(name) for name in TOKEN_VARIABLES):
+    if hub_offline():
         return
     import huggingface_hub
 
-    if huggingface_hub.get_token():
+    if huggingface_hub.get_token():  # reads HF_TOKEN, HUGGING_FACE_HUB_TOKEN and the stored login, in its order
         return
     raise CheckpointError(
         f"{entry.name} ({entry.hub}) is gated: its weights are under the {entry.licence} licence, which you accept "
@@ -354,7 +350,7 @@ def _fetch_hub(hub: HubLocation, staging: Path, *, folder: bool, progress: bool,
         if isinstance(exc, huggingface_hub.errors.GatedRepoError):
             raise CheckpointError(
                 f"{hub} is gated and this Hub token has no access yet: accept its licence on "
-                f"https://huggingface.co/{hub.repo_id} (logged in as the token's owner), then download again"
+                f"{hub.page} (logged in as the token's owner), then download again"
             ) from exc
         raise CheckpointError(f"cannot download {hub}: {type(exc).__name__}: {exc}") from exc
 

@@ -47,14 +47,13 @@ def run(args: argparse.Namespace) -> int:
     from zeroshot.montage import write_montage
     from zeroshot.phantom import PANCREAS_LABEL, write_phantom_dataset
 
-    values = args.labels or {"pancreas": PANCREAS_LABEL}
     manifest = write_phantom_dataset(
         args.out, cases=args.cases, seed=args.seed, size=args.size, progress=True, label_values=args.labels
     )
     print(f"wrote {args.cases} subjects x 3 sequences to {args.out} (manifest: {manifest})")
     if not args.no_montage:
         montage = write_montage(
-            discover(manifest), args.out / "montage.png", label=values.get("pancreas", PANCREAS_LABEL)
+            discover(manifest), args.out / "montage.png", label=(args.labels or {}).get("pancreas", PANCREAS_LABEL)
         )
         print(f"preview: {montage}")
     return 0

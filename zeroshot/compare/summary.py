@@ -17,8 +17,7 @@ import numpy as np
 import pandas as pd
 
 from zeroshot import stats
-from zeroshot.compare.tables import case_values
-from zeroshot.datasets import SEQUENCES
+from zeroshot.compare.tables import case_values, sequence_order
 
 if TYPE_CHECKING:
     from zeroshot.runner.evaluate import RunSummary
@@ -56,9 +55,8 @@ def summary_table(results: pd.DataFrame) -> pd.DataFrame:
             failed=("failed", "sum"), last_round=("round", "max"), dice_last_mean=("dice_penalised", "mean")
         )
         out = out.drop(columns="failed").merge(ends.reset_index(), on=list(GROUP), how="left")
-    rank = {s: i for i, s in enumerate(SEQUENCES)}
-    out["_rank"] = out["sequence"].map(lambda s: rank.get(s, len(SEQUENCES)))
-    out = out.sort_values(["_rank", "sequence", "model", "strategy"]).drop(columns="_rank").reset_index(drop=True)
+    out["_rank"] = sequence_order(out["sequence"])
+    out = out.sort_values(["_rank", "model", "strategy"]).drop(columns="_rank").reset_index(drop=True)
     out["failed"] = out["failed"].astype(int)
     return out[columns]
 

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from zeroshot.compare.tables import sequence_order
 from zeroshot.report.images import dice_along_z_svg, entry_crop, intensity_window, slice_png
-from zeroshot.report.sources import CaseReader, PromptMarks, ReportSources, read_prompt_marks
+from zeroshot.report.sources import CaseReader, PromptMarks, ReportSources, optional_round, read_prompt_marks
 
 __all__ = ["METRIC_COLUMNS", "SLICES_PER_ENTRY", "CaseEntry", "SliceView", "case_entries", "choose_slices"]
 
@@ -120,10 +120,8 @@ def _tolerance(column: str) -> float:
 
 
 def _identity(row: Any) -> tuple:
-    round_index = getattr(row, "round", None)
-    round_index = None if round_index is None or pd.isna(round_index) else int(round_index)
     return (int(row.run), str(row.sequence), str(row.case_id), str(row.model), str(row.strategy), int(row.seed),
-            round_index)  # fmt: skip
+            optional_round(getattr(row, "round", None)))  # fmt: skip
 
 
 def _slice_dice(slices: pd.DataFrame | None) -> dict[tuple, pd.DataFrame]:
@@ -137,8 +135,8 @@ def _slice_dice(slices: pd.DataFrame | None) -> dict[tuple, pd.DataFrame]:
     keys = ["run", "sequence", "case_id", "model", "strategy", "seed", "round"]
     for key, group in frame.groupby(keys, sort=False, dropna=False):
         run, sequence, case_id, model, strategy, seed, round_index = key
-        round_index = None if round_index is None or pd.isna(round_index) else int(round_index)
-        groups[(int(run), str(sequence), str(case_id), str(model), str(strategy), int(seed), round_index)] = group
+        identity = (int(run), str(sequence), str(case_id), str(model), str(strategy), int(seed))
+        groups[(*identity, optional_round(round_index))] = group
     return groups
 
 
@@ -169,7 +167,8 @@ def choose_slices(
     if key_slices:
         wanted += [key_slices[0], key_slices[-1]]
     with_gt = np.nonzero(gt.any(axis=(1, 2)))[0]
-    scored = [(value, z) for z, value in slice_dice.items() if z in set(with_gt.tolist()) and math.isfinite(value)]
+    gt_slices = set(with_gt.tolist())
+    scored = [(value, z) for z, value in slice_dice.items() if z in gt_slices and math.isfinite(value)]
     if scored:
         wanted.append(min(scored)[1])
     if with_gt.size:

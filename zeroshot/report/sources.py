@@ -13,14 +13,18 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from zeroshot.compare.runs import RunError, RunTables, dataset_root, load_runs, run_label
 from zeroshot.errors import ZeroshotError
+
+if TYPE_CHECKING:
+    from zeroshot.runner.rundir import RunDir
 
 __all__ = [
     "COMPARE_TABLES",
@@ -58,6 +62,17 @@ class ReportSources:
 
     runs: RunTables
     failures: pd.DataFrame
+
+    @cached_property
+    def run_dirs(self) -> tuple[RunDir, ...]:
+        """One :class:`~zeroshot.runner.rundir.RunDir` per run, shared by every row.
+
+        Its store reads the run's prompt sets once, on the first row; a ``RunDir`` per row read them all again for
+        each row.
+        """
+        from zeroshot.runner.rundir import RunDir
+
+        return tuple(RunDir(root) for root in self.runs.roots)
 
 
 @dataclass(frozen=True)
@@ -189,6 +204,11 @@ def find_figures(folder: Path) -> tuple[FigureFile, ...]:
     return tuple(figures)
 
 
+def optional_round(value: Any) -> int | None:
+    """A row's round as an int, ``None`` for a row without one (NaN or NA where runs with and without rounds mix)."""
+    return None if value is None or pd.isna(value) else int(value)
+
+
 def prediction_file(sources: ReportSources, row: Any) -> Path | None:
     """The saved prediction of one result row, or ``None`` where none was saved or the file is gone.
 
@@ -201,12 +221,11 @@ def prediction_file(sources: ReportSources, row: Any) -> Path | None:
         path = root / recorded
         return path if path.is_file() else None
     if recorded is None or (isinstance(recorded, float) and np.isnan(recorded)):
-        from zeroshot.runner.rundir import RowKey, RunDir
+        from zeroshot.runner.rundir import RowKey
 
-        round_index = getattr(row, "round", None)
-        round_index = None if round_index is None or pd.isna(round_index) else int(round_index)
+        round_index = optional_round(getattr(row, "round", None))
         key = RowKey(row.sequence, row.case_id, row.model, row.strategy, int(row.seed), round_index)
-        path = RunDir(root).prediction_path(key)
+        path = sources.run_dirs[int(row.run)].prediction_path(key)
         return path if path.is_file() else None
     return None
 
@@ -217,12 +236,11 @@ def read_prompt_marks(sources: ReportSources, row: Any) -> tuple[PromptMarks, ..
     The strategy's prompts come from the run's prompt cache (shared by every model), the clicks from the row's
     ``clicks`` column. A prompt the run did not keep gives no marks: the report draws what it can find.
     """
-    from zeroshot.runner.rundir import RunDir
     from zeroshot.store import PromptKey
 
     marks: list[PromptMarks] = []
     key = PromptKey(row.sequence, row.case_id, row.strategy, int(row.seed))
-    stored = RunDir(sources.runs.roots[int(row.run)]).stored_prompts(key)
+    stored = sources.run_dirs[int(row.run)].stored_prompts(key)
     try:
         document = json.loads(stored) if stored is not None else {}
     except ValueError:

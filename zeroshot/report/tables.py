@@ -77,9 +77,7 @@ def _cell(value: object) -> Cell:
         return Cell("–", "")
     if hasattr(value, "item") and not isinstance(value, str):  # numpy scalars
         value = value.item()
-    if isinstance(value, bool):
-        return format_number(value)
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float)):  # bool too (an int): format_number writes it yes / no
         return format_number(value)
     return Cell(str(value))
 
