@@ -278,6 +278,10 @@ def hub_offline() -> bool:
     return value in {"1", "ON", "YES", "TRUE"}
 
 
+#: Environment variables huggingface_hub reads a token from, in its order.
+TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+
+
 def require_hub_token(entry: CheckpointEntry) -> None:
     """Refuse to download a gated entry without a Hub token, naming the page where its licence is accepted.
 
@@ -289,11 +293,11 @@ def require_hub_token(entry: CheckpointEntry) -> None:
     CheckpointError
         When no token is found (and the Hub is not offline: a cached copy then needs none).
     """
-    if hub_offline():
+    if hub_offline() or any(os.environ.get(name) for name in TOKEN_VARIABLES):
         return
     import huggingface_hub
 
-    if huggingface_hub.get_token():  # reads HF_TOKEN, HUGGING_FACE_HUB_TOKEN and the stored login, in its order
+    if huggingface_hub.get_token():
         return
     raise CheckpointError(
         f"{entry.name} ({entry.hub}) is gated: its weights are under the {entry.licence} licence, which you accept "
