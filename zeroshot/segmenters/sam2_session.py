@@ -369,8 +369,8 @@ class Sam2Session(VideoSession):
             model.propagate_in_video_preflight(state)
             cond = dict(state.output_dict_per_obj[state.obj_id_to_idx[OBJ_ID]]["cond_frame_outputs"])
             for direction, start in plan_passes(prompts.key_slices):
-                order = tuple(pass_order(start, depth, reverse=direction == "reverse"))
                 reverse = direction == "reverse"
+                order = tuple(pass_order(start, depth, reverse=reverse))
                 streams.append(Stream(order, tuple(cond), reverse, num_slices=depth, volume=volume))
                 cond_outputs.append(cond)
                 owners.append((number, Pass(direction, start, len(order))))
