@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from zeroshot.phantom import make_phantom_case
+from zeroshot.prompts.regions import tight_box
 from zeroshot.prompts.types import SlicePrompt, VolumePrompts
 from zeroshot.segmenters import build_segmenter
 
@@ -70,14 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     case = make_phantom_case(0, index=0, shape=(args.slices, args.size, args.size))
     volume = case.volumes["T1"]
     z = int(np.flatnonzero(case.label.any(axis=(1, 2))).mean())
-    ys, xs = np.nonzero(case.label[z])
-    prompts = VolumePrompts(
-        "phantom_000",
-        "box-mid",
-        0,
-        "gt",
-        (SlicePrompt(z=z, box=(int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))),),
-    )
+    prompts = VolumePrompts("phantom_000", "box-mid", 0, "gt", (SlicePrompt(z=z, box=tight_box(case.label[z])),))
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.backends.split(","):

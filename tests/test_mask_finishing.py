@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import torch
 from fixtures_runner import comparable, write_tiny_dataset
+from test_batch_prompts import saved_masks
 
 from zeroshot.phantom import make_phantom_case
 from zeroshot.prompts import SlicePrompt, VolumePrompts
@@ -228,13 +229,6 @@ def test_predict_case_defers_only_when_asked_and_finishing_gives_the_same_mask(d
     assert now.postprocessing is None and later.postprocessing == PostProcessing(largest_component=True)
     assert finish_prediction(later).mask.tobytes() == now.mask.tobytes()
     assert finish_prediction(later).postprocessing is None and finish_prediction(now) is now
-
-
-def saved_masks(out: Path) -> dict[str, bytes]:
-    return {
-        path.relative_to(out).as_posix(): np.asarray(nib.load(path).dataobj).tobytes()
-        for path in sorted((out / "predictions").rglob("*.nii.gz"))
-    }
 
 
 def infos(out: Path) -> dict[tuple, dict]:

@@ -25,6 +25,7 @@ from zeroshot.errors import PromptError, SegmenterError
 from zeroshot.interactive import ClickSettings, simulate
 from zeroshot.phantom import make_phantom_case
 from zeroshot.prompts import SlicePrompt, VolumePrompts
+from zeroshot.prompts.regions import tight_box
 from zeroshot.segmenters import build_segmenter
 from zeroshot.segmenters.base import Segmenter, Session
 
@@ -114,11 +115,11 @@ def session(contract, volume):
 
 
 def _box(label: np.ndarray, z: int) -> tuple[int, int, int, int]:
-    ys, xs = np.nonzero(label[z])
-    if not len(ys):  # a slice outside the structure: a box in the middle of the slice
+    box = tight_box(label[z])
+    if box is None:  # a slice outside the structure: a box in the middle of the slice
         height, width = label.shape[1:]
         return (width // 3, height // 3, 2 * width // 3, 2 * height // 3)
-    return (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
+    return box
 
 
 def _slice_prompt(kind: str, label: np.ndarray, z: int) -> SlicePrompt:

@@ -216,9 +216,8 @@ def plan_lockstep(streams: Sequence[Stream], rules: MemoryRules) -> list[list[Lo
             by_shape.setdefault((len(mem_slots), len(ptr_slots)), []).append(
                 (number, stream, z, mem_slots, mem_tpos, ptr_slots, ptr_dist)
             )
-        for number, stream in enumerate(streams):
-            if step < len(stream.order) and stream.order[step] not in stream.cond_slices:
-                produced[number].add(stream.order[step])
+            # A stream reads only its own earlier slices (never z itself), so z is produced from here on.
+            produced[number].add(z)
         plan.append(
             [
                 LockstepGroup(

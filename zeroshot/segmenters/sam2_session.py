@@ -308,6 +308,18 @@ class Sam2Session(VideoSession):
         self, items: Sequence[tuple[VideoSession, list[VolumePrompts]]]
     ) -> list[tuple[list[PropagationRun], dict[str, Any]]]:
         """Every pass of every prompt set of every session (equal :meth:`_joint_key`) as one lockstep batch."""
+        return [(runs, {"lockstep": True}) for runs in self._run_lockstep(items)]
+
+    def _propagate_lockstep(self, prompt_sets: list[VolumePrompts]) -> list[PropagationRun]:
+        """Every pass of every prompt set as one lockstep batch; the conditioning slices come from SAM2 itself."""
+        return self._run_lockstep([(self, prompt_sets)])[0]
+
+    def _run_lockstep(self, items: Sequence[tuple[VideoSession, list[VolumePrompts]]]) -> list[list[PropagationRun]]:
+        """Each session's runs from one lockstep call over all their streams (one session, or a joint call).
+
+        The one body behind :meth:`_propagate_lockstep` and :meth:`_propagate_volumes`, which stay two methods
+        because the runner's tests make a joint call fail while a lone one succeeds.
+        """
         sessions = [session for session, _ in items]
         assert all(isinstance(session, Sam2Session) for session in sessions)
         streams: list[Stream] = []
@@ -328,30 +340,14 @@ class Sam2Session(VideoSession):
             device=state.device,
             storage_device=state.storage_device,
         )
-        outcomes = []
+        runs = []
         start = 0
         for (session, prompt_sets), (own_streams, _, owners) in zip(items, per_session, strict=True):
             rows = sum(stream.num_slices for stream in own_streams)
             own_rows = low_res.narrow(0, start, rows)  # this volume's rows, laid out as if it ran alone
-            runs = session._lockstep_runs(prompt_sets, own_streams, owners, own_rows)  # type: ignore[attr-defined]
-            outcomes.append((runs, {"lockstep": True}))
+            runs.append(session._lockstep_runs(prompt_sets, own_streams, owners, own_rows))  # type: ignore[attr-defined]
             start += rows
-        return outcomes
-
-    def _propagate_lockstep(self, prompt_sets: list[VolumePrompts]) -> list[PropagationRun]:
-        """Every pass of every prompt set as one lockstep batch; the conditioning slices come from SAM2 itself."""
-        state = self._state
-        assert state is not None
-        streams, cond_outputs, owners = self._lockstep_streams(prompt_sets)
-        low_res = run_lockstep(
-            self.model,
-            [state.cached_features],
-            streams,
-            cond_outputs,
-            device=state.device,
-            storage_device=state.storage_device,
-        )
-        return self._lockstep_runs(prompt_sets, streams, owners, low_res)
+        return runs
 
     def _lockstep_streams(
         self, prompt_sets: list[VolumePrompts], *, volume: int = 0
@@ -373,8 +369,8 @@ class Sam2Session(VideoSession):
             model.propagate_in_video_preflight(state)
             cond = dict(state.output_dict_per_obj[state.obj_id_to_idx[OBJ_ID]]["cond_frame_outputs"])
             for direction, start in plan_passes(prompts.key_slices):
-                order = tuple(pass_order(start, depth, reverse=direction == "reverse"))
                 reverse = direction == "reverse"
+                order = tuple(pass_order(start, depth, reverse=reverse))
                 streams.append(Stream(order, tuple(cond), reverse, num_slices=depth, volume=volume))
                 cond_outputs.append(cond)
                 owners.append((number, Pass(direction, start, len(order))))

@@ -121,14 +121,12 @@ def tiny_sam2_video_model(*, image_size: int = 128, seed: int = 0) -> torch.nn.M
     from transformers import Sam2VideoConfig, Sam2VideoModel
 
     size = int(image_size)
-    stride4 = size // 4
     config = Sam2VideoConfig(
         vision_config={
             "model_type": "sam2_vision_model",
             "backbone_config": {
                 "model_type": "sam2_hiera_det_model",
                 "hidden_size": 16,
-                "image_size": [size, size],
                 "blocks_per_stage": [1, 2, 2, 1],
                 "embed_dim_per_stage": [16, 32, 64, 128],
                 "num_attention_heads_per_stage": [1, 1, 1, 1],
@@ -136,17 +134,15 @@ def tiny_sam2_video_model(*, image_size: int = 128, seed: int = 0) -> torch.nn.M
                 "global_attention_blocks": [2, 4],
             },
             "backbone_channel_list": [128, 64, 32, 16],
-            "backbone_feature_sizes": [[stride4, stride4], [stride4 // 2, stride4 // 2], [stride4 // 4, stride4 // 4]],
             "fpn_hidden_size": 256,
         },
-        prompt_encoder_config={"image_size": size},
         mask_decoder_config={"mlp_dim": 256},
-        image_size=size,
         memory_attention_num_layers=1,
         memory_attention_feed_forward_hidden_size=256,
-        memory_attention_rope_feat_sizes=[size // 16, size // 16],
         memory_fuser_intermediate_dim=256,
     )
+    # The sizes that follow the input size (backbone, prompt encoder, feature maps, rotary) have one home.
+    resize_video_config(config, size, what="tiny_sam2_video_model")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         model = Sam2VideoModel(config)

@@ -575,10 +575,7 @@ class VideoSegmenterBase:
         """
         if not self.options.probabilities:
             return self
-        variant = object.__new__(type(self))
-        variant.__dict__.update(self.__dict__)  # as in with_offload: immutable attributes and the shared model
-        variant.options = replace(self.options, probabilities=False)
-        return variant
+        return self._with_options(replace(self.options, probabilities=False))
 
     def with_offload(self) -> VideoSegmenterBase | None:
         """The same model (weights shared, not copied) keeping image features and memories in host memory.
@@ -589,8 +586,12 @@ class VideoSegmenterBase:
         """
         if self.options.offloads_everything:
             return None
+        return self._with_options(self.options.offloaded())
+
+    def _with_options(self, options: VideoOptions) -> VideoSegmenterBase:
+        """A variant of this segmenter with ``options``: the same model object (weights shared, not copied)."""
         variant = object.__new__(type(self))
         # Every attribute is either immutable (options, names, hashes) or the model, which is shared on purpose.
         variant.__dict__.update(self.__dict__)
-        variant.options = self.options.offloaded()
+        variant.options = options
         return variant
