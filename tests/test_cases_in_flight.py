@@ -16,8 +16,8 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 import torch
+from fixtures_batch import assert_same_rows, build, config, eval_command, saved_masks, write_mixed_dataset
 from fixtures_runner import comparable, kill_mid_run_then_resume, write_strategies
-from test_batch_prompts import assert_same_rows, build, config, eval_command, saved_masks, write_mixed_dataset
 
 import zeroshot.runner.work as work
 from zeroshot.errors import ConfigError

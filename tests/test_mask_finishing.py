@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from fixtures_batch import saved_masks
 from fixtures_runner import comparable, write_tiny_dataset
-from test_batch_prompts import saved_masks
 
 from zeroshot.phantom import make_phantom_case
 from zeroshot.prompts import SlicePrompt, VolumePrompts
