@@ -131,3 +131,15 @@ def test_no_function_is_long_without_saying_why() -> None:
 def test_code_lines_leave_the_docstring_out() -> None:
     (function,) = ast.parse('def f():\n    """Doc.\n\n    More.\n    """\n    return 1\n').body
     assert code_lines(function) == 2
+
+
+def test_no_test_module_imports_another():
+    """Shared test helpers live in ``tests/fixtures_*.py``, not in a test module another one imports (which ties
+    one module's tests to another's internals, and would collect an imported ``test_*`` function twice)."""
+    offenders = []
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.name} imports {n}" for n in names if n.split(".")[0].startswith("test_")]
+    assert offenders == []
